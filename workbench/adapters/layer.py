@@ -1,0 +1,141 @@
+"""LoraLayer: wraps an ``nn.Linear`` (or GPT-2's ``Conv1D``) and applies many named adapters.
+
+forward: y = base(x) + Σ_i w_i · s_i · B_i A_i x   (or one adapter per batch row, for mixed batches)
+
+Hook points: ``hook_in`` (x), ``hook_rank.<adapter>`` (A x, per-rank activations, (B, T, r)) and
+``hook_delta`` (the summed update added to the output, (B, T, out)).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers.pytorch_utils import Conv1D
+
+from workbench.adapters.adapter import Adapter
+from workbench.adapters.composition import Composition
+from workbench.errors import WorkbenchError
+from workbench.hooks import HookPoint
+
+WRAPPABLE = (nn.Linear, Conv1D)
+
+
+class LoraLayer(nn.Module):
+    """Holds per-adapter factors as parameters keyed by adapter name (peft's layout).
+
+    The parameters share storage with the ``Adapter``'s tensors, so training a layer trains the
+    adapter. ``merge``/``unmerge`` fold an adapter into the base weight and back; a copy of the
+    original weight is kept while anything is merged, so the last unmerge restores it bit-exactly.
+    """
+
+    def __init__(self, base: nn.Module, name: str):
+        super().__init__()
+        if not isinstance(base, WRAPPABLE):
+            raise WorkbenchError(
+                f"module {name!r} is a {type(base).__name__}; adapters wrap nn.Linear or Conv1D only"
+            )
+        self.base_layer = base
+        self.path = name
+        self.fan_in_fan_out = isinstance(base, Conv1D)  # Conv1D weight is (in, out)
+        w = base.weight
+        self.in_features, self.out_features = (
+            (w.shape[0], w.shape[1]) if self.fan_in_fan_out else (w.shape[1], w.shape[0])
+        )
+        self.lora_A = nn.ParameterDict()  # name -> (r, in)
+        self.lora_B = nn.ParameterDict()  # name -> (out, r)
+        self.scaling: dict[str, float] = {}
+        self.dropout: dict[str, float] = {}
+        self.hook_in = HookPoint()
+        self.hook_rank = nn.ModuleDict()  # name -> HookPoint of A x
+        self.hook_delta = HookPoint()
+        self.composition = Composition()
+        self.merged: dict[str, float] = {}  # name -> weight folded into the base weight
+        self._base_backup: torch.Tensor | None = None
+
+    # -- adapters --------------------------------------------------------------------------------
+    def add(self, adapter: Adapter) -> None:
+        f = adapter.modules[self.path]
+        if (f.in_features, f.out_features) != (self.in_features, self.out_features):
+            raise WorkbenchError(
+                f"adapter {adapter.name!r} does not fit module {self.path!r}: its factors give "
+                f"ΔW of shape (out={f.out_features}, in={f.in_features}) but the module is "
+                f"(out={self.out_features}, in={self.in_features}); was it made for another base model?"
+            )
+        dev = self.base_layer.weight.device
+        self.lora_A[adapter.name] = nn.Parameter(f.A.to(dev), requires_grad=False)
+        self.lora_B[adapter.name] = nn.Parameter(f.B.to(dev), requires_grad=False)
+        f.A, f.B = self.lora_A[adapter.name], self.lora_B[adapter.name]  # one source of truth
+        self.scaling[adapter.name] = adapter.scale(self.path)
+        self.hook_rank[adapter.name] = HookPoint()
+
+    def remove(self, name: str) -> None:
+        if name in self.merged:
+            self.unmerge(name)
+        for d in (self.lora_A, self.lora_B, self.hook_rank):
+            del d[name]
+        self.scaling.pop(name)
+        self.dropout.pop(name, None)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.lora_A.keys())
+
+    def delta_weight(self, name: str) -> torch.Tensor:
+        """ΔW = s·B·A in the base weight's own layout ((in, out) for Conv1D)."""
+        d = self.scaling[name] * (self.lora_B[name] @ self.lora_A[name])  # (out, in)
+        return d.T if self.fan_in_fan_out else d
+
+    # -- merging into the base -------------------------------------------------------------------
+    @torch.no_grad()
+    def merge(self, name: str, weight: float = 1.0) -> None:
+        if name in self.merged:
+            raise WorkbenchError(f"adapter {name!r} is already merged into {self.path!r}")
+        w = self.base_layer.weight
+        if self._base_backup is None:
+            self._base_backup = w.detach().clone()
+        w += (weight * self.delta_weight(name)).to(w.dtype)
+        self.merged[name] = weight
+
+    @torch.no_grad()
+    def unmerge(self, name: str) -> None:
+        weight = self.merged.pop(name)
+        w = self.base_layer.weight
+        if not self.merged:  # nothing left folded in: restore the original exactly
+            w.copy_(self._base_backup)
+            self._base_backup = None
+        else:
+            w -= (weight * self.delta_weight(name)).to(w.dtype)
+
+    # -- forward ---------------------------------------------------------------------------------
+    def _update(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        A, B = self.lora_A[name], self.lora_B[name]
+        p = self.dropout.get(name, 0.0)
+        if p and self.training:
+            x = F.dropout(x, p)
+        h = self.hook_rank[name](F.linear(x.to(A.dtype), A))  # (B, T, r)
+        return self.scaling[name] * F.linear(h, B)  # (B, T, out)
+
+    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        result = self.base_layer(x, *args, **kwargs)
+        comp = self.composition
+        if not comp.names & self.lora_A.keys():  # nothing of what is used lives here
+            return result
+        x = self.hook_in(x)
+        if comp.rows is None:
+            delta = sum(w * self._update(n, x) for n, w in comp.weights.items() if n in self.lora_A)
+        else:
+            if len(comp.rows) != x.shape[0]:
+                raise WorkbenchError(
+                    f"mixed batch: {len(comp.rows)} adapter names for a batch of {x.shape[0]} rows; "
+                    "give one name (or None) per row"
+                )
+            delta = torch.zeros(*x.shape[:-1], self.out_features, dtype=x.dtype, device=x.device)
+            for name in dict.fromkeys(r for r in comp.rows if r in self.lora_A):
+                idx = torch.tensor([i for i, r in enumerate(comp.rows) if r == name], device=x.device)
+                delta = delta.index_add(0, idx, self._update(name, x[idx]).to(delta.dtype))
+        return result + self.hook_delta(delta).to(result.dtype)
+
+    def extra_repr(self) -> str:
+        ranks = {n: self.lora_A[n].shape[0] for n in self.names}
+        return f"path={self.path!r}, in={self.in_features}, out={self.out_features}, adapters={ranks}"

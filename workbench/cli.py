@@ -1,0 +1,113 @@
+"""The ``lora-workbench`` command: ``lab`` (JupyterLab on the quickstart), ``notebooks``, ``inspect``.
+
+Subcommands are registered functions; later issues add ``serve``, ``merge`` and ``bench``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from workbench.registry import Registry
+
+COMMANDS: Registry = Registry("command")
+QUICKSTART = "00_quickstart"
+
+
+def build_notebooks(tutorials: Path, out: Path | None = None, *, force: bool = False) -> list[Path]:
+    """Make ``NN_name.ipynb`` in ``out`` (default: beside) from each jupytext ``tutorials/NN_name.py``.
+
+    An existing notebook is kept (it may hold a user's edits and outputs) unless ``force``.
+    """
+    import jupytext
+
+    out = out or tutorials
+    out.mkdir(parents=True, exist_ok=True)
+    made = []
+    for src in sorted(tutorials.glob("[0-9][0-9]_*.py")):
+        dst = out / (src.stem + ".ipynb")
+        if force or not dst.exists():
+            jupytext.write(jupytext.read(src), dst)
+            made.append(dst)
+    return made
+
+
+@COMMANDS.register("notebooks")
+def _notebooks(args: argparse.Namespace) -> int:
+    """Build the tutorial notebooks from their jupytext sources."""
+    made = build_notebooks(Path(args.dir), Path(args.out) if args.out else None, force=args.force)
+    print(f"built {len(made)} notebook(s)" + "".join(f"\n  {p}" for p in made))
+    return 0
+
+
+@COMMANDS.register("lab")
+def _lab(args: argparse.Namespace) -> int:
+    """Start JupyterLab on the quickstart tutorial."""
+    tutorials = Path(args.dir)
+    if not (tutorials / f"{QUICKSTART}.py").exists():
+        print(f"error: {tutorials}/{QUICKSTART}.py not found; run from the repository root or "
+              "pass --dir path/to/tutorials", file=sys.stderr)
+        return 2
+    build_notebooks(tutorials)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={tutorials.parent.resolve()}",
+           f"--port={args.port}", f"{tutorials.name}/{QUICKSTART}.ipynb"]
+    if args.no_browser:
+        cmd.append("--no-browser")
+    if os.geteuid() == 0:
+        cmd.append("--allow-root")
+    cmd += args.extra
+    print("starting:", " ".join(cmd))
+    return subprocess.call(cmd, env=env)
+
+
+@COMMANDS.register("inspect")
+def _inspect(args: argparse.Namespace) -> int:
+    """Summarize a PEFT LoRA directory: modules, ranks, alphas, scaling, lineage."""
+    from workbench.adapters import read_peft
+
+    a = read_peft(args.path)
+    print(a)
+    ranks = sorted(set(a.ranks.values()))
+    print(f"  modules: {len(a.modules)}  ranks: {ranks}  scaling: {a.scaling}")
+    print(f"  base fingerprint: {a.base_fingerprint}")
+    for k, v in a.lineage.items():
+        print(f"  lineage.{k}: {v}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lora-workbench", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    lab = sub.add_parser("lab", help=COMMANDS.get("lab").__doc__)
+    lab.add_argument("--dir", default="tutorials", help="the tutorials folder (default: ./tutorials)")
+    lab.add_argument("--port", type=int, default=8888)
+    lab.add_argument("--no-browser", action="store_true", help="do not open a browser (headless)")
+    lab.epilog = "Other options (e.g. --ServerApp.token=...) are passed on to jupyter lab."
+    nb = sub.add_parser("notebooks", help=COMMANDS.get("notebooks").__doc__)
+    nb.add_argument("--dir", default="tutorials")
+    nb.add_argument("--out", default=None, help="where to write them (default: beside the sources)")
+    nb.add_argument("--force", action="store_true", help="rebuild even where a notebook exists")
+    ins = sub.add_parser("inspect", help=COMMANDS.get("inspect").__doc__)
+    ins.add_argument("path", help="a PEFT LoRA directory")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser()
+    args, extra = p.parse_known_args(argv)
+    if extra and args.command != "lab":
+        p.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = extra
+    try:
+        return COMMANDS.get(args.command)(args)
+    except ValueError as e:  # WorkbenchError: a clear message, no traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,325 @@
+"""Workbench: one base model, many named adapters, and what its forward pass applies.
+
+    lab = Workbench.from_zoo("smollm2-135m")
+    lab.load_adapter("adapters/topic")
+    lab.use({"topic": 0.7, "arithmetic": 0.3})     # lab.model's forward now applies that sum
+    out, cache = lab.run("Hello", record=["*.hook_rank.*"])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from types import MappingProxyType
+
+import torch
+from torch import nn
+
+from workbench.adapters import (
+    Adapter,
+    Composition,
+    LoraLayer,
+    composition_of,
+    linear_modules,
+    new_adapter,
+    per_row,
+    read_peft,
+    resolve_targets,
+    write_peft,
+)
+from workbench.errors import WorkbenchError
+from workbench.hooks import Cache, record
+from workbench.zoo import fingerprint as fingerprint_of
+
+RESERVED = {"base"}
+
+
+class Workbench:
+    """Wraps any transformers model (or any nn.Module with Linear/Conv1D layers) for adapter work.
+
+    Args:
+        model: the base model. Its linear modules are wrapped in place by ``LoraLayer`` when adapters
+            target them; ``detach`` puts the originals back. Base weights change only inside
+            ``merge_into_base``/``unmerge``, which restore them exactly.
+        tokenizer: its tokenizer (needed for text inputs, training and evaluation).
+        name: a label for the base (the zoo name when built by ``from_zoo``).
+        fingerprint: the base weights' fingerprint (computed when not given).
+    """
+
+    def __init__(self, model: nn.Module, tokenizer=None, *, name: str | None = None,
+                 fingerprint: str | None = None):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.name = name or getattr(getattr(model, "config", None), "name_or_path", None) \
+            or type(model).__name__
+        self.fingerprint = fingerprint or fingerprint_of(model)
+        self._adapters: dict[str, Adapter] = {}
+        self._composition = Composition()
+
+    @classmethod
+    def from_zoo(cls, name: str) -> Workbench:
+        """A lab on a zoo model: ``Workbench.from_zoo("smollm2-135m")``."""
+        from workbench import zoo
+
+        z = zoo.load(name)
+        return cls(z.model, z.tokenizer, name=name, fingerprint=z.fingerprint)
+
+    def __repr__(self) -> str:
+        return (f"Workbench({self.name!r}, adapters={list(self._adapters)}, "
+                f"using={self.active!r})")
+
+    # -- what is here ----------------------------------------------------------------------------
+    @property
+    def adapters(self) -> Mapping[str, Adapter]:
+        """Name -> Adapter (read-only view; add with add_adapter/load_adapter/train_lora)."""
+        return MappingProxyType(self._adapters)
+
+    @property
+    def layers(self) -> dict[str, LoraLayer]:
+        """Path -> LoraLayer for every wrapped module."""
+        return {n: m for n, m in self.model.named_modules() if isinstance(m, LoraLayer)}
+
+    @property
+    def active(self) -> Composition:
+        return self._composition
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def shapes(self, targets: str | list[str]) -> dict[str, tuple[int, int]]:
+        """Path -> (out, in) of the modules ``targets`` resolves to."""
+        out = {}
+        for path in resolve_targets(self.model, targets):
+            m = linear_modules(self.model)[path]
+            layer = m if isinstance(m, LoraLayer) else LoraLayer(m, path)
+            out[path] = (layer.out_features, layer.in_features)
+        return out
+
+    # -- wrapping --------------------------------------------------------------------------------
+    def attach(self, targets: str | list[str]) -> list[str]:
+        """Wrap the target modules (presets, suffixes or regexes) so they carry hook points."""
+        paths = resolve_targets(self.model, targets)
+        for p in paths:
+            self._wrap(p)
+        return paths
+
+    def detach(self) -> None:
+        """Remove every adapter and put the original modules back (base weights untouched)."""
+        for name in list(self._adapters):
+            self.remove_adapter(name)
+        for path, layer in self.layers.items():
+            self._set_module(path, layer.base_layer)
+
+    def _wrap(self, path: str) -> LoraLayer:
+        m = self.model.get_submodule(path)
+        if isinstance(m, LoraLayer):
+            return m
+        layer = LoraLayer(m, path)
+        layer.composition = self._composition
+        self._set_module(path, layer)
+        return layer
+
+    def _set_module(self, path: str, module: nn.Module) -> None:
+        parent, _, child = path.rpartition(".")
+        setattr(self.model.get_submodule(parent) if parent else self.model, child, module)
+
+    # -- adapters --------------------------------------------------------------------------------
+    def add_adapter(self, adapter: Adapter, *, check_base: bool = True) -> Adapter:
+        """Add ``adapter`` to the lab (not yet used: call ``use``). Checks everything first.
+
+        Raises:
+            WorkbenchError: name taken, made for another base (fingerprint), unknown module or
+                mismatched shapes. Nothing is changed when it raises.
+        """
+        if adapter.name in self._adapters or adapter.name in RESERVED:
+            raise WorkbenchError(
+                f"an adapter named {adapter.name!r} is already in this lab (or reserved); "
+                "pass name=... to load it under another name"
+            )
+        if check_base and adapter.base_fingerprint and adapter.base_fingerprint != self.fingerprint:
+            raise WorkbenchError(
+                f"adapter {adapter.name!r} was made for a base with fingerprint "
+                f"{adapter.base_fingerprint}, but this lab's base ({self.name}) is {self.fingerprint}; "
+                "load it on its own base, or pass check_base=False if you know the shapes agree"
+            )
+        modules = linear_modules(self.model)
+        for path, f in adapter.modules.items():
+            if path not in modules:
+                near = [n for n in modules if n.split(".")[-1] == path.split(".")[-1]][:3]
+                raise WorkbenchError(
+                    f"adapter {adapter.name!r} targets module {path!r}, which this model "
+                    f"({self.name}) does not have as a linear layer; similar: {near or list(modules)[:3]}"
+                )
+            probe = modules[path] if isinstance(modules[path], LoraLayer) else LoraLayer(modules[path], path)
+            if (f.out_features, f.in_features) != (probe.out_features, probe.in_features):
+                raise WorkbenchError(
+                    f"adapter {adapter.name!r} module {path!r}: ΔW would be "
+                    f"(out={f.out_features}, in={f.in_features}) but the model's layer is "
+                    f"(out={probe.out_features}, in={probe.in_features}); it was made for another base model"
+                )
+        for path in adapter.modules:
+            self._wrap(path).add(adapter)
+        if adapter.base_fingerprint is None:
+            adapter.base_fingerprint = self.fingerprint
+        self._adapters[adapter.name] = adapter
+        return adapter
+
+    def new_adapter(self, name: str, *, r: int = 8, alpha: float | None = None,
+                    targets: str | list[str] = "attention", init: str = "lora",
+                    scaling: str = "standard", seed: int = 0) -> Adapter:
+        """Create and add a fresh adapter on ``targets`` (see ``workbench.adapters.INITS``)."""
+        adapter = new_adapter(
+            name, self.shapes(targets), r=r, alpha=alpha, scaling=scaling, init=init, seed=seed,
+            base_fingerprint=self.fingerprint,
+            lineage={"method": "new", "init": init, "seed": seed, "targets": targets},
+        )
+        return self.add_adapter(adapter)
+
+    def remove_adapter(self, name: str) -> Adapter:
+        """Remove an adapter from every layer (unmerging it first if merged) and return it."""
+        self._get(name)  # a clear error for unknown names
+        if name in self._composition.names:
+            self.use(None)
+        for layer in self.layers.values():
+            if name in layer.names:
+                layer.remove(name)
+        return self._adapters.pop(name)
+
+    def _get(self, name_or_adapter: str | Adapter) -> Adapter:
+        if isinstance(name_or_adapter, Adapter):
+            return name_or_adapter
+        try:
+            return self._adapters[name_or_adapter]
+        except KeyError:
+            raise WorkbenchError(
+                f"no adapter {name_or_adapter!r} in this lab; it has: {list(self._adapters) or '(none)'}"
+            ) from None
+
+    # -- what the forward applies ----------------------------------------------------------------
+    def use(self, spec=None, *, rows: list[str | None] | None = None) -> Workbench:
+        """Set what ``lab.model``'s forward applies.
+
+        ``use(None)`` base only; ``use("a")``; ``use(["a", "b"])`` sum; ``use({"a": .7, "b": .3})``;
+        ``use(rows=["a", None, "b"])`` one adapter per batch row (a mixed batch).
+        """
+        comp = composition_of(per_row(rows) if rows is not None else spec, self._adapters)
+        merged = {n for layer in self.layers.values() for n in layer.merged} & comp.names
+        if merged:
+            raise WorkbenchError(
+                f"{sorted(merged)} are merged into the base weights already; using them again would "
+                "apply them twice. Call lab.unmerge() first"
+            )
+        self._composition = comp
+        for layer in self.layers.values():
+            layer.composition = comp
+        return self
+
+    @contextmanager
+    def using(self, spec=None, *, rows: list[str | None] | None = None) -> Iterator[Workbench]:
+        """``with lab.using("a"): ...`` applies ``a`` inside the block, then restores what was used."""
+        before = self._composition
+        self.use(spec, rows=rows)
+        try:
+            yield self
+        finally:
+            self.use(before)
+
+    # -- merging into the base weights -------------------------------------------------------------
+    def merge_into_base(self, name: str, weight: float = 1.0) -> None:
+        """Fold ``weight``·ΔW of an adapter into the base weights (faster inference); exact to undo."""
+        self._get(name)
+        if name in self._composition.names:
+            self.use(None)
+        for layer in self.layers.values():
+            if name in layer.names:
+                layer.merge(name, weight)
+
+    def unmerge(self, name: str | None = None) -> None:
+        """Undo ``merge_into_base`` for one adapter (or all): the base weights come back exactly."""
+        for layer in self.layers.values():
+            for n in [name] if name else list(layer.merged):
+                if n in layer.merged:
+                    layer.unmerge(n)
+
+    # -- files -----------------------------------------------------------------------------------
+    def load_adapter(self, path: str | Path, name: str | None = None, *,
+                     check_base: bool = True) -> Adapter:
+        """Load any PEFT LoRA directory (rank/alpha patterns, rsLoRA) and add it to the lab."""
+        return self.add_adapter(read_peft(path, name), check_base=check_base)
+
+    def save_adapter(self, adapter: str | Adapter, path: str | Path, *,
+                     overwrite: bool = False) -> Path:
+        """Write an adapter as a PEFT directory that ``peft.PeftModel.from_pretrained`` loads."""
+        adapter = self._get(adapter)
+        layers = self.layers
+        is_causal = type(self.model).__name__.endswith("ForCausalLM")
+        return write_peft(adapter, path, overwrite=overwrite,
+                          base_model_name_or_path=self.name,
+                          target_modules=self._compact_targets(adapter),
+                          task_type="CAUSAL_LM" if is_causal else None,
+                          fan_in_fan_out=any(layers[p].fan_in_fan_out for p in adapter.modules))
+
+    def _compact_targets(self, adapter: Adapter) -> list[str]:
+        """Suffixes (``q_proj``) where the adapter covers every module that ends so, else full paths."""
+        modules = list(linear_modules(self.model))
+        out = []
+        for suffix in sorted({p.rsplit(".", 1)[-1] for p in adapter.modules}):
+            every = [m for m in modules if m.rsplit(".", 1)[-1] == suffix]
+            if all(m in adapter.modules for m in every):
+                out.append(suffix)
+            else:
+                out += [p for p in adapter.modules if p.rsplit(".", 1)[-1] == suffix]
+        return out
+
+    # -- running ---------------------------------------------------------------------------------
+    def encode(self, texts: str | list[str]) -> dict[str, torch.Tensor]:
+        """Tokenize text (a batch is right-padded) onto the model's device."""
+        if self.tokenizer is None:
+            raise WorkbenchError("this lab has no tokenizer; pass token ids (a dict of tensors) instead")
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        enc = self.tokenizer(texts, return_tensors="pt", padding=True)
+        return {k: v.to(self.device) for k, v in enc.items()}
+
+    @torch.no_grad()
+    def run(self, inputs, record: list[str] | str | None = None, **kwargs):
+        """Forward ``inputs`` (text, list of texts, or a dict of tensors) and record hook points.
+
+        Returns:
+            (outputs, Cache). The cache is empty when ``record`` is None.
+        """
+        batch = self.encode(inputs) if isinstance(inputs, str | list) else dict(inputs)
+        if not record:
+            return self.model(**batch, **kwargs), Cache()
+        with _record(self.model, record) as cache:
+            out = self.model(**batch, **kwargs)
+        return out, cache
+
+    @torch.no_grad()
+    def chat(self, prompt: str, *, max_new_tokens: int = 48, system: str | None = None) -> str:
+        """Greedy reply of the model, with what ``use`` set, to one user message (chat template)."""
+        if self.tokenizer is None or not getattr(self.tokenizer, "chat_template", None):
+            raise WorkbenchError("chat needs a tokenizer with a chat template (a zoo causal LM has one)")
+        messages = ([{"role": "system", "content": system}] if system else []) + [
+            {"role": "user", "content": prompt}]
+        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        batch = self.encode(text)
+        out = self.model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
+                                  pad_token_id=self.tokenizer.pad_token_id)
+        return self.tokenizer.decode(out[0, batch["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+
+    def train_lora(self, name: str, task, **kwargs):
+        """Train a new LoRA on ``task``; see ``workbench.training.train_lora`` for the arguments."""
+        from workbench.training import train_lora
+
+        return train_lora(self, name, task, **kwargs)
+
+    def evaluate(self, adapters, tasks, **kwargs):
+        """Score adapters (None = the base) on tasks; see ``workbench.evaluation.evaluate``."""
+        from workbench.evaluation import evaluate
+
+        return evaluate(self, adapters, tasks, **kwargs)
+
+
+_record = record
