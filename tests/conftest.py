@@ -23,6 +23,14 @@ def tiny_inputs(model, batch: int = 3, length: int = 7, seed: int = 0) -> dict[s
     return {"input_ids": ids, "attention_mask": mask}
 
 
+def tiny_lab(name: str = "tiny-llama"):
+    """A fresh Workbench on a tiny random zoo model."""
+    from workbench import Workbench, zoo
+
+    z = zoo.load(name)
+    return Workbench(z.model, z.tokenizer, name=name, fingerprint=z.fingerprint)
+
+
 def output_of(out) -> torch.Tensor:
     """Logits of a causal LM, last hidden state of an encoder."""
     return out.logits if hasattr(out, "logits") else out.last_hidden_state

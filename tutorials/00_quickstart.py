@@ -21,7 +21,8 @@
 # 2. attach the four **ready adapters** shipped in `adapters/` (arithmetic, topic, language, code);
 # 3. score them and the base model on **real held-out data** (a table and a bar plot);
 # 4. look inside: the per-rank activations A·x of an adapter, token by token;
-# 5. train a **fifth adapter** (trivia) with a progress bar, and save it in PEFT format.
+# 5. train a **fifth adapter** (chat replies from chatterbot-corpus) with a progress bar, and save
+#    it in PEFT format.
 #
 # Everything runs on 2 CPU cores in a few minutes.
 
@@ -66,7 +67,7 @@ pd.DataFrame([
 # Each task is real data from an installed package, split by a fixed seed, with its own metric:
 
 # %%
-tasks = wb.tasks.load([*ready.NAMES, "trivia"])
+tasks = wb.tasks.load([*ready.NAMES, "qa"])
 pd.DataFrame([
     {"task": t.name, "metric": t.metric, "train": len(t.train), "eval": len(t.eval),
      "example prompt": t.eval[0].prompt[:70].replace("\n", " ") + "…", "answer": t.eval[0].target[:30]}
@@ -77,11 +78,11 @@ pd.DataFrame([
 # ## Evaluate: each adapter and the base model on every task
 #
 # `lab.evaluate` switches what the model applies (`None` is the base model) and scores each task's
-# held-out examples. Here we use the first 32 of each task to keep it quick; the README's table uses
+# held-out examples. Here we use the first 24 of each task to keep it quick; the README's table uses
 # the full eval splits. `code` is scored by loss (lower is better), the others by accuracy or exact match.
 
 # %%
-scores = lab.evaluate([None, *ready.NAMES], [tasks[n] for n in ready.NAMES], limit=32)
+scores = lab.evaluate([None, *ready.NAMES], [tasks[n] for n in ready.NAMES], limit=24)
 scores.pivot(index="adapter", columns="task", values="value").round(3)
 
 # %%
@@ -102,11 +103,12 @@ gains[gains.adapter == gains.task][["adapter", "metric", "base", "value", "gain"
 # row of a batch (a *mixed batch*, as LoRAX and S-LoRA serve many users at once).
 
 # %%
-lab.use("arithmetic")
-print("arithmetic:", lab.chat(tasks["arithmetic"].eval[0].prompt, max_new_tokens=12),
-      "  expected:", tasks["arithmetic"].eval[0].target)
-lab.use({"topic": 1.0, "language": 1.0})
-print("topic + language:", lab.chat(tasks["topic"].eval[0].prompt, max_new_tokens=4))
+system = wb.tasks.DEFAULT_SYSTEM  # the system prompt the adapters were trained with
+question = tasks["arithmetic"].eval[0]
+for spec in (None, "arithmetic", {"arithmetic": 0.5}):
+    lab.use(spec)
+    print(f"{spec!s:20}", question.prompt, "->", lab.chat(question.prompt, system=system, max_new_tokens=12),
+          f"(expected {question.target})")
 lab.use(None)
 
 # %%
@@ -144,15 +146,16 @@ px.imshow(heat.T, labels=dict(x="layer", y="rank", color="mean |A·x|"), aspect=
 # ## Train a fifth adapter
 #
 # `train_lora` trains a new LoRA on a task with a progress bar, deterministically for a seed, and
-# adds it to the lab. Forty steps take about a minute on 2 cores.
+# adds it to the lab. The task: reply like the chatterbot corpus does (scored by the loss of the
+# reference reply, lower is better). Forty steps take a minute or two on 2 cores.
 
 # %%
-trivia, history = lab.train_lora("trivia", tasks["trivia"], r=8, targets="attention",
-                                 steps=40, lr=1e-3, batch_size=8, seed=0)
-loss_curve(history, title="trivia adapter: training loss")
+qa, history = lab.train_lora("qa", tasks["qa"], r=8, targets="attention",
+                             steps=40, lr=1e-3, batch_size=8, seed=0)
+loss_curve(history, title="qa adapter: training loss")
 
 # %%
-lab.evaluate([None, "trivia"], tasks["trivia"], limit=48)
+lab.evaluate([None, "qa"], tasks["qa"], limit=24)
 
 # %% [markdown]
 # ## Save it for peft (and everyone else)
@@ -163,13 +166,19 @@ lab.evaluate([None, "trivia"], tasks["trivia"], limit=48)
 # %%
 import tempfile
 
-out_dir = lab.save_adapter("trivia", tempfile.mkdtemp() + "/trivia")
+from peft import PeftModel
+
+out_dir = lab.save_adapter("qa", tempfile.mkdtemp() + "/qa")
 print(sorted(p.name for p in out_dir.iterdir()))
-lab.use("trivia")
-x = lab.encode("Who wrote Hamlet?")
-ours = lab.run(x)[0].logits
-lab.use(None)
 print("lineage:", wb.adapters.read_peft(out_dir).lineage)
+
+x = lab.encode("Who wrote Hamlet?")
+with lab.using("qa"):
+    ours = lab.run(x)[0].logits
+clean = wb.zoo.load("smollm2-135m").model                 # a second, untouched copy of the base
+with torch.no_grad():
+    theirs = PeftModel.from_pretrained(clean, out_dir).eval()(**x).logits
+print("largest logit difference, ours vs peft:", (ours - theirs).abs().max().item())
 
 # %% [markdown]
 # Next: `01_geometry` (how adapters relate), `02_merge` (merging them), and the route lab.

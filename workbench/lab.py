@@ -105,12 +105,28 @@ class Workbench:
             self._wrap(p)
         return paths
 
-    def detach(self) -> None:
-        """Remove every adapter and put the original modules back (base weights untouched)."""
-        for name in list(self._adapters):
-            self.remove_adapter(name)
-        for path, layer in self.layers.items():
-            self._set_module(path, layer.base_layer)
+    def detach(self, targets: str | list[str] | None = None) -> list[str]:
+        """Put original modules back: all of them (removing every adapter), or only ``targets``.
+
+        With ``targets``, only modules that hold no adapter are unwrapped; one that still holds an
+        adapter is an error naming it (remove the adapter first). Base weights are untouched.
+        """
+        layers = self.layers
+        if targets is None:
+            for name in list(self._adapters):
+                self.remove_adapter(name)
+            paths = list(layers)
+        else:
+            paths = [p for p in resolve_targets(self.model, targets) if p in layers]
+            busy = {p: layers[p].names for p in paths if layers[p].names}
+            if busy:
+                path, names = next(iter(busy.items()))
+                raise WorkbenchError(
+                    f"module {path!r} still holds adapter(s) {names}; remove_adapter them first"
+                )
+        for path in paths:
+            self._set_module(path, layers[path].base_layer)
+        return paths
 
     def _wrap(self, path: str) -> LoraLayer:
         m = self.model.get_submodule(path)

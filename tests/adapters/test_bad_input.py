@@ -8,18 +8,14 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from tests.conftest import tiny_lab
 from workbench import Workbench, zoo
 from workbench.errors import WorkbenchError
 
 
-def _lab(name: str = "tiny-llama") -> Workbench:
-    z = zoo.load(name)
-    return Workbench(z.model, z.tokenizer, name=name, fingerprint=z.fingerprint)
-
-
 @pytest.fixture
 def saved(tmp_path):
-    lab = _lab()
+    lab = tiny_lab()
     lab.new_adapter("a", r=2, init="random", seed=0)
     return lab.save_adapter("a", tmp_path / "a")
 
@@ -29,7 +25,7 @@ def _unchanged(lab: Workbench) -> bool:
 
 
 def test_adapter_for_another_base_is_refused(saved):
-    other = _lab()
+    other = tiny_lab()
     with torch.no_grad():
         other.model.model.layers[0].self_attn.q_proj.weight.mul_(1.5)
     other.fingerprint = zoo.fingerprint(other.model)
@@ -39,10 +35,10 @@ def test_adapter_for_another_base_is_refused(saved):
 
 
 def test_adapter_with_other_shapes_names_module_and_both_shapes(saved):
-    gpt2 = _lab("tiny-gpt2")
+    gpt2 = tiny_lab("tiny-gpt2")
     with pytest.raises(WorkbenchError, match="does not have as a linear layer"):
         gpt2.load_adapter(saved, check_base=False)
-    llama = _lab()
+    llama = tiny_lab()
     cfg = llama.model.config
     cfg2 = type(cfg)(**{**cfg.to_dict(), "hidden_size": cfg.hidden_size * 2})
     from transformers import LlamaForCausalLM
@@ -55,14 +51,14 @@ def test_adapter_with_other_shapes_names_module_and_both_shapes(saved):
 
 def test_missing_weights_file(saved):
     (saved / "adapter_model.safetensors").unlink()
-    lab = _lab()
+    lab = tiny_lab()
     with pytest.raises(WorkbenchError, match="adapter_model.safetensors is missing"):
         lab.load_adapter(saved)
     assert _unchanged(lab)
 
 
 def test_missing_directory_and_config(tmp_path):
-    lab = _lab()
+    lab = tiny_lab()
     with pytest.raises(WorkbenchError, match="not a directory"):
         lab.load_adapter(tmp_path / "nothing")
     (tmp_path / "empty").mkdir()
@@ -73,7 +69,7 @@ def test_missing_directory_and_config(tmp_path):
 def test_truncated_weights_file(saved):
     f = saved / "adapter_model.safetensors"
     f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
-    lab = _lab()
+    lab = tiny_lab()
     with pytest.raises(WorkbenchError, match="truncated or corrupt"):
         lab.load_adapter(saved)
     assert _unchanged(lab)
@@ -83,14 +79,14 @@ def test_truncated_config(saved):
     f = saved / "adapter_config.json"
     f.write_text(f.read_text()[:40])
     with pytest.raises(WorkbenchError, match="not valid JSON"):
-        _lab().load_adapter(saved)
+        tiny_lab().load_adapter(saved)
 
 
 def test_pickle_weights_are_refused(saved):
     tensors = load_file(saved / "adapter_model.safetensors")
     (saved / "adapter_model.safetensors").unlink()
     torch.save(tensors, saved / "adapter_model.bin")
-    lab = _lab()
+    lab = tiny_lab()
     with pytest.raises(WorkbenchError, match="pickle weights .*adapter_model.bin.* refused"):
         lab.load_adapter(saved)
     assert _unchanged(lab)
@@ -103,7 +99,7 @@ def test_nan_or_inf_weights_are_refused(saved, bad):
     key = next(k for k in tensors if "layers.1.self_attn.k_proj.lora_B" in k)
     tensors[key][0, 0] = bad
     save_file(tensors, f)
-    lab = _lab()
+    lab = tiny_lab()
     with pytest.raises(WorkbenchError, match=r"layers.1.self_attn.k_proj.* factor B holds 1 NaN/Inf"):
         lab.load_adapter(saved)
     assert _unchanged(lab)
@@ -113,25 +109,25 @@ def test_dora_is_refused(saved):
     f = saved / "adapter_config.json"
     f.write_text(json.dumps({**json.loads(f.read_text()), "use_dora": True}))
     with pytest.raises(WorkbenchError, match="use_dora is true"):
-        _lab().load_adapter(saved)
+        tiny_lab().load_adapter(saved)
 
 
 def test_rank_mismatch_between_config_and_weights(saved):
     f = saved / "adapter_config.json"
     f.write_text(json.dumps({**json.loads(f.read_text()), "r": 5}))
     with pytest.raises(WorkbenchError, match="rank 2 in its weights but 5"):
-        _lab().load_adapter(saved)
+        tiny_lab().load_adapter(saved)
 
 
 def test_unknown_target_modules():
-    lab = _lab()
+    lab = tiny_lab()
     with pytest.raises(WorkbenchError, match="target 'qkv_proj' matches no linear module.*q_proj"):
         lab.new_adapter("a", targets=["qkv_proj"])
     assert _unchanged(lab)
 
 
 def test_save_never_clobbers_without_overwrite(saved):
-    lab = _lab()
+    lab = tiny_lab()
     lab.new_adapter("b", r=3, init="random")
     before = (saved / "adapter_model.safetensors").read_bytes()
     with pytest.raises(WorkbenchError, match="already exists; pass overwrite=True"):
@@ -144,7 +140,7 @@ def test_save_never_clobbers_without_overwrite(saved):
 
 
 def test_a_failed_write_leaves_nothing(tmp_path, monkeypatch):
-    lab = _lab()
+    lab = tiny_lab()
     lab.new_adapter("a", r=2, init="random")
     import workbench.adapters.peft_format as pf
 
@@ -158,7 +154,7 @@ def test_a_failed_write_leaves_nothing(tmp_path, monkeypatch):
 
 
 def test_duplicate_names_and_unknown_names():
-    lab = _lab()
+    lab = tiny_lab()
     lab.new_adapter("a", r=2)
     with pytest.raises(WorkbenchError, match="already in this lab"):
         lab.new_adapter("a", r=2)

@@ -5,14 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.conftest import TINY, output_of, tiny_inputs
-from workbench import Workbench, zoo
+from tests.conftest import TINY, output_of, tiny_inputs, tiny_lab
 from workbench.errors import WorkbenchError
-
-
-def _lab(name: str = "tiny-llama") -> Workbench:
-    z = zoo.load(name)
-    return Workbench(z.model, z.tokenizer, name=name, fingerprint=z.fingerprint)
 
 
 def _weights(model) -> dict[str, torch.Tensor]:
@@ -22,7 +16,7 @@ def _weights(model) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("name", TINY)
 def test_merge_then_unmerge_restores_base(name):
-    lab = _lab(name)
+    lab = tiny_lab(name)
     before = _weights(lab.model)
     lab.new_adapter("a", r=4, targets="all-linear", init="random", seed=0)
     lab.new_adapter("b", r=2, targets="attention", init="random", seed=1)
@@ -42,7 +36,7 @@ def test_merge_then_unmerge_restores_base(name):
 
 
 def test_partial_unmerge_subtracts_and_last_restores_exactly():
-    lab = _lab()
+    lab = tiny_lab()
     before = _weights(lab.model)
     lab.new_adapter("a", r=4, init="random", seed=0)
     lab.new_adapter("b", r=4, init="random", seed=1)
@@ -59,7 +53,7 @@ def test_partial_unmerge_subtracts_and_last_restores_exactly():
 
 
 def test_using_a_merged_adapter_is_refused():
-    lab = _lab()
+    lab = tiny_lab()
     lab.new_adapter("a", r=2, init="random")
     lab.merge_into_base("a")
     with pytest.raises(WorkbenchError, match="merged into the base"):
@@ -68,7 +62,7 @@ def test_using_a_merged_adapter_is_refused():
 
 @pytest.mark.parametrize("name", TINY)
 def test_mixed_batch_equals_each_row_alone(name):
-    lab = _lab(name)
+    lab = tiny_lab(name)
     lab.new_adapter("a", r=4, init="random", seed=0)
     lab.new_adapter("b", r=2, init="random", seed=1)
     x = tiny_inputs(lab.model, batch=4)
@@ -85,7 +79,7 @@ def test_mixed_batch_equals_each_row_alone(name):
 
 
 def test_weighted_sum_is_linear_in_the_weights():
-    lab = _lab()
+    lab = tiny_lab()
     lab.new_adapter("a", r=4, init="random", seed=0)
     lab.new_adapter("b", r=4, init="random", seed=1)
     layer = next(iter(lab.layers.values()))
@@ -100,7 +94,7 @@ def test_weighted_sum_is_linear_in_the_weights():
 
 
 def test_hook_points_record_rank_activations_and_delta():
-    lab = _lab()
+    lab = tiny_lab()
     a = lab.new_adapter("a", r=3, init="random", seed=0)
     lab.use("a")
     x = tiny_inputs(lab.model)
@@ -121,7 +115,7 @@ def test_hook_points_record_rank_activations_and_delta():
 
 
 def test_detach_restores_original_modules():
-    lab = _lab()
+    lab = tiny_lab()
     original = {n: type(m) for n, m in lab.model.named_modules()}
     lab.new_adapter("a", r=2, init="random")
     lab.merge_into_base("a")
@@ -131,7 +125,7 @@ def test_detach_restores_original_modules():
 
 
 def test_training_changes_only_the_adapter():
-    lab = _lab()
+    lab = tiny_lab()
     a = lab.new_adapter("a", r=2, init="random")
     lab.use("a")
     before = _weights(lab.model)
@@ -145,3 +139,18 @@ def test_training_changes_only_the_adapter():
         layer.lora_B["a"] += 1.0
     assert torch.equal(a.modules["model.layers.0.self_attn.q_proj"].B, layer.lora_B["a"])  # shared
     assert all(torch.equal(v, before[k]) for k, v in _weights(lab.model).items())
+
+
+def test_attach_and_detach_by_pattern():
+    lab = tiny_lab()
+    paths = lab.attach("attention")
+    assert set(lab.layers) == set(paths) and len(paths) == 8
+    _, cache = lab.run(tiny_inputs(lab.model), record=["*.hook_in"])
+    assert len(cache) == 0  # nothing used: the layers pass through without recording inputs
+    lab.new_adapter("a", r=2, targets="self_attn.q_proj")
+    with pytest.raises(WorkbenchError, match="still holds adapter"):
+        lab.detach("attention")
+    assert lab.detach("v_proj") == ["model.layers.0.self_attn.v_proj", "model.layers.1.self_attn.v_proj"]
+    assert len(lab.layers) == 6
+    lab.detach()
+    assert not lab.layers and not lab.adapters

@@ -6,16 +6,12 @@ import pytest
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 
-from tests.conftest import TINY, output_of, tiny_inputs
+from tests.conftest import TINY, output_of, tiny_inputs, tiny_lab
 from workbench import Workbench, zoo
 from workbench.adapters import new_adapter
 
 TARGETS = {"tiny-llama": "attention", "tiny-gpt2": "all-linear", "tiny-bert": "attention"}
 
-
-def _lab(name: str) -> Workbench:
-    z = zoo.load(name)
-    return Workbench(z.model, z.tokenizer, name=name, fingerprint=z.fingerprint)
 
 
 def _ranks(lab: Workbench, targets) -> dict[str, int]:
@@ -26,7 +22,7 @@ def _ranks(lab: Workbench, targets) -> dict[str, int]:
 @pytest.mark.parametrize("name", TINY)
 @pytest.mark.parametrize("scaling", ["standard", "rslora"])
 def test_ours_to_peft_same_outputs(name, scaling, tmp_path):
-    lab = _lab(name)
+    lab = tiny_lab(name)
     targets = TARGETS[name]
     a = new_adapter("a", lab.shapes(targets), r=_ranks(lab, targets), init="random",
                     scaling=scaling, seed=2)
@@ -60,7 +56,7 @@ def test_peft_to_ours_same_outputs(name, tmp_path):
     with torch.no_grad():
         theirs = output_of(peft_model(**x))
 
-    lab = _lab(name)
+    lab = tiny_lab(name)
     a = lab.load_adapter(tmp_path / "p", name="p")
     assert a.scaling == "rslora"
     if name == "tiny-llama":
@@ -77,11 +73,11 @@ def _peft_targets(name: str) -> list[str]:
 
 
 def test_round_trip_keeps_factors_and_lineage(tmp_path):
-    lab = _lab("tiny-llama")
+    lab = tiny_lab("tiny-llama")
     a = lab.new_adapter("a", r=3, targets="all-linear", init="random", seed=3)
     a.metadata["note"] = "hello"
     lab.save_adapter("a", tmp_path / "a")
-    lab2 = _lab("tiny-llama")
+    lab2 = tiny_lab("tiny-llama")
     b = lab2.load_adapter(tmp_path / "a")
     assert b.name == "a" and b.metadata == {"note": "hello"}
     assert b.lineage == a.lineage and b.base_fingerprint == lab.fingerprint

@@ -66,7 +66,8 @@ def lab_server(tmp_path_factory):
                 pass
             if proc.poll() is not None or time.time() > deadline:
                 log.flush()
-                raise RuntimeError(f"JupyterLab did not start:\n{(tmp / 'jupyterlab.log').read_text()[-3000:]}")
+                tail = (tmp / "jupyterlab.log").read_text()[-3000:]
+                raise RuntimeError(f"JupyterLab did not start:\n{tail}")
             time.sleep(0.5)
         yield url
     finally:

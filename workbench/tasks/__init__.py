@@ -7,7 +7,9 @@ Example:
     ('accuracy', 320, 64)
     >>> score = tasks.METRICS.get(t.metric).fn(model, tokenizer, t, t.eval)  # doctest: +SKIP
 
-Tasks: arithmetic (exact_match), topic, trivia, language (accuracy), code, qa (loss).
+Tasks: arithmetic (exact_match); topic, trivia, language (accuracy); code, qa (loss).
+Builders take ``seed``, ``n_train``, ``n_eval`` (and a few take more, e.g.
+``TASKS.get("trivia")(style="letter")``); ``Task.max_length`` is each task's token budget.
 """
 
 from workbench.tasks import arithmetic, code, language, qa, topic, trivia  # noqa: F401 (register)
