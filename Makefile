@@ -40,7 +40,7 @@ browser: $(STAMP) debs notebooks-build
 	$(PY) -m pytest -q -m "browser" -p no:cacheprovider
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check workbench widgets tests scripts bench
+	$(VENV)/bin/ruff check .
 
 test: $(STAMP) debs lint unit slow notebooks browser
 

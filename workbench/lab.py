@@ -28,6 +28,7 @@ from workbench.adapters import (
     resolve_targets,
     write_peft,
 )
+from workbench.adapters.layer import out_in
 from workbench.errors import WorkbenchError
 from workbench.hooks import Cache, record
 from workbench.zoo import fingerprint as fingerprint_of
@@ -90,12 +91,8 @@ class Workbench:
 
     def shapes(self, targets: str | list[str]) -> dict[str, tuple[int, int]]:
         """Path -> (out, in) of the modules ``targets`` resolves to."""
-        out = {}
-        for path in resolve_targets(self.model, targets):
-            m = linear_modules(self.model)[path]
-            layer = m if isinstance(m, LoraLayer) else LoraLayer(m, path)
-            out[path] = (layer.out_features, layer.in_features)
-        return out
+        modules = linear_modules(self.model)
+        return {path: out_in(modules[path]) for path in resolve_targets(self.model, targets)}
 
     # -- wrapping --------------------------------------------------------------------------------
     def attach(self, targets: str | list[str]) -> list[str]:
@@ -168,12 +165,12 @@ class Workbench:
                     f"adapter {adapter.name!r} targets module {path!r}, which this model "
                     f"({self.name}) does not have as a linear layer; similar: {near or list(modules)[:3]}"
                 )
-            probe = modules[path] if isinstance(modules[path], LoraLayer) else LoraLayer(modules[path], path)
-            if (f.out_features, f.in_features) != (probe.out_features, probe.in_features):
+            out_f, in_f = out_in(modules[path])
+            if (f.out_features, f.in_features) != (out_f, in_f):
                 raise WorkbenchError(
                     f"adapter {adapter.name!r} module {path!r}: ΔW would be "
                     f"(out={f.out_features}, in={f.in_features}) but the model's layer is "
-                    f"(out={probe.out_features}, in={probe.in_features}); it was made for another base model"
+                    f"(out={out_f}, in={in_f}); it was made for another base model"
                 )
         for path in adapter.modules:
             self._wrap(path).add(adapter)

@@ -23,7 +23,8 @@ def test_presets(preset, model):
     lab = tiny_lab(model)
     paths = resolve_targets(lab.model, preset)
     first = [p for p in paths if ".0." in p]
-    assert {next(e for e in EXPECTED[preset, model] if p.endswith(e)) for p in first} == EXPECTED[preset, model]
+    want = EXPECTED[preset, model]
+    assert {next(e for e in want if p.endswith(e)) for p in first} == want
     assert len(first) == len(EXPECTED[preset, model])
     assert len(paths) == 2 * len(first)  # two layers
 

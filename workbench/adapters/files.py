@@ -34,6 +34,7 @@ def atomic_directory(path: str | os.PathLike, *, overwrite: bool = False) -> Ite
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         yield tmp
+        _usual_permissions(tmp)
         if path.exists():
             old = path.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -44,6 +45,15 @@ def atomic_directory(path: str | os.PathLike, *, overwrite: bool = False) -> Ite
             os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _usual_permissions(folder: Path) -> None:
+    """mkdtemp makes 0700 folders (and some writers 0600 files): give them the umask's usual modes."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(folder, 0o777 & ~umask)
+    for f in folder.iterdir():
+        os.chmod(f, 0o666 & ~umask)
 
 
 def read_safetensors(file: Path) -> dict[str, torch.Tensor]:

@@ -21,6 +21,14 @@ from workbench.hooks import HookPoint
 WRAPPABLE = (nn.Linear, Conv1D)
 
 
+def out_in(module: nn.Module) -> tuple[int, int]:
+    """(out, in) features of a Linear, a Conv1D (weight stored (in, out)) or a LoraLayer."""
+    if isinstance(module, LoraLayer):
+        return module.out_features, module.in_features
+    w = module.weight
+    return (w.shape[1], w.shape[0]) if isinstance(module, Conv1D) else (w.shape[0], w.shape[1])
+
+
 class LoraLayer(nn.Module):
     """Holds per-adapter factors as parameters keyed by adapter name (peft's layout).
 
@@ -38,10 +46,7 @@ class LoraLayer(nn.Module):
         self.base_layer = base
         self.path = name
         self.fan_in_fan_out = isinstance(base, Conv1D)  # Conv1D weight is (in, out)
-        w = base.weight
-        self.in_features, self.out_features = (
-            (w.shape[0], w.shape[1]) if self.fan_in_fan_out else (w.shape[1], w.shape[0])
-        )
+        self.out_features, self.in_features = out_in(base)
         self.lora_A = nn.ParameterDict()  # name -> (r, in)
         self.lora_B = nn.ParameterDict()  # name -> (out, r)
         self.scaling: dict[str, float] = {}
