@@ -28,16 +28,16 @@ lab: $(STAMP) debs
 	$(VENV)/bin/lora-workbench lab
 
 unit: $(STAMP)
-	$(PY) -m pytest -q -m "not slow and not browser" -p no:cacheprovider
+	$(PY) -m pytest -q -rs -m "not slow and not browser" -p no:cacheprovider
 
 slow: $(STAMP) debs
-	$(PY) -m pytest -q -m "slow" -p no:cacheprovider
+	$(PY) -m pytest -q -rs -m "slow" -p no:cacheprovider
 
 notebooks: $(STAMP) debs notebooks-build
-	$(PY) -m pytest -q --nbmake --nbmake-timeout=1200 build/notebooks/*.ipynb -p no:cacheprovider
+	$(PY) -m pytest -q -rs --nbmake --nbmake-timeout=1200 build/notebooks/*.ipynb -p no:cacheprovider
 
 browser: $(STAMP) debs notebooks-build
-	$(PY) -m pytest -q -m "browser" -p no:cacheprovider
+	$(PY) -m pytest -q -rs -m "browser" -p no:cacheprovider
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

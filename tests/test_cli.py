@@ -18,6 +18,7 @@ def test_notebooks_are_built_and_user_notebooks_kept(tmp_path):
     assert [p.name for p in made][0] == "00_quickstart.ipynb"
     nb = json.loads(made[0].read_text())
     assert nb["cells"] and nb["metadata"]["kernelspec"]["name"] == "python3"
+    assert "jupytext" not in nb["metadata"]  # not paired: Lab opens it, edits stay in the notebook
     made[0].write_text(made[0].read_text().replace("Quickstart", "My edits"))
     assert build_notebooks(ROOT / "tutorials", tmp_path) == []  # an existing notebook is kept
     assert "My edits" in made[0].read_text()

@@ -7,7 +7,7 @@
     lab.evaluate(["arith", None], tasks)
 """
 
-from workbench import adapters, hooks, tasks, zoo
+from workbench import adapters, analysis, hooks, tasks, zoo
 from workbench.adapters import Adapter, LoraFactors, per_row
 from workbench.errors import MissingPackageError, WorkbenchError
 from workbench.evaluation import evaluate, relative_to_base
@@ -29,6 +29,7 @@ __all__ = [
     "Workbench",
     "WorkbenchError",
     "adapters",
+    "analysis",
     "evaluate",
     "hooks",
     "per_row",

@@ -30,7 +30,11 @@ def build_notebooks(tutorials: Path, out: Path | None = None, *, force: bool = F
     for src in sorted(tutorials.glob("[0-9][0-9]_*.py")):
         dst = out / (src.stem + ".ipynb")
         if force or not dst.exists():
-            jupytext.write(jupytext.read(src), dst)
+            nb = jupytext.read(src)
+            # A plain notebook: no pairing metadata, so JupyterLab's jupytext contents manager
+            # neither refuses it nor writes the user's edits back into the tracked .py source.
+            nb.metadata.pop("jupytext", None)
+            jupytext.write(nb, dst)
             made.append(dst)
     return made
 

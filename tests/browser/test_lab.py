@@ -32,10 +32,14 @@ def test_quickstart_runs_in_the_browser(lab_server, page, screenshots):
     page.goto(f"{lab_server}/lab/tree/tutorials/00_quickstart.ipynb?reset")
     page.wait_for_function("window.jupyterapp && window.jupyterapp.started")
     page.wait_for_selector(".jp-Notebook .jp-Cell", state="attached")
-    page.wait_for_function(
-        "() => { const w = window.jupyterapp.shell.currentWidget;"
-        " return w && w.sessionContext && w.sessionContext.session &&"
-        " w.sessionContext.session.kernel && w.sessionContext.session.kernel.status === 'idle'; }")
+    try:
+        page.wait_for_function(
+            "() => { const w = window.jupyterapp.shell.currentWidget;"
+            " return w && w.sessionContext && w.sessionContext.session &&"
+            " w.sessionContext.session.kernel && w.sessionContext.session.kernel.status === 'idle'; }")
+    except Exception:
+        page.screenshot(path=str(screenshots / "quickstart_kernel_wait_failed.png"))
+        raise
     page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
     # every code cell gets an execution count; no cell is still queued ([*])
     page.wait_for_function(

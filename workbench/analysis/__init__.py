@@ -1,0 +1,25 @@
+"""Pure metrics on adapters -> tidy DataFrames: task-vector angles, spectra, subspaces.
+
+Everything is computed from the factors (A, s·B), never from a dense ΔW, and depends on the
+update only, not on how it is split into A and B::
+
+    from workbench import analysis
+    analysis.angles(lab.adapters)                 # adapter_a, adapter_b, cosine, angle_deg, ...
+    analysis.angles(lab.adapters, by="module")    # per layer and module
+    analysis.effective_rank(analysis.spectrum(lab.adapters["arith"]))
+    analysis.subspaces(lab.adapters)              # column / row space overlap per module
+"""
+
+from workbench.analysis.angles import angles, flattened_factor_cosine
+from workbench.analysis.reparametrize import reparametrize
+from workbench.analysis.spectrum import effective_rank, spectrum
+from workbench.analysis.subspaces import subspaces
+
+__all__ = [
+    "angles",
+    "effective_rank",
+    "flattened_factor_cosine",
+    "reparametrize",
+    "spectrum",
+    "subspaces",
+]
