@@ -1,6 +1,6 @@
-"""Pure metrics on adapters -> tidy DataFrames: task-vector angles, spectra, subspaces.
+"""Pure metrics on adapters -> tidy DataFrames: task-vector angles, spectra, subspaces, interference.
 
-Everything is computed from the factors (A, s·B), never from a dense ΔW, and depends on the
+Geometry is computed from the factors (A, s·B), never from a dense ΔW, and depends on the
 update only, not on how it is split into A and B::
 
     from workbench import analysis
@@ -8,9 +8,12 @@ update only, not on how it is split into A and B::
     analysis.angles(lab.adapters, by="module")    # per layer and module
     analysis.effective_rank(analysis.spectrum(lab.adapters["arith"]))
     analysis.subspaces(lab.adapters)              # column / row space overlap per module
+    analysis.interference(lab.adapters, density=0.2)  # TIES-trim sign conflicts per module (dense,
+                                                      # one module at a time: elementwise work)
 """
 
 from workbench.analysis.angles import angles, flattened_factor_cosine
+from workbench.analysis.interference import interference, trim_mask
 from workbench.analysis.reparametrize import reparametrize
 from workbench.analysis.spectrum import effective_rank, spectrum
 from workbench.analysis.subspaces import subspaces
@@ -19,7 +22,9 @@ __all__ = [
     "angles",
     "effective_rank",
     "flattened_factor_cosine",
+    "interference",
     "reparametrize",
     "spectrum",
     "subspaces",
+    "trim_mask",
 ]
