@@ -30,7 +30,8 @@ from workbench.adapters import (
 )
 from workbench.adapters.layer import out_in
 from workbench.errors import WorkbenchError
-from workbench.hooks import Cache, record
+from workbench.hooks import Cache
+from workbench.hooks import record as record_hooks  # `run` has a parameter named `record`
 from workbench.zoo import fingerprint as fingerprint_of
 
 RESERVED = {"base"}
@@ -305,7 +306,7 @@ class Workbench:
         batch = self.encode(inputs) if isinstance(inputs, str | list) else dict(inputs)
         if not record:
             return self.model(**batch, **kwargs), Cache()
-        with _record(self.model, record) as cache:
+        with record_hooks(self.model, record) as cache:
             out = self.model(**batch, **kwargs)
         return out, cache
 
@@ -333,6 +334,3 @@ class Workbench:
         from workbench.evaluation import evaluate
 
         return evaluate(self, adapters, tasks, **kwargs)
-
-
-_record = record

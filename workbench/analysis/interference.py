@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 
 from workbench.adapters.adapter import Adapter
-from workbench.analysis._inputs import as_named, check_comparable, module_paths, tidy
+from workbench.analysis._inputs import as_named, module_paths, tidy
 from workbench.errors import WorkbenchError
 from workbench.naming import split_module_name
 
@@ -57,8 +57,7 @@ def interference(
     Returns:
         DataFrame ``layer, module, adapters, conflict_rate, overlap, mass_lost, density``.
     """
-    named = as_named(adapters)
-    check_comparable(named)
+    named = as_named(adapters)  # also checks one base and matching shapes
     if len(named) < 2:
         raise WorkbenchError(f"interference compares adapters; give at least two, got {list(named)}")
     if not 0 < density <= 1:
@@ -77,8 +76,8 @@ def interference(
         kept = deltas * masks
         count = masks.sum(0)  # (out, in)
         shared = count >= 2
-        positive = ((kept > 0) & masks).sum(0)
-        negative = ((kept < 0) & masks).sum(0)
+        positive = (kept > 0).sum(0)  # trimmed and zero entries are 0 in kept
+        negative = (kept < 0).sum(0)
         conflicts = shared & (positive > 0) & (negative > 0)
         n_shared, n_any = int(shared.sum()), int((count >= 1).sum())
         total = float(deltas.abs().sum())
