@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: lab test unit slow notebooks browser lint debs notebooks-build adapters clean
+.PHONY: lab test unit slow notebooks browser lint debs notebooks-build adapters routers clean
 
 $(STAMP): pyproject.toml zoo-packages.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,10 +42,15 @@ browser: $(STAMP) debs notebooks-build
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-test: $(STAMP) debs lint unit slow notebooks browser
+# The browser suite opens and runs every tutorial in a real JupyterLab (and fails on any error
+# output), so `test` does not run them a second time through nbmake; `make notebooks` does that alone.
+test: $(STAMP) debs lint unit slow browser
 
 adapters: $(STAMP) debs   # retrain the shipped ready adapters (about 15 min on 2 cores)
 	$(PY) scripts/train_ready_adapters.py
+
+routers: $(STAMP) debs    # retrain the shipped ready routers and their baseline (about 40 min on 2 cores)
+	$(PY) scripts/train_ready_routers.py --only lora_r26 smora flylora meteora
 
 clean:
 	rm -rf $(VENV) build .pytest_cache

@@ -32,6 +32,8 @@ from workbench.adapters.layer import out_in
 from workbench.errors import WorkbenchError
 from workbench.hooks import Cache
 from workbench.hooks import record as record_hooks  # `run` has a parameter named `record`
+from workbench.routing import ROUTERS, Routed, RoutedBlock
+from workbench.routing.block import resolve_blocks
 from workbench.zoo import fingerprint as fingerprint_of
 
 RESERVED = {"base"}
@@ -57,6 +59,7 @@ class Workbench:
             or type(model).__name__
         self.fingerprint = fingerprint or fingerprint_of(model)
         self._adapters: dict[str, Adapter] = {}
+        self._routers: dict = {}  # name -> workbench.routing.Routed
         self._composition = Composition()
 
     @classmethod
@@ -68,7 +71,8 @@ class Workbench:
         return cls(z.model, z.tokenizer, name=name, fingerprint=z.fingerprint)
 
     def __repr__(self) -> str:
-        return (f"Workbench({self.name!r}, adapters={list(self._adapters)}, "
+        routers = f", routers={list(self._routers)}" if self._routers else ""
+        return (f"Workbench({self.name!r}, adapters={list(self._adapters)}{routers}, "
                 f"using={self.active!r})")
 
     # -- what is here ----------------------------------------------------------------------------
@@ -76,6 +80,11 @@ class Workbench:
     def adapters(self) -> Mapping[str, Adapter]:
         """Name -> Adapter (read-only view; add with add_adapter/load_adapter/train_lora)."""
         return MappingProxyType(self._adapters)
+
+    @property
+    def routers(self) -> Mapping:
+        """Name -> ``workbench.routing.Routed`` (read-only view; add with ``add_router``)."""
+        return MappingProxyType(self._routers)
 
     @property
     def layers(self) -> dict[str, LoraLayer]:
@@ -111,12 +120,15 @@ class Workbench:
         """
         layers = self.layers
         if targets is None:
+            for name in list(self._routers):
+                self.remove_router(name)
             for name in list(self._adapters):
                 self.remove_adapter(name)
             paths = list(layers)
         else:
             paths = [p for p in resolve_targets(self.model, targets) if p in layers]
-            busy = {p: layers[p].names for p in paths if layers[p].names}
+            busy = {p: layers[p].names + list(layers[p].routes) for p in paths
+                    if layers[p].names or len(layers[p].routes)}
             if busy:
                 path, names = next(iter(busy.items()))
                 raise WorkbenchError(
@@ -126,14 +138,15 @@ class Workbench:
             self._set_module(path, layers[path].base_layer)
         return paths
 
-    def _wrap(self, path: str) -> LoraLayer:
+    def _wrap(self, path: str, wrapper: type = LoraLayer):
+        """The module at ``path`` wrapped in ``wrapper`` (LoraLayer, or RoutedBlock for a block)."""
         m = self.model.get_submodule(path)
-        if isinstance(m, LoraLayer):
+        if isinstance(m, wrapper):
             return m
-        layer = LoraLayer(m, path)
-        layer.composition = self._composition
-        self._set_module(path, layer)
-        return layer
+        wrapped = wrapper(m, path)
+        wrapped.composition = self._composition
+        self._set_module(path, wrapped)
+        return wrapped
 
     def _set_module(self, path: str, module: nn.Module) -> None:
         parent, _, child = path.rpartition(".")
@@ -147,7 +160,7 @@ class Workbench:
             WorkbenchError: name taken, made for another base (fingerprint), unknown module or
                 mismatched shapes. Nothing is changed when it raises.
         """
-        if adapter.name in self._adapters or adapter.name in RESERVED:
+        if adapter.name in self._adapters or adapter.name in self._routers or adapter.name in RESERVED:
             raise WorkbenchError(
                 f"an adapter named {adapter.name!r} is already in this lab (or reserved); "
                 "pass name=... to load it under another name"
@@ -211,6 +224,84 @@ class Workbench:
                 f"no adapter {name_or_adapter!r} in this lab; it has: {list(self._adapters) or '(none)'}"
             ) from None
 
+    # -- routers ---------------------------------------------------------------------------------
+    def add_router(self, name: str, mechanism: str, targets: str | list[str] | None = None, *,
+                   seed: int = 0, **params) -> Routed:
+        """Add a routed mechanism (``workbench.routing.ROUTERS``) on ``targets``; ``use(name)`` applies it.
+
+        Example:
+            >>> lab.add_router("smora", "smora", r=64, k=8, targets="all-linear")
+
+        Args:
+            mechanism: a registered router name; ``params`` go to its constructor.
+            targets: linear targets (presets, suffixes, regexes) for linear-level routers, block-name
+                suffixes (``"mlp"``) for block-level ones; default: the mechanism's own.
+            seed: seeds every random initialisation (one generator per module, in model order).
+        """
+        if name in self._adapters or name in self._routers or name in RESERVED:
+            raise WorkbenchError(f"the name {name!r} is taken in this lab (or reserved); pick another")
+        cls = ROUTERS.get(mechanism)
+        targets = cls.targets_for(self, **params) if targets is None else targets
+        paths = (resolve_blocks(self.model, targets) if cls.level == "block"
+                 else resolve_targets(self.model, targets))
+        routed = Routed(name, mechanism, {"targets": targets, "seed": seed, **params})
+        for i, path in enumerate(paths):  # build every router before touching the model
+            module = self.model.get_submodule(path) if cls.level == "block" else self._wrap(path)
+            router = cls.build(path=path, module=module, lab=self,
+                               generator=torch.Generator().manual_seed(seed * 1_000_003 + i), **params)
+            router.owner = name
+            routed.modules[path] = router.to(self.device).train(self.model.training)
+        for path, router in routed.modules.items():
+            holder = self._wrap(path, RoutedBlock) if cls.level == "block" else self.layers[path]
+            holder.routes[name] = router
+        self._routers[name] = routed
+        return routed
+
+    def remove_router(self, name: str) -> Routed:
+        """Take a router out of every module (blocks it alone wrapped are unwrapped) and return it."""
+        if name not in self._routers:
+            raise WorkbenchError(f"no router {name!r} in this lab; it has: {list(self._routers) or '(none)'}")
+        if name in self._composition.names:
+            self.use(None)
+        for path, module in list(self.model.named_modules()):
+            if isinstance(module, LoraLayer | RoutedBlock) and name in module.routes:
+                del module.routes[name]
+                if isinstance(module, RoutedBlock) and not len(module.routes):
+                    self._set_module(path, module.unwrap())
+        return self._routers.pop(name)
+
+    def save_router(self, name: str, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Write a router (its mechanism, parameters and weights) to a folder, atomically."""
+        from workbench.routing.files import write_routed
+
+        if name not in self._routers:
+            raise WorkbenchError(f"no router {name!r} in this lab; it has: {list(self._routers) or '(none)'}")
+        return write_routed(self._routers[name], path, base_fingerprint=self.fingerprint, overwrite=overwrite)
+
+    def load_router(self, path: str | Path, name: str | None = None, *, check_base: bool = True) -> Routed:
+        """Add a router saved by ``save_router`` (a bank router needs its adapters in the lab first)."""
+        from workbench.routing.files import read_config, read_weights
+
+        config = read_config(path)
+        if check_base and config.get("base_fingerprint") not in (None, self.fingerprint):
+            raise WorkbenchError(
+                f"router {path} was trained on a base with fingerprint {config['base_fingerprint']}, "
+                f"but this lab's base is {self.fingerprint}; load it on its own base (or check_base=False)"
+            )
+        params = dict(config["params"])
+        params.pop("training", None)
+        weights = read_weights(path)
+        routed = self.add_router(name or config["name"], config["mechanism"], **params)
+        try:
+            routed.load_state_dict(weights)
+        except RuntimeError as e:
+            self.remove_router(routed.name)
+            raise WorkbenchError(
+                f"{path}: the saved weights do not fit {config['mechanism']} ({e})") from None
+        if "training" in config["params"]:
+            routed.params["training"] = config["params"]["training"]
+        return routed
+
     # -- what the forward applies ----------------------------------------------------------------
     def use(self, spec=None, *, rows: list[str | None] | None = None) -> Workbench:
         """Set what ``lab.model``'s forward applies.
@@ -218,7 +309,7 @@ class Workbench:
         ``use(None)`` base only; ``use("a")``; ``use(["a", "b"])`` sum; ``use({"a": .7, "b": .3})``;
         ``use(rows=["a", None, "b"])`` one adapter per batch row (a mixed batch).
         """
-        comp = composition_of(per_row(rows) if rows is not None else spec, self._adapters)
+        comp = composition_of(per_row(rows) if rows is not None else spec, [*self._adapters, *self._routers])
         merged = {n for layer in self.layers.values() for n in layer.merged} & comp.names
         if merged:
             raise WorkbenchError(
@@ -226,8 +317,9 @@ class Workbench:
                 "apply them twice. Call lab.unmerge() first"
             )
         self._composition = comp
-        for layer in self.layers.values():
-            layer.composition = comp
+        for module in self.model.modules():
+            if isinstance(module, LoraLayer | RoutedBlock):
+                module.composition = comp
         return self
 
     @contextmanager
@@ -319,8 +411,11 @@ class Workbench:
             {"role": "user", "content": prompt}]
         text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         batch = self.encode(text)
+        used = [r for n in self._composition.names if n in self._routers
+                for r in self._routers[n].modules.values()]
         out = self.model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
-                                  pad_token_id=self.tokenizer.pad_token_id)
+                                  pad_token_id=self.tokenizer.pad_token_id,
+                                  use_cache=not any(r.full_sequence for r in used))
         return self.tokenizer.decode(out[0, batch["input_ids"].shape[1]:], skip_special_tokens=True).strip()
 
     def train_lora(self, name: str, task, **kwargs):
@@ -328,6 +423,12 @@ class Workbench:
         from workbench.training import train_lora
 
         return train_lora(self, name, task, **kwargs)
+
+    def train_router(self, name: str, tasks, **kwargs):
+        """Train a router's parameters on tasks; see ``workbench.training.train_router``."""
+        from workbench.training import train_router
+
+        return train_router(self, name, tasks, **kwargs)
 
     def evaluate(self, adapters, tasks, **kwargs):
         """Score adapters (None = the base) on tasks; see ``workbench.evaluation.evaluate``."""

@@ -48,3 +48,13 @@ def dense_cosine(a: Adapter, b: Adapter, paths) -> float:
         )
 
     return float(torch.nn.functional.cosine_similarity(vec(a), vec(b), dim=0))
+
+
+def lookup(frame, a: str, b: str, **where):
+    """The one row of a pairwise frame for (a, b) and the given column values."""
+    sel = (frame.adapter_a == a) & (frame.adapter_b == b)
+    for col, val in where.items():
+        sel &= frame[col] == val
+    rows = frame[sel]
+    assert len(rows) == 1, rows
+    return rows.iloc[0]

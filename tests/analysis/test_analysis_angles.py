@@ -5,11 +5,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
-from tests.analysis.helpers import MIXED, SHAPES, dense_cosine, from_factors, negated, random_adapter
+from tests.analysis.helpers import MIXED, SHAPES, dense_cosine, from_factors, lookup, negated, random_adapter
 from workbench.analysis import angles, flattened_factor_cosine, reparametrize
 from workbench.errors import WorkbenchError
 from workbench.naming import split_module_name
@@ -21,14 +20,6 @@ def trio():
     return [random_adapter("a", 0, MIXED), random_adapter("b", 1, ranks_b), random_adapter("c", 2, 2)]
 
 
-def _lookup(frame: pd.DataFrame, a: str, b: str, **where) -> pd.Series:
-    sel = (frame.adapter_a == a) & (frame.adapter_b == b)
-    for col, val in where.items():
-        sel &= frame[col] == val
-    rows = frame[sel]
-    assert len(rows) == 1, rows
-    return rows.iloc[0]
-
 
 def test_factored_equals_dense_per_module_and_total_with_mixed_ranks(trio):
     by_module = angles(trio, by="module")
@@ -38,10 +29,10 @@ def test_factored_equals_dense_per_module_and_total_with_mixed_ranks(trio):
         for y in trio:
             for p in paths:
                 layer, module = split_module_name(p)
-                row = _lookup(by_module, x.name, y.name, layer=layer, module=module)
+                row = lookup(by_module, x.name, y.name, layer=layer, module=module)
                 assert row.cosine == pytest.approx(dense_cosine(x, y, [p]), abs=1e-5)
                 assert math.cos(math.radians(row.angle_deg)) == pytest.approx(row.cosine, abs=1e-6)
-            assert _lookup(total, x.name, y.name).cosine == pytest.approx(dense_cosine(x, y, paths), abs=1e-5)
+            assert lookup(total, x.name, y.name).cosine == pytest.approx(dense_cosine(x, y, paths), abs=1e-5)
 
 
 def test_by_layer_equals_dense_over_the_layer(trio):
@@ -49,7 +40,7 @@ def test_by_layer_equals_dense_over_the_layer(trio):
     assert set(frame.columns) >= {"adapter_a", "adapter_b", "layer", "cosine", "angle_deg"}
     for layer in (0, 1):
         paths = [p for p in SHAPES if split_module_name(p)[0] == layer]
-        row = _lookup(frame, "a", "b", layer=layer)
+        row = lookup(frame, "a", "b", layer=layer)
         assert row.cosine == pytest.approx(dense_cosine(trio[0], trio[1], paths), abs=1e-5)
         assert row.shared_modules == 2
 
@@ -77,7 +68,7 @@ def test_reparametrization_changes_flattened_cosine_but_not_angles(trio):
         moved.append(abs(flattened_factor_cosine(a2, b) - flattened_factor_cosine(a, b)))
         # same ΔW, yet the naive cosine of the factors is far from 1
         assert flattened_factor_cosine(a, a2) < 0.95
-        assert _lookup(angles([a, reparametrize(a, seed, name="a2")]), "a", "a2").cosine == pytest.approx(
+        assert lookup(angles([a, reparametrize(a, seed, name="a2")]), "a", "a2").cosine == pytest.approx(
             1.0, abs=1e-5
         )
     assert max(moved) > 0.05
@@ -86,10 +77,10 @@ def test_reparametrization_changes_flattened_cosine_but_not_angles(trio):
 def test_self_negation_and_orthogonal_construction():
     a = random_adapter("a", 3)
     frame = angles([a, a.copy("same"), negated(a, "neg")])
-    assert _lookup(frame, "a", "same").cosine == pytest.approx(1.0, abs=1e-9)
-    assert _lookup(frame, "a", "same").angle_deg == pytest.approx(0.0, abs=1e-3)
-    assert _lookup(frame, "a", "neg").cosine == pytest.approx(-1.0, abs=1e-9)
-    assert _lookup(frame, "a", "neg").angle_deg == pytest.approx(180.0, abs=1e-3)
+    assert lookup(frame, "a", "same").cosine == pytest.approx(1.0, abs=1e-9)
+    assert lookup(frame, "a", "same").angle_deg == pytest.approx(0.0, abs=1e-3)
+    assert lookup(frame, "a", "neg").cosine == pytest.approx(-1.0, abs=1e-9)
+    assert lookup(frame, "a", "neg").angle_deg == pytest.approx(180.0, abs=1e-3)
 
     # disjoint output rows: B1 on rows 0..2, B2 on rows 3..5, any A: <ΔW1, ΔW2> = 0
     g = torch.Generator().manual_seed(0)
@@ -99,7 +90,7 @@ def test_self_negation_and_orthogonal_construction():
     B2[3:6] = torch.randn(3, 2, generator=g)
     o1 = from_factors("o1", {path: (torch.randn(2, 10, generator=g), B1)})
     o2 = from_factors("o2", {path: (torch.randn(2, 10, generator=g), B2)})
-    row = _lookup(angles([o1, o2]), "o1", "o2")
+    row = lookup(angles([o1, o2]), "o1", "o2")
     assert row.cosine == pytest.approx(0.0, abs=1e-12)
     assert row.angle_deg == pytest.approx(90.0, abs=1e-9)
 
@@ -113,7 +104,7 @@ def test_total_is_not_the_mean_of_module_cosines():
     y = from_factors("y", {p: (A, 0.1 * B), q: (A, -B)})
     per_module = angles([x, y], by="module")
     mean_cos = per_module[(per_module.adapter_a == "x") & (per_module.adapter_b == "y")].cosine.mean()
-    total = _lookup(angles([x, y]), "x", "y").cosine
+    total = lookup(angles([x, y]), "x", "y").cosine
     assert mean_cos == pytest.approx(0.0, abs=1e-9)
     assert total == pytest.approx((0.01 - 1) / (0.01 + 1), abs=1e-6)  # norm-weighted
     assert abs(total - mean_cos) > 0.5
@@ -123,7 +114,7 @@ def test_modules_in_one_adapter_only_count_in_its_norm():
     p, q = "model.layers.0.self_attn.q_proj", "model.layers.1.self_attn.q_proj"
     a = random_adapter("a", 0, shapes={p: SHAPES[p], q: SHAPES[q]})
     b = random_adapter("b", 1, shapes={p: SHAPES[p]})
-    row = _lookup(angles([a, b]), "a", "b")
+    row = lookup(angles([a, b]), "a", "b")
     assert row.cosine == pytest.approx(dense_cosine(a, b, [p, q]), abs=1e-9)
     assert row.shared_modules == 1
     by_module = angles([a, b], by="module")
@@ -152,7 +143,7 @@ def test_zero_update_gives_nan_not_an_error():
     z = a.copy("z")
     for f in z.modules.values():
         f.B = torch.zeros_like(f.B)
-    row = _lookup(angles([a, z]), "a", "z")
+    row = lookup(angles([a, z]), "a", "z")
     assert math.isnan(row.cosine) and math.isnan(row.angle_deg)
 
 

@@ -1,6 +1,8 @@
 """LoraLayer: wraps an ``nn.Linear`` (or GPT-2's ``Conv1D``) and applies many named adapters.
 
 forward: y = base(x) + Σ_i w_i · s_i · B_i A_i x   (or one adapter per batch row, for mixed batches)
+         + Σ_j w_j · Δ_j(x) for the routers in use (``routes``: input-dependent updates, see
+         ``workbench.routing``)
 
 Hook points: ``hook_in`` (x), ``hook_rank.<adapter>`` (A x, per-rank activations, (B, T, r)) and
 ``hook_delta`` (the summed update added to the output, (B, T, out)).
@@ -54,6 +56,7 @@ class LoraLayer(nn.Module):
         self.hook_in = HookPoint()
         self.hook_rank = nn.ModuleDict()  # name -> HookPoint of A x
         self.hook_delta = HookPoint()
+        self.routes = nn.ModuleDict()  # name -> Router (workbench.routing), applied like adapters
         self.composition = Composition()
         self.merged: dict[str, float] = {}  # name -> weight folded into the base weight
         self._base_backup: torch.Tensor | None = None
@@ -113,7 +116,8 @@ class LoraLayer(nn.Module):
             w -= (weight * self.delta_weight(name)).to(w.dtype)
 
     # -- forward ---------------------------------------------------------------------------------
-    def _update(self, name: str, x: torch.Tensor) -> torch.Tensor:
+    def update(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """s·B·A·dropout(x) of adapter ``name`` (what the forward adds for it at weight 1)."""
         A, B = self.lora_A[name], self.lora_B[name]
         p = self.dropout.get(name, 0.0)
         if p and self.training:
@@ -124,12 +128,18 @@ class LoraLayer(nn.Module):
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         result = self.base_layer(x, *args, **kwargs)
         comp = self.composition
-        if not comp.names & self.lora_A.keys():  # nothing of what is used lives here
+        if not comp.names & (self.lora_A.keys() | self.routes.keys()):  # nothing used lives here
             return result
         x = self.hook_in(x)
         if comp.rows is None:
-            delta = sum(w * self._update(n, x) for n, w in comp.weights.items() if n in self.lora_A)
+            delta = sum(w * self.update(n, x) if n in self.lora_A else w * self.routes[n](x, self.base_layer)
+                        for n, w in comp.weights.items() if n in self.lora_A or n in self.routes)
         else:
+            if comp.names & self.routes.keys():
+                raise WorkbenchError(
+                    f"routers {sorted(comp.names & self.routes.keys())} cannot serve a mixed batch "
+                    "(one adapter per row); use them for the whole batch"
+                )
             if len(comp.rows) != x.shape[0]:
                 raise WorkbenchError(
                     f"mixed batch: {len(comp.rows)} adapter names for a batch of {x.shape[0]} rows; "
@@ -138,9 +148,11 @@ class LoraLayer(nn.Module):
             delta = torch.zeros(*x.shape[:-1], self.out_features, dtype=x.dtype, device=x.device)
             for name in dict.fromkeys(r for r in comp.rows if r in self.lora_A):
                 idx = torch.tensor([i for i, r in enumerate(comp.rows) if r == name], device=x.device)
-                delta = delta.index_add(0, idx, self._update(name, x[idx]).to(delta.dtype))
+                delta = delta.index_add(0, idx, self.update(name, x[idx]).to(delta.dtype))
         return result + self.hook_delta(delta).to(result.dtype)
 
     def extra_repr(self) -> str:
         ranks = {n: self.lora_A[n].shape[0] for n in self.names}
-        return f"path={self.path!r}, in={self.in_features}, out={self.out_features}, adapters={ranks}"
+        routes = f", routes={list(self.routes)}" if len(self.routes) else ""
+        return (f"path={self.path!r}, in={self.in_features}, out={self.out_features}, "
+                f"adapters={ranks}{routes}")

@@ -14,6 +14,7 @@ update only, not on how it is split into A and B::
 
 from workbench.analysis.angles import angles, flattened_factor_cosine
 from workbench.analysis.interference import interference, trim_mask
+from workbench.analysis.output_interference import output_interference
 from workbench.analysis.reparametrize import reparametrize
 from workbench.analysis.spectrum import effective_rank, spectrum
 from workbench.analysis.subspaces import subspaces
@@ -23,6 +24,7 @@ __all__ = [
     "effective_rank",
     "flattened_factor_cosine",
     "interference",
+    "output_interference",
     "reparametrize",
     "spectrum",
     "subspaces",

@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from workbench.adapters.adapter import Adapter
-from workbench.analysis._inputs import as_named, factors64, module_paths, tidy
+from workbench.analysis._inputs import as_named, module_paths, tidy
 from workbench.errors import WorkbenchError
 from workbench.naming import split_module_name
 
@@ -26,7 +26,9 @@ def module_inner_products(named: Mapping[str, Adapter], path: str) -> tuple[list
     """Inner products <ΔW_i, ΔW_j>_F of one module among the adapters that have it.
 
     All adapters' factors are stacked, so one pair of Gram matrices serves every pair:
-    G = (Bᵀ B) ∘ (A Aᵀ) over the stacked ranks, then summed block by block.
+    G = (Bᵀ B) ∘ (A Aᵀ) over the stacked ranks (B scaled by s), then summed block by block. The
+    Grams are float64 numpy products of a matrix with its own transpose, which numpy hands to BLAS
+    ``syrk`` (half the work of a general product). ``bench/geometry.py`` times it against dense ΔW.
 
     Args:
         named: name -> Adapter (already checked by ``as_named``).
@@ -37,13 +39,23 @@ def module_inner_products(named: Mapping[str, Adapter], path: str) -> tuple[list
         (the diagonal holds the squared Frobenius norms).
     """
     names = [n for n, a in named.items() if path in a.modules]
-    pairs = [factors64(named[n], path) for n in names]
-    A = torch.cat([a for a, _ in pairs], dim=0)  # (Σr, in)
-    B = torch.cat([b for _, b in pairs], dim=1)  # (out, Σr)
+    A = np.concatenate([_numpy(named[n].modules[path].A) for n in names], dtype=np.float64)  # (Σr, in)
+    B = np.concatenate([_scaled_B(named[n], path) for n in names], axis=1, dtype=np.float64)  # (out, Σr)
     G = (B.T @ B) * (A @ A.T)  # (Σr, Σr)
-    owner = torch.repeat_interleave(torch.arange(len(names)), torch.tensor([a.shape[0] for a, _ in pairs]))
-    E = torch.nn.functional.one_hot(owner, len(names)).to(G.dtype)  # (Σr, K)
-    return names, (E.T @ G @ E).numpy()  # (K, K)
+    E = np.repeat(np.eye(len(names)), [named[n].modules[path].r for n in names], axis=0)  # (Σr, K) owner
+    return names, E.T @ G @ E  # (K, K)
+
+
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    """A factor as a CPU array, without a copy when it is float32/64 (numpy has no bfloat16)."""
+    t = t.detach().cpu()
+    return t.numpy() if t.dtype in (torch.float32, torch.float64) else t.float().numpy()
+
+
+def _scaled_B(adapter: Adapter, path: str) -> np.ndarray:
+    """s·B in B's own precision, rounded as ``Adapter.factors`` rounds it."""
+    B = _numpy(adapter.modules[path].B)
+    return B * B.dtype.type(adapter.scale(path))
 
 
 def _cosine(ip: float, n2a: float, n2b: float) -> float:

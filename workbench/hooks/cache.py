@@ -56,9 +56,16 @@ class Cache(Mapping[str, torch.Tensor]):
         """
         frames = []
         for key in keys if keys is not None else list(self._values):
-            value = self[key].detach().float().cpu()
             module_path, hook, adapter = _split_hook_key(key)
             layer, module = split_module_name(module_path)
+            if hasattr(self[key], "to_frame"):  # a structured record (e.g. a RoutingRecord)
+                frame = self[key].to_frame()
+                for i, (col, v) in enumerate({"layer": layer, "module": module, "hook": hook,
+                                              "adapter": adapter}.items()):
+                    frame.insert(i, col, v)
+                frames.append(frame)
+                continue
+            value = self[key].detach().float().cpu()
             dims = DIMS.get(hook, tuple(f"dim{i}" for i in range(value.dim())))
             if len(dims) != value.dim():
                 dims = tuple(f"dim{i}" for i in range(value.dim()))
@@ -76,10 +83,14 @@ class Cache(Mapping[str, torch.Tensor]):
 
 
 def _split_hook_key(key: str) -> tuple[str, str, str | None]:
-    """``a.b.hook_rank.arith`` -> ``("a.b", "hook_rank", "arith")``; ``a.b.hook_in`` -> (.., None)."""
+    """``a.b.hook_rank.arith`` -> ``("a.b", "hook_rank", "arith")``; ``a.b.hook_in`` -> (.., None);
+    ``a.b.routes.smora.hook_route`` -> ``("a.b", "hook_route", "smora")``."""
     parts = key.split(".")
     for i in range(len(parts) - 1, -1, -1):
         if parts[i].startswith("hook_"):
             adapter = ".".join(parts[i + 1 :]) or None
-            return ".".join(parts[:i]), parts[i], adapter
+            module = parts[:i]
+            if len(module) >= 2 and module[-2] == "routes":  # a router's hook: a.b.routes.<name>.hook_x
+                module, adapter = module[:-2], module[-1]
+            return ".".join(module), parts[i], adapter
     return key, "", None

@@ -75,4 +75,10 @@ def record(model: nn.Module, patterns: list[str] | str, *, detach: bool = True) 
         for h in handles:
             h.remove()
     for name, parts in values.items():
-        cache._values[name] = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+        cache._values[name] = parts[0] if len(parts) == 1 else _concat(parts)
+
+
+def _concat(parts: list):
+    """Successive values of one hook point along the token axis (a record type brings its own)."""
+    concat = getattr(type(parts[0]), "concat", None)
+    return concat(parts) if concat else torch.cat(parts, dim=1)

@@ -1,0 +1,139 @@
+"""RecLoRA: meta-LoRAs mixed in parameter space by weights from a per-sample context vector."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.conftest import output_of, tiny_inputs, tiny_lab
+from workbench.adapters import Adapter
+from workbench.adapters.adapter import LoraFactors
+from workbench.errors import WorkbenchError
+from workbench.routing import routing_context
+from workbench.routing.mechanisms.reclora import RecLoRA
+
+D = 5  # context dimension
+
+
+def set_logits(router: RecLoRA, logits: list[float]) -> None:
+    """Make MLP(u) = ``logits`` for every u: zero last weight, the logits as its bias."""
+    last = router.mlp[-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.copy_(torch.tensor(logits))
+
+
+def router_alone(**params) -> RecLoRA:
+    return RecLoRA(16, 12, generator=torch.Generator().manual_seed(0), ctr_dim=D, M=4, r=3,
+                   init="random", **params)
+
+
+def test_defaults_follow_the_code():
+    lab = tiny_lab()
+    routed = lab.add_router("rec", "reclora", ctr_dim=D)
+    assert [p.rsplit(".", 1)[-1] for p in routed.modules] == ["q_proj", "v_proj"] * 2
+    router = next(iter(routed.modules.values()))
+    assert router.A.shape == (8, 8, 64) and router.scaling == 2.0 and not router.B.any()  # M=8, r=8, α=16
+    assert [type(m).__name__ for m in router.mlp] == ["LayerNorm", "Linear", "ReLU", "Dropout", "Linear"]
+    assert router.mlp[1].out_features == 60 and router.mlp[3].p == 0.1 and router.dropout == 0.05
+    x = tiny_inputs(lab.model)
+    base = output_of(lab.model(**x))
+    lab.use("rec")
+    with routing_context(context=torch.randn(3, D)):
+        torch.testing.assert_close(output_of(lab.run(x)[0]), base)  # B = 0: starts as the base
+
+
+@pytest.mark.parametrize("m", [0, 2])
+def test_one_hot_weights_give_that_meta_lora(m):
+    lab = tiny_lab()
+    routed = lab.add_router("rec", "reclora", ctr_dim=D, M=4, init="random", seed=1)
+    modules = {}
+    for path, router in routed.modules.items():
+        set_logits(router, [1e4 if i == m else 0.0 for i in range(4)])
+        modules[path] = LoraFactors(router.A[m].detach().clone(), router.B[m].detach().clone(), 16.0)
+    lab.add_adapter(Adapter("plain", modules))
+    x = tiny_inputs(lab.model)
+    with lab.using("plain"):
+        want = output_of(lab.run(x)[0])
+    with lab.using(None):
+        assert (want - output_of(lab.run(x)[0])).abs().max() > 1e-3
+    with lab.using("rec"), routing_context(context=torch.randn(3, D)):
+        got = output_of(lab.run(x)[0])
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+
+
+def test_parameter_space_mix_has_cross_terms():
+    router = router_alone().eval()
+    set_logits(router, [0.0, 0.0, -1e4, -1e4])  # w = (½, ½, 0, 0)
+    x, u = torch.randn(2, 7, 16), torch.randn(2, D)
+    with routing_context(context=u):
+        got = router(x, None)
+    A_u, B_u = 0.5 * (router.A[0] + router.A[1]), 0.5 * (router.B[0] + router.B[1])
+    want = router.scaling * x @ A_u.T @ B_u.T  # (α/r) B_u A_u x
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)
+    output_mix = router.scaling * sum(0.5 * x @ router.A[i].T @ router.B[i].T for i in range(2))
+    assert (got - output_mix).abs().max() > 1e-4  # Σ w_m B_m A_m ≠ B_u A_u: cross terms B_0 A_1, B_1 A_0
+
+
+def test_each_sample_gets_its_own_mix():
+    router = router_alone().eval()
+    x, u = torch.randn(2, 3, 16), torch.randn(2, D)
+    with routing_context(context=u):
+        both = router(x, None)
+    for b in range(2):
+        with routing_context(context=u[b:b + 1]):
+            torch.testing.assert_close(router(x[b:b + 1], None), both[b:b + 1], atol=1e-6, rtol=1e-5)
+
+
+def test_hard_routing_keeps_the_top_two_and_records_per_token():
+    lab = tiny_lab()
+    lab.add_router("rec", "reclora", ctr_dim=D, M=4, routing="hard", init="random")
+    lab.use("rec")
+    x = tiny_inputs(lab.model)
+    with routing_context(context=torch.randn(3, D)):
+        _, cache = lab.run(x, record="*.hook_route")
+    assert len(cache) == 4
+    for rec in cache.values():
+        assert rec.shape == (3, 7, 4) and rec.selected.shape == (3, 7, 2)
+        assert ((rec.weights > 0).sum(-1) == 2).all()
+        torch.testing.assert_close(rec.weights.sum(-1), torch.ones(3, 7))
+        assert torch.equal(rec.weights[:, 0], rec.weights[:, -1])  # one mix per sample
+
+
+def test_soft_temperature_and_sqrt():
+    router = router_alone(T=2.0, sqrt=True).eval()
+    set_logits(router, [2.0, 0.0, 0.0, -2.0])
+    _, w, idx = router.mix_weights(torch.randn(1, D))
+    torch.testing.assert_close(w[0] ** 2, torch.tensor([2.0, 0.0, 0.0, -2.0]).div(2).softmax(-1))
+    assert idx is None
+
+
+def test_missing_or_wrong_context_is_a_clear_error():
+    router = router_alone()
+    x = torch.randn(2, 3, 16)
+    with pytest.raises(WorkbenchError, match="'context'.*routing_context"):
+        router(x, None)
+    with routing_context(context=torch.randn(2, D + 1)), pytest.raises(WorkbenchError, match="ctr_dim=5"):
+        router(x, None)
+    with routing_context(context=torch.randn(3, D)), pytest.raises(WorkbenchError, match="batch=2"):
+        router(x, None)
+    with pytest.raises(WorkbenchError, match="routing="):
+        router_alone(routing="sparse")
+    with pytest.raises(WorkbenchError, match="k <= 4"):
+        router_alone(routing="hard", topk=5)
+
+
+def test_gradients_reach_the_router_and_the_meta_loras():
+    lab = tiny_lab()
+    routed = lab.add_router("rec", "reclora", ctr_dim=D, M=4, init="random")
+    lab.use("rec")
+    lab.model.train()
+    x = tiny_inputs(lab.model)
+    with routing_context(context=torch.randn(3, D)):
+        loss = lab.model(**x, labels=x["input_ids"]).loss
+    loss.backward()
+    for router in routed.modules.values():
+        for name in ("A", "B", "mlp.1.weight", "mlp.4.weight", "mlp.0.weight"):
+            grad = router.get_parameter(name).grad
+            assert grad is not None and grad.abs().sum() > 0, name
+    assert all(p.grad is None for n, p in lab.model.named_parameters() if ".routes." not in n)  # base frozen

@@ -1,0 +1,39 @@
+"""Route lab: rank-wise experts, adapter mixtures and conditioned adapters behind one registry.
+
+    lab.add_router("smora", "smora", r=64, k=8, targets="all-linear")
+    lab.use("smora")
+    out, cache = lab.run(prompts, record="*.hook_route")     # one RoutingRecord per module
+
+Every mechanism is a ``Router`` (one file each) registered in ``ROUTERS``; its decisions come out as
+``RoutingRecord``s, its auxiliary losses go through ``aux_loss``, and per-batch facts it needs (task
+ids, token types, prompt scales) come from ``routing_context``.
+"""
+
+from workbench.routing import mechanisms  # noqa: F401  (registers every mechanism)
+from workbench.routing.base import ROUTERS, Router
+from workbench.routing.block import RoutedBlock
+from workbench.routing.context import context_value, routing_context
+from workbench.routing.dmoerm import DMoERM, pairwise_loss
+from workbench.routing.freeze import freeze
+from workbench.routing.losses import AUX_LOSSES, aux_loss
+from workbench.routing.observe import Observation, observe, task_prompts
+from workbench.routing.record import RoutingRecord
+from workbench.routing.routed import Routed
+
+__all__ = [
+    "AUX_LOSSES",
+    "DMoERM",
+    "Observation",
+    "ROUTERS",
+    "Routed",
+    "RoutedBlock",
+    "Router",
+    "RoutingRecord",
+    "aux_loss",
+    "context_value",
+    "freeze",
+    "observe",
+    "pairwise_loss",
+    "routing_context",
+    "task_prompts",
+]

@@ -1,0 +1,87 @@
+"""Router: the base of every routed mechanism at one module, and the registry that names them.
+
+A router lives inside the ``LoraLayer`` that wraps a linear module (``level = "linear"``: it returns
+the update Δ(x) added to the base output), or inside a ``RoutedBlock`` that wraps a whole block such
+as an FFN (``level = "block"``: it returns the block's output). ``Workbench.add_router`` builds one
+router per target module and names the set; ``lab.use(name)`` turns it on like an adapter.
+
+Writing a mechanism (one file each, registered by name)::
+
+    @ROUTERS.register("my-router")
+    class MyRouter(Router):
+        reference = "Author et al., Title (arXiv ...)"
+        def __init__(self, in_features, out_features, *, generator, r=8, k=2): ...
+        def forward(self, x, base):            # x (B, T, in)  ->  Δ (B, T, out)
+            ...
+            self.emit(scores, weights, selected)   # the RoutingRecord of this forward
+            self.add_aux("load_balance", 0.01, logits=scores, k=k)   # training only
+            return delta
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from workbench.hooks import HookPoint
+from workbench.registry import Registry
+from workbench.routing.losses import AuxTerm
+from workbench.routing.record import RoutingRecord
+
+
+class Router(nn.Module):
+    """Base class. Subclasses set ``reference`` and implement ``__init__`` and ``forward``.
+
+    Class attributes:
+        level: ``"linear"`` (forward(x, base) returns Δ) or ``"block"`` (forward(x, block) returns
+            the block's output).
+        default_targets: what ``add_router`` wraps when no targets are given.
+        reference: the paper (and code) the mechanism follows; deviations are noted in its file.
+        full_sequence: the forward needs the whole sequence at once (no incremental decoding with
+            a KV cache); ``lab.chat`` then generates with ``use_cache=False``.
+    """
+
+    level: ClassVar[str] = "linear"
+    default_targets: ClassVar[str | list[str]] = "attention"
+    reference: ClassVar[str] = ""
+    full_sequence: ClassVar[bool] = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hook_route = HookPoint()
+        self.owner = ""  # the name of the routed adapter this router belongs to
+        self.pending_aux: list[AuxTerm] = []
+
+    @classmethod
+    def targets_for(cls, lab, **params) -> str | list[str]:
+        """What ``add_router`` wraps when no targets are given (default: ``default_targets``)."""
+        return cls.default_targets
+
+    @classmethod
+    def build(cls, *, path: str, module: nn.Module, lab, generator: torch.Generator, **params) -> Router:
+        """Make the router of one module: ``module`` is the ``LoraLayer`` (linear level) or the block.
+
+        Override to read more, e.g. a bank of the lab's adapters at ``path``.
+        """
+        return cls(module.in_features, module.out_features, generator=generator, **params)
+
+    def emit(self, scores: torch.Tensor, weights: torch.Tensor, selected: torch.Tensor | None = None,
+             bias: torch.Tensor | None = None) -> None:
+        """Hand this forward's decision to ``hook_route`` (recorded only when someone listens)."""
+        if self.hook_route._forward_hooks:
+            self.hook_route(RoutingRecord(scores, weights, selected,
+                                          None if bias is None else bias.detach().clone()))
+
+    def add_aux(self, loss: str, coef: float, **payload) -> None:
+        """Queue an auxiliary loss term (training forwards only; ``workbench.routing.aux_loss`` sums)."""
+        if self.training and coef:
+            self.pending_aux.append(AuxTerm(loss, float(coef), payload))
+
+    def trainable(self) -> list[nn.Parameter]:
+        """The parameters an optimizer should update (frozen banks and random projections excluded)."""
+        return [p for p in self.parameters() if p.requires_grad]
+
+
+ROUTERS: Registry[type[Router]] = Registry("router")

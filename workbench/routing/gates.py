@@ -1,0 +1,45 @@
+"""Small pieces that routers share: top-k selection, renormalisation, straight-through, bias updates."""
+
+from __future__ import annotations
+
+import torch
+
+from workbench.errors import WorkbenchError
+
+
+def check_k(k: int, n: int, what: str = "experts") -> int:
+    """``k`` as an int in [1, n], or a clear error."""
+    if not isinstance(k, int) or not 1 <= k <= n:
+        raise WorkbenchError(f"top-k needs 1 <= k <= {n} (the number of {what}); got k={k!r}")
+    return k
+
+
+def topk_dense(values: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k of the last axis: (selected indices (..., k), dense copy of ``values`` zero off the top-k)."""
+    top, idx = values.topk(k, dim=-1)
+    return idx, torch.zeros_like(values).scatter(-1, idx, top)
+
+
+def renormalize(weights: torch.Tensor, total: float = 1.0, eps: float = 1e-9) -> torch.Tensor:
+    """Scale the last axis so it sums to ``total`` (SMoRA: k; MixLoRA: 1)."""
+    return total * weights / (weights.sum(-1, keepdim=True) + eps)
+
+
+def straight_through(hard: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
+    """``hard`` in the forward pass, the gradient of ``soft`` in the backward pass."""
+    return hard + soft - soft.detach()
+
+
+@torch.no_grad()
+def sign_bias_update(bias: torch.Tensor, counts: torch.Tensor, u: float) -> None:
+    """Aux-loss-free balancing (DeepSeek-V3 style): b_i ← b_i + u·sign(mean(c) − c_i), in place.
+
+    Under-used experts move up, over-used ones down, by a fixed step ``u``.
+    """
+    counts = counts.to(bias.dtype)
+    bias += u * torch.sign(counts.mean() - counts)
+
+
+def entropy(p: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Shannon entropy (nats) over the last axis."""
+    return -(p * (p + eps).log()).sum(-1)
