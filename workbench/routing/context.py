@@ -51,3 +51,14 @@ def context_value(key: str, *, needed_by: str, default: Any = ...) -> Any:
         f"{needed_by} needs {key!r} in the routing context, which has {sorted(ctx) or 'nothing'}; "
         f"run the forward inside `with routing_context({key}=...)`"
     )
+
+
+def token_mask(x, *, needed_by: str, hint: str = "pass the attention mask of this batch (B, T)"):
+    """The context's ``attention_mask`` checked against ``x`` (B, T, ·), on x's device; None when absent."""
+    mask = context_value("attention_mask", needed_by=needed_by, default=None)
+    if mask is None:
+        return None
+    if tuple(mask.shape) != tuple(x.shape[:-1]):
+        raise WorkbenchError(f"{needed_by}: the routing context's attention_mask is {tuple(mask.shape)} but "
+                             f"the input has {tuple(x.shape[:-1])} (B, T) tokens; {hint}")
+    return mask.to(x.device)

@@ -42,7 +42,7 @@ from workbench.adapters.init import INITS
 from workbench.errors import WorkbenchError
 from workbench.hooks import HookPoint
 from workbench.routing.base import ROUTERS, Router
-from workbench.routing.context import context_value
+from workbench.routing.context import token_mask
 from workbench.routing.factors import linear_weight
 
 
@@ -95,12 +95,6 @@ class ALoRA(Router):
     @staticmethod
     def real_tokens(x: torch.Tensor) -> torch.Tensor:
         """(B, T) bool from the context's ``attention_mask`` (all real when there is none)."""
-        mask = context_value("attention_mask", needed_by="ALoRA", default=None)
-        if mask is None:
-            return torch.ones(x.shape[:-1], dtype=torch.bool, device=x.device)
-        if tuple(mask.shape) != tuple(x.shape[:-1]):
-            hint = ("this looks like a cached generation step: ALoRA has no z cache, generate with "
-                    "use_cache=False" if x.shape[1] < mask.shape[-1] else "give the mask of this batch")
-            raise WorkbenchError(f"ALoRA: routing context attention_mask has shape {tuple(mask.shape)} but "
-                                 f"the input is {tuple(x.shape[:-1])} (B, T); {hint}")
-        return mask.bool().to(x.device)
+        mask = token_mask(x, needed_by="ALoRA", hint="if this is a cached generation step: ALoRA has no "
+                          "z cache, generate with use_cache=False; else pass the mask of this batch")
+        return torch.ones(x.shape[:-1], dtype=torch.bool, device=x.device) if mask is None else mask.bool()

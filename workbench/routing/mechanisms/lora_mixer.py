@@ -37,7 +37,7 @@ from torch import nn
 
 from workbench.errors import WorkbenchError
 from workbench.routing.base import ROUTERS, Router
-from workbench.routing.context import context_value
+from workbench.routing.context import token_mask
 from workbench.routing.factors import expert_factors, linear_weight, mixture_delta
 from workbench.routing.gates import check_k, entropy, renormalize, straight_through
 from workbench.routing.losses import AUX_LOSSES
@@ -97,7 +97,7 @@ class LoRAMixer(Router):
         z = F.dropout(x, self.dropout, self.training) if self.dropout else x
         delta = mixture_delta(z, self.A, self.B, gate * self.scaling)
         if self.training:
-            mask = _mask(x)
+            mask = token_mask(x, needed_by="LoRA-Mixer's routing loss")
             self.add_aux("load_balance", self.lambda_bal, logits=logits, k=self.k, mask=mask)
             self.add_aux("lora_mixer_specialization", self.lambda_spec, probs=p, mask=mask)
         self.emit(p, gate.detach(), idx)
@@ -117,12 +117,3 @@ def specialization(payloads: list[dict]) -> torch.Tensor:
             p = p[payload["mask"].reshape(-1).bool()]
         terms.append(entropy(p).mean() - entropy(p.mean(0)))
     return torch.stack(terms).mean()
-
-
-def _mask(x: torch.Tensor) -> torch.Tensor | None:
-    mask = context_value("attention_mask", needed_by="LoRA-Mixer's routing loss", default=None)
-    if mask is not None and mask.shape != x.shape[:-1]:
-        raise WorkbenchError(f"LoRA-Mixer: the routing context's attention_mask is {tuple(mask.shape)} for "
-                             f"inputs of {tuple(x.shape[:-1])} tokens; pass the mask of this batch (B, T)")
-    return mask
-

@@ -36,7 +36,7 @@ from torch import nn
 
 from workbench.errors import WorkbenchError
 from workbench.routing.base import ROUTERS, Router
-from workbench.routing.context import context_value
+from workbench.routing.context import context_value, token_mask
 from workbench.routing.factors import linear_weight
 from workbench.routing.gates import check_k
 from workbench.routing.losses import AUX_LOSSES
@@ -142,12 +142,9 @@ class MeteoRA(Router):
             raise WorkbenchError(f"{who}: the context's task has {task.shape[0]} entries for a batch of "
                                  f"{x.shape[0]}; give one task index per sample")
         labels = self._to_bank(task)[:, None].expand(x.shape[:-1]).clone()
-        mask = context_value("attention_mask", needed_by=who, default=None)
+        mask = token_mask(x, needed_by=who)
         if mask is not None:
-            if tuple(mask.shape) != tuple(labels.shape):
-                raise WorkbenchError(f"{who}: attention_mask {tuple(mask.shape)} does not match the "
-                                     f"tokens {tuple(labels.shape)}")
-            labels[mask.to(x.device) == 0] = IGNORE
+            labels[mask == 0] = IGNORE
         return labels
 
     def _to_bank(self, task: torch.Tensor) -> torch.Tensor:

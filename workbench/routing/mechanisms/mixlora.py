@@ -39,7 +39,7 @@ from torch import nn
 from workbench.adapters.layer import LoraLayer, out_in
 from workbench.errors import WorkbenchError
 from workbench.routing.base import ROUTERS, Router
-from workbench.routing.context import context_value
+from workbench.routing.context import token_mask
 from workbench.routing.factors import expert_factors
 from workbench.routing.gates import check_k, renormalize
 
@@ -93,7 +93,7 @@ class MixLoRA(Router):
                 out = out.index_add(0, rows, (w[rows, slot, None] * y).to(out.dtype))
         if self.training and self.aux_coef:
             self.add_aux("load_balance", self.aux_coef * self.k, logits=logits, k=self.k,
-                         mask=self._mask(x))
+                         mask=_flat(token_mask(x, needed_by="MixLoRA's load balance")))
         lead = x.shape[:-1]
         self.emit(probs.reshape(*lead, -1), torch.zeros_like(probs).scatter(-1, idx, w).reshape(*lead, -1),
                   idx.reshape(*lead, -1))
@@ -107,15 +107,6 @@ class MixLoRA(Router):
             return base[name](z) + (self.scaling * F.linear(F.linear(zd.to(A.dtype), A), B)).to(z.dtype)
 
         return proj("down_proj", act(proj("gate_proj", h)) * proj("up_proj", h))
-
-    def _mask(self, x: torch.Tensor) -> torch.Tensor | None:
-        mask = context_value("attention_mask", needed_by="MixLoRA's load balance", default=None)
-        if mask is not None and mask.shape != x.shape[:-1]:
-            raise WorkbenchError(
-                f"MixLoRA: the routing context's attention_mask is {tuple(mask.shape)} but the FFN input "
-                f"is {tuple(x.shape[:-1])} tokens; pass the mask of this batch (B, T)"
-            )
-        return None if mask is None else mask.reshape(-1)
 
 
 def _base_projection(block: nn.Module, name: str) -> nn.Module:
@@ -160,3 +151,7 @@ def add_mixlora(lab, name: str, *, experts: int = 8, k: int = 2, r: int = 16, al
     for path in attn.modules:
         layers[path].dropout[attn.name] = dropout
     return routed, attn
+
+
+def _flat(mask):
+    return None if mask is None else mask.reshape(-1)
