@@ -100,12 +100,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1: ratios, not speed)")
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     tokens, dim, batch, repeat = (256, 1024, 2, 3) if args.quick else (2048, 4096, 8, 7)
     rows = module_rows(tokens, dim, repeat) + model_rows(batch, repeat)
     lines = [f"# Routing benchmark ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-             f"torch {torch.__version__}, {torch.get_num_threads()} threads; median of {repeat})", "",
+             f"torch {torch.__version__}, {torch.get_num_threads()} threads; median of {repeat}; "
+             f"load average {os.getloadavg()[0]:.1f} at the end)", "",
+             "Command: `python bench/routing.py`. Timings on a shared machine are noisy; the ratios were "
+             "measured side by side in this one run.", "",
              "| measurement | seconds or ratio |", "|---|---|"]
     lines += [f"| {name} | {v:.4f} |" for name, v in rows]
     text = "\n".join(lines) + "\n"

@@ -27,6 +27,8 @@ class Chooser(anywidget.AnyWidget):
     selected = t.List(t.Unicode()).tag(sync=True)
     detail = t.Unicode().tag(sync=True)
     cell = t.Int(10).tag(sync=True)
+    curve = t.Dict().tag(sync=True)
+    """An optional line chart under the map: {"title", "x": [...], "series": {name: [...]}} (empty: none)."""
 
     def table(self, choice: str) -> tuple[pd.DataFrame, str, float, float, str]:
         raise NotImplementedError

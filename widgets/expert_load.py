@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pandas as pd
 
 from widgets._chooser import Chooser
@@ -22,13 +24,25 @@ class ExpertLoad(Chooser):
         ExpertLoad(expert_load(cache, mask=batch["attention_mask"]))
     """
 
-    def __init__(self, load: pd.DataFrame, **kwargs):
+    def __init__(self, load: pd.DataFrame, history: pd.DataFrame | None = None, *,
+                 experts: Sequence[str] | None = None, **kwargs):
+        """Args:
+            load: ``analysis.routing.expert_load``'s frame.
+            experts: a label per expert (a bank router's adapter names); default: the indices.
+            history: optional training history (``TrainResult.history``: ``step`` and the auxiliary
+                loss columns ``aux/<router>/<loss>``); its balance losses are drawn over the steps.
+        """
         need = {"layer", "module", "expert", "load", "entropy", "cv"}
         if load.empty or not need <= set(load.columns):
             raise WorkbenchError(f"ExpertLoad takes expert_load(...)'s frame (columns {sorted(need)})")
-        self.load = load
+        n = int(load["expert"].max()) + 1
+        if experts is not None and len(experts) != n:
+            raise WorkbenchError(f"ExpertLoad: {len(experts)} expert labels for {n} experts")
+        self.load, self.experts = load, [str(e) for e in experts] if experts is not None else None
         super().__init__(choices=[ALL, *dict.fromkeys(load["module"])], cell=14, **kwargs)
         self.choice = ALL
+        if history is not None:
+            self.curve = balance_curve(history)
 
     def _part(self, choice: str) -> pd.DataFrame:
         return self.load if choice == ALL else self.load[self.load["module"] == choice]
@@ -40,7 +54,22 @@ class ExpertLoad(Chooser):
         table.index = [f"layer {i}  H={stats.loc[i, 'entropy']:.2f} cv={stats.loc[i, 'cv']:.2f}"
                        for i in table.index]
         uniform = 1.0 / table.shape[1]
+        if self.experts:
+            table.columns = [self.experts[e] for e in table.columns]
         return table, f"{choice}: load per expert (uniform = {uniform:.3f})", 0.0, 2 * uniform, "sequential"
 
     def describe(self, row, col):
-        return f"{row.split('  ')[0]}, expert {col}: load {self.table(self.choice)[0].loc[row, int(col)]:.3f}"
+        table = self.table(self.choice)[0]
+        key = col if self.experts else int(col)
+        return f"{row.split('  ')[0]}, expert {col}: load {table.loc[row, key]:.3f}"
+
+
+def balance_curve(history: pd.DataFrame) -> dict:
+    """The ``curve`` payload of a training history's auxiliary (balance, gate) losses per step."""
+    aux = [c for c in history.columns if c.startswith("aux/")]
+    if "step" not in history.columns or not aux:
+        raise WorkbenchError(
+            "ExpertLoad(history=...) takes a training history with a 'step' column and auxiliary loss "
+            f"columns 'aux/<router>/<loss>'; got columns {list(history.columns)}")
+    return {"title": "auxiliary losses over training steps", "x": history["step"].astype(float).tolist(),
+            "series": {c.removeprefix("aux/"): history[c].astype(float).tolist() for c in aux}}

@@ -30,7 +30,8 @@ class PromptWhatIf(ipw.VBox):
         self.freeze_button = ipw.Button(description="freeze", icon="snowflake-o",
                                         disabled=not all(hasattr(r, "bank_factors") for r in routers))
         self.status = ipw.HTML()
-        self.view = TokenRouting(*self._route(prompt))
+        bank = getattr(next(iter(routers)), "bank", None)  # a bank router's experts are adapters
+        self.view = TokenRouting(*self._route(prompt), experts=bank)
         self.frozen: list = []
         self.prompt.observe(lambda _c: self.update(), "value")
         self.route_button.on_click(lambda _b: self.update())

@@ -35,10 +35,17 @@ class TokenRouting(anywidget.AnyWidget):
     """The module shown, ``"<layer> · <module> · <router>"`` (the view's select sets it)."""
     weights = t.Dict().tag(sync=True)
     """{"values": float32 bytes (T, E), "shape": [T, E], "module": ...} of ``module``."""
+    experts = t.List(t.Unicode()).tag(sync=True)
+    """A label per expert (e.g. a bank router's adapter names); empty = "expert 0", "expert 1" ..."""
 
-    def __init__(self, cache: Mapping, tokens: Sequence[str], *, row: int = 0, **kwargs):
+    def __init__(self, cache: Mapping, tokens: Sequence[str], *, row: int = 0,
+                 experts: Sequence[str] | None = None, **kwargs):
         super().__init__(**kwargs)
         self.show(cache, tokens, row=row)
+        n = self._records[self.module].n_experts
+        if experts is not None and len(experts) != n:
+            raise WorkbenchError(f"TokenRouting: {len(experts)} expert labels for {n} experts")
+        self.experts = [str(e) for e in experts or []]
 
     def show(self, cache: Mapping, tokens: Sequence[str], *, row: int = 0) -> None:
         """Show another run (the module chosen stays when the new run has it)."""

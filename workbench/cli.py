@@ -64,7 +64,9 @@ def _lab(args: argparse.Namespace) -> int:
     if os.geteuid() == 0:
         cmd.append("--allow-root")
     cmd += args.extra
-    print("starting:", " ".join(cmd))
+    print("starting:", " ".join(cmd), flush=True)
+    if os.name == "posix":  # become JupyterLab: a signal to this process (Ctrl-C, terminate) reaches it
+        os.execve(sys.executable, cmd, env)
     return subprocess.call(cmd, env=env)
 
 

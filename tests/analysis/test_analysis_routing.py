@@ -74,3 +74,36 @@ def test_gate_accuracy_counts_real_tokens_routed_to_the_target():
     assert acc["accuracy"].iloc[0] == pytest.approx(4 / 5) and acc["tokens"].iloc[0] == 5
     with pytest.raises(WorkbenchError, match="targets for a batch"):
         gate_accuracy(Cache({KEY: one_hot_record(choice)}), targets=[1])
+
+
+def test_chance_overlap_matches_simulation_and_edges():
+    from workbench.analysis.routing import chance_overlap
+
+    assert chance_overlap(8, 8) == 1.0  # every subset is the whole set
+    assert chance_overlap(8, 1) == pytest.approx(1 / 8)  # the same single expert with probability 1/n
+    g = torch.Generator().manual_seed(0)
+    sims = []
+    for _ in range(20_000):
+        a = set(torch.randperm(16, generator=g)[:4].tolist())
+        b = set(torch.randperm(16, generator=g)[:4].tolist())
+        sims.append(len(a & b) / len(a | b))
+    assert chance_overlap(16, 4) == pytest.approx(sum(sims) / len(sims), abs=0.005)
+    with pytest.raises(WorkbenchError, match="0 < k <= n_experts"):
+        chance_overlap(4, 5)
+
+
+def test_task_separation_is_within_minus_across():
+    from workbench.analysis.routing import task_separation
+
+    # halves of task x use experts {0,1}; halves of task y use {2,3}: perfectly separated
+    choice = torch.tensor([[0, 1], [0, 1], [2, 3], [2, 3]])
+    groups = ["x/0", "x/1", "y/0", "y/1"]
+    freq = activation_frequency(Cache({KEY: one_hot_record(choice)}), groups=groups)
+    sep = task_separation(active_overlap(freq, top=2), {g: g[0] for g in groups})
+    assert sep[["within", "across", "separation"]].iloc[0].tolist() == [1.0, 0.0, 1.0]
+    # the same experts for every group: nothing separates the tasks
+    same = torch.tensor([[0, 1]] * 4)
+    freq = activation_frequency(Cache({KEY: one_hot_record(same)}), groups=groups)
+    assert task_separation(active_overlap(freq, top=2), {g: g[0] for g in groups})["separation"].iloc[0] == 0
+    with pytest.raises(WorkbenchError, match="no task for the groups"):
+        task_separation(active_overlap(freq, top=2), {"x/0": "x"})

@@ -47,7 +47,8 @@ def lab_server(tmp_path_factory):
         json.dumps({"fetchNews": "false", "checkForUpdates": False}))
     port = _free_port()
     env = {**os.environ, "LW_TEST_WORKSPACES": str(tmp / "workspaces"),
-           "LW_TEST_SETTINGS": str(tmp / "settings"), "HF_HUB_OFFLINE": "1"}
+           "LW_TEST_SETTINGS": str(tmp / "settings"), "HF_HUB_OFFLINE": "1",
+           "LORA_WORKBENCH_QUICK": "1"}  # tutorials read it: short schedules under make test
     log = open(tmp / "jupyterlab.log", "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "workbench.cli", "lab", "--dir", str(tmp / "tutorials"),

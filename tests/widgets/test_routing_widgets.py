@@ -100,3 +100,37 @@ def test_prompt_what_if_routes_edits_and_freezes(smollm2):
         assert "gate_frozen_1" in lab.adapters and "top-1 agreement" in view.status.value
     finally:
         lab.detach()
+
+
+def test_token_routing_labels_its_experts(routed):
+    cache, _ = routed
+    names = [f"rank{i}" for i in range(8)]
+    view = TokenRouting(cache, [f"t{i}" for i in range(7)], experts=names)
+    assert view.get_state()["experts"] == names
+    with pytest.raises(WorkbenchError, match="3 expert labels for 8 experts"):
+        TokenRouting(cache, [f"t{i}" for i in range(7)], experts=names[:3])
+
+
+def test_expert_load_draws_the_balance_loss_over_steps(routed):
+    import pandas as pd
+
+    cache, mask = routed
+    history = pd.DataFrame({"step": [0, 1, 2], "loss": [3.0, 2.0, 1.5], "aux": [0.3, 0.2, 0.1],
+                            "aux/sm/load_balance": [0.3, 0.2, 0.1]})
+    view = ExpertLoad(expert_load(cache, mask=mask), history=history)
+    assert view.curve["x"] == [0.0, 1.0, 2.0]
+    assert view.curve["series"] == {"sm/load_balance": [0.3, 0.2, 0.1]}  # the total "aux" is not a curve
+    assert ExpertLoad(expert_load(cache, mask=mask)).curve == {}
+    with pytest.raises(WorkbenchError, match="auxiliary loss columns"):
+        ExpertLoad(expert_load(cache, mask=mask), history=history[["step", "loss"]])
+
+
+def test_expert_load_names_its_experts(routed):
+    cache, mask = routed
+    names = [f"adapter{i}" for i in range(8)]
+    view = ExpertLoad(expert_load(cache, mask=mask), experts=names)
+    assert view.heatmap["cols"] == names
+    view.set_state({"selected": [view.heatmap["rows"][0], "adapter3"]})
+    assert view.detail.startswith("layer 0, expert adapter3: load ")
+    with pytest.raises(WorkbenchError, match="2 expert labels for 8 experts"):
+        ExpertLoad(expert_load(cache, mask=mask), experts=names[:2])

@@ -1,5 +1,6 @@
 // TokenRouting view (widgets/token_routing.py): tokens coloured by their dominant expert at the chosen
-// module; hover shows every weight. Traits: tokens, modules, module, weights {values, shape, module}.
+// module; hover shows every weight. Traits: tokens, modules, module, weights {values, shape, module},
+// experts (labels; empty = numbered).
 
 const PALETTE = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666",
   "#1f78b4", "#b2df8a", "#fb9a99", "#cab2d6"];
@@ -14,6 +15,8 @@ function floats(view) {
 function render({ model, el }) {
   el.classList.add("lw-token-routing");
   const draw = () => {
+    const labels = model.get("experts");
+    const label = (i) => labels[i] ?? `expert ${i}`;
     const select = document.createElement("select");
     select.className = "lw-select";
     for (const m of model.get("modules")) {
@@ -37,16 +40,23 @@ function render({ model, el }) {
         const best = row.reduce((b, v, i) => (Math.abs(v) > Math.abs(row[b]) ? i : b), 0);
         span.style.background = PALETTE[best % PALETTE.length];
         span.dataset.expert = best;
-        span.title = row.map((v, i) => `expert ${i}: ${v.toFixed(3)}`).join("\n");
+        span.title = row.map((v, i) => `${label(i)}: ${v.toFixed(3)}`).join("\n");
       }
       text.append(span);
     });
     const keys = document.createElement("div");
-    keys.className = "lw-hint";
-    keys.textContent = `colour = expert with the largest gate weight (${E} experts); hover a token for all weights`;
+    keys.className = "lw-hint lw-legend";
+    keys.append(`colour = the expert with the largest gate weight; hover a token for all ${E} weights: `);
+    for (let i = 0; i < E && i < PALETTE.length; i++) {
+      const key = document.createElement("span");
+      key.className = "lw-token";
+      key.style.background = PALETTE[i];
+      key.textContent = label(i);
+      keys.append(key);
+    }
     el.replaceChildren(select, text, keys);
   };
-  for (const e of ["change:weights", "change:module", "change:tokens"]) model.on(e, draw);
+  for (const e of ["change:weights", "change:module", "change:tokens", "change:experts"]) model.on(e, draw);
   draw();
 }
 

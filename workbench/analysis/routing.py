@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from itertools import combinations
+from math import comb
 
 import numpy as np
 import pandas as pd
@@ -142,3 +143,43 @@ def gate_accuracy(cache: Mapping, targets: Sequence[int], mask: torch.Tensor | N
         hit = rec.weights.detach().abs().cpu().argmax(-1) == want
         rows.append((layer, module, router, float(hit[real].float().mean()), int(real.sum())))
     return pd.DataFrame(rows, columns=[*KEYS, "accuracy", "tokens"])
+
+
+def chance_overlap(n_experts: int, k: int) -> float:
+    """Expected Jaccard overlap of two independent, uniformly random ``k``-subsets of ``n_experts``.
+
+    The yardstick for ``active_overlap``: two tasks whose top-k sets overlap no more than this are
+    routed as if at random with respect to each other; an overlap near a task's overlap with itself
+    (two halves of its prompts) means routing does not tell the tasks apart.
+    """
+    if not 0 < k <= n_experts:
+        raise WorkbenchError(f"chance_overlap needs 0 < k <= n_experts; got k={k}, n_experts={n_experts}")
+    total = comb(n_experts, k)
+    # |A ∩ B| = i is hypergeometric: C(k, i) C(n - k, k - i) / C(n, k); then J = i / (2k - i)
+    return sum(comb(k, i) * comb(n_experts - k, k - i) / total * i / (2 * k - i) for i in range(k + 1))
+
+
+def task_separation(overlap: pd.DataFrame, task_of: Mapping[str, str]) -> pd.DataFrame:
+    """Within-task against cross-task overlap of active experts, per router and layer.
+
+    Args:
+        overlap: ``active_overlap``'s frame over groups that are parts of tasks (e.g. each task's
+            prompts split in two halves, groups ``"arithmetic/0"``, ``"arithmetic/1"`` ...).
+        task_of: group -> its task.
+
+    Returns:
+        ``router, layer, within, across, separation`` with ``separation = within - across``: 0 when
+        routing does not tell tasks apart (two tasks share ranks as much as two halves of one task).
+    """
+    missing = sorted(set(overlap["group_a"]).union(overlap["group_b"]) - set(task_of))
+    if missing:
+        raise WorkbenchError(f"task_of has no task for the groups {missing}")
+    same = [task_of[a] == task_of[b] for a, b in zip(overlap["group_a"], overlap["group_b"], strict=True)]
+    kind = np.where(same, "within", "across")
+    table = overlap.assign(kind=kind).pivot_table(index=["router", "layer"], columns="kind",
+                                                  values="jaccard", aggfunc="mean")
+    if not {"within", "across"} <= set(table.columns):
+        raise WorkbenchError("task_separation needs at least two tasks with two groups each")
+    table = table[["within", "across"]].reset_index()
+    table.columns.name = None
+    return table.assign(separation=table["within"] - table["across"])
