@@ -115,7 +115,8 @@ def test_modules_in_one_adapter_only_count_in_its_norm():
     a = random_adapter("a", 0, shapes={p: SHAPES[p], q: SHAPES[q]})
     b = random_adapter("b", 1, shapes={p: SHAPES[p]})
     row = lookup(angles([a, b]), "a", "b")
-    assert row.cosine == pytest.approx(dense_cosine(a, b, [p, q]), abs=1e-9)
+    # the dense reference forms ΔW in float32 before widening: agreement to float32 rounding
+    assert row.cosine == pytest.approx(dense_cosine(a, b, [p, q]), abs=1e-6)
     assert row.shared_modules == 1
     by_module = angles([a, b], by="module")
     assert set(by_module[(by_module.adapter_a == "a") & (by_module.adapter_b == "b")].layer) == {0}

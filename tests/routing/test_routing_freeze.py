@@ -42,7 +42,7 @@ def test_a_one_hot_gate_freezes_to_that_adapter():
         want = output_of(lab.run(x)[0])
     with lab.using("m_frozen"):
         torch.testing.assert_close(output_of(lab.run(x)[0]), want, atol=1e-5, rtol=0)
-    assert report["rel_logit_error"] < 1e-6 and report["kl"] < 1e-8 and report["top1_agreement"] == 1.0
+    assert report["rel_logit_error"] < 1e-6 and report["kl"] < 1e-6 and report["top1_agreement"] == 1.0
     assert report["tokens"] == int(x["attention_mask"].sum())
     w = report["weights"]
     assert set(w.columns) == {"module", "adapter", "weight"} and len(w) == 16
