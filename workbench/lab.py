@@ -61,6 +61,7 @@ class Workbench:
         self._adapters: dict[str, Adapter] = {}
         self._routers: dict = {}  # name -> workbench.routing.Routed
         self._composition = Composition()
+        self.last_merge = None  # the workbench.merging.MergeResult of the last ``merge`` call
 
     @classmethod
     def from_zoo(cls, name: str) -> Workbench:
@@ -332,6 +333,34 @@ class Workbench:
         finally:
             self.use(before)
 
+    # -- merging adapters into a new one -----------------------------------------------------------
+    def merge(self, names: list[str], method: str = "task_arithmetic", weights: list[float] | None = None,
+              *, name: str | None = None, **params) -> Adapter:
+        """Merge adapters of this lab into a new one (``workbench.merging.MERGES``) and add it.
+
+        Example:
+            >>> m = lab.merge(["arith", "topic"], method="ties", weights=[1, 1], density=0.2)
+
+        ``params`` go to the method (``workbench.merging.method_params(method)``); a method that
+        trains (``cat_learned``) gets this lab. The adapter's lineage holds the method, parameters,
+        weights, seed, sources and total error; ``lab.last_merge`` keeps the whole ``MergeResult``
+        (with the per-module error frame). The sources are not changed.
+        """
+        from workbench.merging import merge
+        from workbench.merging.inputs import get_method
+
+        if isinstance(names, str):
+            raise WorkbenchError(f"merge takes a list of adapter names, got the string {names!r}")
+        sources = [self._get(n) for n in names]
+        if name is not None and (name in self._adapters or name in self._routers or name in RESERVED):
+            raise WorkbenchError(f"the name {name!r} is taken in this lab (or reserved); pick another")
+        if "lab" in get_method(method).params and params.get("lab") is None:
+            params["lab"] = self
+        result = merge(sources, method, weights, name=name, **params)
+        self.add_adapter(result.adapter)
+        self.last_merge = result
+        return result.adapter
+
     # -- merging into the base weights -------------------------------------------------------------
     def merge_into_base(self, name: str, weight: float = 1.0) -> None:
         """Fold ``weight``·ΔW of an adapter into the base weights (faster inference); exact to undo."""
@@ -429,6 +458,13 @@ class Workbench:
         from workbench.training import train_router
 
         return train_router(self, name, tasks, **kwargs)
+
+    def train_multitask(self, name: str, tasks, **kwargs):
+        """Train one adapter on several tasks at once (gradient methods, conflict capture);
+        see ``workbench.training.MultiTaskTrainer`` for the arguments."""
+        from workbench.training import train_multitask
+
+        return train_multitask(self, name, tasks, **kwargs)
 
     def evaluate(self, adapters, tasks, **kwargs):
         """Score adapters (None = the base) on tasks; see ``workbench.evaluation.evaluate``."""

@@ -66,4 +66,5 @@ def test_different_models_have_different_fingerprints():
 
 
 def test_zoo_lists_every_model():
-    assert set(ZOO.names()) == {"smollm2-135m", "minilm-l6", *TINY}
+    assert set(ZOO.names()) == {"smollm2-135m", "minilm-l6", *TINY,
+                                "efficientnet-lite0", "whisper-tiny-en", "tiny-cnn", "tiny-whisper"}

@@ -12,7 +12,7 @@ Builders take ``seed``, ``n_train``, ``n_eval`` (and a few take more, e.g.
 ``TASKS.get("trivia")(style="letter")``); ``Task.max_length`` is each task's token budget.
 """
 
-from workbench.tasks import arithmetic, code, language, qa, topic, trivia  # noqa: F401 (register)
+from workbench.tasks import arithmetic, code, language, multimodal, qa, topic, trivia  # noqa: F401 (register)
 from workbench.tasks.base import DEFAULT_SYSTEM, TASKS, Example, Task, load
 from workbench.tasks.encoding import chat_prompt, collate, encode_for_training
 from workbench.tasks.metrics import METRICS, Metric

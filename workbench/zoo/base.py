@@ -16,7 +16,7 @@ from workbench.zoo.fingerprint import fingerprint
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-KINDS = ("causal-lm", "encoder")
+KINDS = ("causal-lm", "encoder", "speech", "vision")
 
 
 @dataclass
@@ -28,7 +28,7 @@ class ZooModel:
         model: the transformers module.
         tokenizer: its tokenizer (pad token set, right padding); None for tiny random models.
         fingerprint: ``fingerprint(model)`` taken right after loading.
-        kind: ``"causal-lm"`` or ``"encoder"``.
+        kind: ``"causal-lm"``, ``"encoder"``, ``"speech"`` (Whisper) or ``"vision"`` (image encoders).
     """
 
     name: str

@@ -1,0 +1,102 @@
+// What the sidebar's buttons do: each action turns the selected adapters of one session into a ready
+// cell, inserted below the active cell of the notebook and run there. One entry per action (add one
+// here and it gets a button, a command and a palette item).
+
+import { NotebookActions, NotebookPanel } from '@jupyterlab/notebook';
+
+import { ISessionInfo } from './tokens';
+
+export interface IAction {
+  /** command id suffix: lora-workbench:<id> */
+  id: string;
+  label: string;
+  caption: string;
+  /** how many adapters it needs */
+  min: number;
+  /** the cell's source, for lab variable `lab` and the chosen adapter names */
+  code(lab: string, names: string[], session: ISessionInfo): string;
+}
+
+const list = (names: (string | null)[]) =>
+  '[' + names.map(n => (n === null ? 'None' : JSON.stringify(n))).join(', ') + ']';
+
+/**
+ * The tasks the chosen adapters were trained on (lineage.tasks; for a merge, its sources'), in order,
+ * once each.
+ */
+function tasksOf(names: string[], session: ISessionInfo, depth = 0): string[] {
+  const out: string[] = [];
+  const add = (t: unknown) => typeof t === 'string' && !out.includes(t) && out.push(t);
+  for (const a of session.adapters.filter(a => names.includes(a.name))) {
+    const tasks = a.lineage['tasks'];
+    if (Array.isArray(tasks)) {
+      tasks.forEach(add);
+    }
+    const merge = a.lineage['merge'] as { sources?: { name?: string }[] } | undefined;
+    if (merge && Array.isArray(merge.sources) && depth < 4) {
+      const sources = merge.sources.map(s => s.name ?? '').filter(n => n);
+      tasksOf(sources, session, depth + 1).forEach(add);
+    }
+  }
+  return out;
+}
+
+export const ACTIONS: IAction[] = [
+  {
+    id: 'compare',
+    label: 'Compare',
+    caption: 'Angle matrix of the selected adapters (click a cell for its per-module breakdown)',
+    min: 2,
+    code: (lab, names) =>
+      'from widgets import AngleMatrix\n\n' +
+      `AngleMatrix({name: ${lab}.adapters[name] for name in ${list(names)}})`
+  },
+  {
+    id: 'merge',
+    label: 'Merge',
+    caption: 'Merge builder on the selected adapters',
+    min: 2,
+    code: (lab, names) => 'from widgets import MergeBuilder\n\n' + `MergeBuilder(${lab}, ${list(names)})`
+  },
+  {
+    id: 'evaluate',
+    label: 'Evaluate',
+    caption: 'Score the selected adapters and the base model on the tasks they were trained on',
+    min: 1,
+    code: (lab, names, session) => {
+      const tasks = tasksOf(names, session);
+      const load = tasks.length
+        ? `wb.tasks.load(${list(tasks)})`
+        : 'wb.tasks.load(["arithmetic"])  # no task in their lineage: choose from wb.tasks.TASKS.names()';
+      return (
+        'import workbench as wb\n\n' +
+        `scores = ${lab}.evaluate(${list([...names, null])}, ${load})  # None = the base model\n` +
+        'scores.pivot_table(index="adapter", columns="task", values="value")'
+      );
+    }
+  },
+  {
+    id: 'export',
+    label: 'Export',
+    caption: 'Save the selected adapters as PEFT directories under exported/',
+    min: 1,
+    code: (lab, names) =>
+      `for name in ${list(names)}:\n` +
+      `    print(${lab}.save_adapter(name, f"exported/{name}"))  # PEFT format, lineage inside`
+  }
+];
+
+/** Insert `code` as a new code cell below the active one, run it, and bring it into view. */
+export async function insertAndRun(panel: NotebookPanel, code: string): Promise<boolean> {
+  const notebook = panel.content;
+  if (notebook.widgets.length === 0 || notebook.activeCellIndex < 0) {
+    notebook.activeCellIndex = Math.max(0, notebook.widgets.length - 1);
+  }
+  NotebookActions.insertBelow(notebook);
+  NotebookActions.changeCellType(notebook, 'code');
+  const cell = notebook.activeCell!;
+  cell.model.sharedModel.setSource(code);
+  const ran = NotebookActions.run(notebook, panel.sessionContext);
+  void notebook.scrollToCell(cell);
+  return ran;
+}

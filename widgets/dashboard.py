@@ -1,0 +1,252 @@
+"""The dashboard of ``lora-workbench serve``: a folder of adapters in a Panel app, fully offline.
+
+The views are the notebook widgets themselves. ``twin(widget)`` wraps any anywidget of ``widgets/`` in
+a ``panel.custom.AnyWidgetComponent`` that runs the same ES module in the page; the widget object stays
+the controller: a change from the page sets its trait, its observers compute in Python, and the traits
+they set travel back. So the dashboard and the notebook share one front end and one Python side.
+
+    from widgets.dashboard import Dashboard
+    Dashboard.from_folder("adapters").servable()       # or: lora-workbench serve --adapters adapters
+
+Tabs: angle matrix, interference map, merge builder (when ``widgets.merge_builder`` imports and the
+adapters' base model loads), and evaluation (scores shipped beside the adapters, plus a live run).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import anywidget
+import pandas as pd
+import panel as pn
+import param
+import traitlets as t
+
+from workbench.adapters import read_peft
+from workbench.errors import WorkbenchError
+
+# traitlets type -> param type for the twin's parameters (anything else: a plain Parameter)
+PARAMS = {t.Unicode: param.String, t.Int: param.Integer, t.Float: param.Number, t.Bool: param.Boolean,
+          t.List: param.List, t.Dict: param.Dict, t.Bytes: param.Bytes}
+RESERVED = set(param.Parameterized.param) | set(pn.custom.AnyWidgetComponent.param)
+MESSAGE = "lw_msg"  # the parameter that carries the view's model.send(...) to Python
+
+# Wraps the widget's own module: renames traits that clash with Panel's parameters (``name``) and
+# turns model.send(msg) into a parameter change (Panel's adapter has no send).
+SHIM = """
+const __lw_rename = %s;
+const __lw_key = (k) => __lw_rename[k] ?? k;
+const __lw_event = (e) => e.startsWith("change:") ? "change:" + __lw_key(e.slice(7)) : e;
+let __lw_sent = 0;
+function __lw_model(model) {
+  return {
+    get: (k) => model.get(__lw_key(k)),
+    set: (k, v) => model.set(__lw_key(k), v),
+    save_changes: () => model.save_changes(),
+    on: (e, cb) => model.on(__lw_event(e), cb),
+    off: (e, cb) => model.off(__lw_event(e), cb),
+    send: (msg) => { model.set("%s", {n: ++__lw_sent, msg}); model.save_changes(); },
+  };
+}
+export default {
+  render: (props) => __lw_widget.render({...props, model: __lw_model(props.model)}),
+};
+"""
+
+_TWINS: dict[type, type] = {}
+
+
+def _synced(cls: type) -> list[str]:
+    """The public synced traits a widget class adds to ``anywidget.AnyWidget`` (not ``_esm``, ``_css``)."""
+    base = set(anywidget.AnyWidget.class_trait_names())
+    return [n for n in cls.class_trait_names(sync=True) if n not in base and not n.startswith("_")]
+
+
+def _twin_class(widget: anywidget.AnyWidget) -> type:
+    """A ``pn.custom.AnyWidgetComponent`` subclass: one parameter per synced trait of the widget's class."""
+    cls = type(widget)
+    if cls in _TWINS:
+        return _TWINS[cls]
+    rename = {n: f"w_{n}" for n in _synced(cls) if n in RESERVED}
+    body: dict = {}
+    for n in _synced(cls):
+        trait = cls.class_traits()[n]
+        kind = next((p for tt, p in PARAMS.items() if isinstance(trait, tt)), param.Parameter)
+        default = None if trait.default_value is t.Undefined else trait.default_value
+        body[rename.get(n, n)] = kind(default=default, allow_None=default is None,
+                                      doc=trait.help or f"the widget's trait {n}")
+    body[MESSAGE] = param.Dict(default={}, doc="the latest model.send(...) of the view, numbered")
+    source = str(widget._esm)  # the instance's: anywidget makes the class attribute a trait
+    head, sep, tail = source.rpartition("export default")
+    if not sep:
+        raise WorkbenchError(f"{cls.__name__}._esm has no `export default`; it cannot be twinned")
+    body["_esm"] = head + "const __lw_widget =" + tail + SHIM % (json.dumps(rename), MESSAGE)
+    body["_stylesheets"] = [str(widget._css)] if getattr(widget, "_css", None) else []
+    body["_lw_rename"] = rename
+    _TWINS[cls] = type(f"{cls.__name__}Panel", (pn.custom.AnyWidgetComponent,), body)
+    return _TWINS[cls]
+
+
+def twin(widget: anywidget.AnyWidget, **layout) -> pn.custom.AnyWidgetComponent:
+    """A Panel component that shows ``widget`` with its own ES module and stays in sync with it.
+
+    Page -> widget: each parameter change sets the trait (validators and observers run as in a
+    notebook); ``model.send(msg)`` from the view reaches the widget's ``on_msg`` callbacks.
+    Widget -> page: each trait change sets the parameter. Equal values stop there, so nothing loops.
+    Python-to-view custom messages (``widget.send``) are not carried (no view here uses them).
+    """
+    cls = _twin_class(widget)
+    names = _synced(type(widget))
+    rename = cls._lw_rename
+    comp = cls(**{rename.get(n, n): getattr(widget, n) for n in names}, **layout)
+    back = {v: k for k, v in rename.items()}
+
+    def to_page(change) -> None:
+        setattr(comp, rename.get(change["name"], change["name"]), change["new"])
+
+    def to_widget(*events) -> None:
+        for e in events:
+            if e.name == MESSAGE:
+                widget._handle_custom_msg(e.new.get("msg", {}), [])
+                continue
+            try:
+                setattr(widget, back.get(e.name, e.name), e.new)
+            except t.TraitError as err:  # a refused value: put the page back, say why
+                setattr(comp, e.name, getattr(widget, back.get(e.name, e.name)))
+                if pn.state.notifications is not None:
+                    pn.state.notifications.error(str(err))
+
+    widget.observe(to_page, names=names)
+    comp.param.watch(to_widget, [rename.get(n, n) for n in names] + [MESSAGE])
+    comp._lw_widget = widget  # keep the controller alive as long as its view
+    return comp
+
+
+def load_folder(folder: str | Path) -> dict:
+    """name -> Adapter for every PEFT adapter directory directly under ``folder`` (sorted by name)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise WorkbenchError(f"adapter folder {folder} does not exist; pass --adapters DIR, a folder of "
+                             "PEFT adapter directories (e.g. the repository's adapters/)")
+    dirs = sorted(p for p in folder.iterdir() if (p / "adapter_config.json").exists())
+    if not dirs:
+        raise WorkbenchError(f"{folder} holds no adapter (no */adapter_config.json); pass --adapters DIR, "
+                             "a folder of PEFT adapter directories")
+    return {p.name: read_peft(p, name=p.name) for p in dirs}
+
+
+def _base_of(folder: Path) -> str | None:
+    """The base model the adapters name (``base_model_name_or_path``), if they agree on one."""
+    names = {json.loads((p / "adapter_config.json").read_text()).get("base_model_name_or_path")
+             for p in folder.iterdir() if (p / "adapter_config.json").exists()}
+    return names.pop() if len(names) == 1 else None
+
+
+class Dashboard(param.Parameterized):
+    """The served app: one set of adapters (and, when it loads, their base model in a Workbench)."""
+
+    folder = param.String(doc="the folder the adapters were read from")
+
+    def __init__(self, adapters: dict, *, lab=None, scores: pd.DataFrame | None = None, **params):
+        """Args:
+            adapters: name -> Adapter (at least two).
+            lab: a ``Workbench`` holding them (for the merge builder and live evaluation), or None.
+            scores: a frame ``adapter, task, metric, value`` shipped with them (``scores.csv``), or None.
+        """
+        if len(adapters) < 2:
+            raise WorkbenchError(f"the dashboard compares adapters; give at least two, got {list(adapters)}")
+        super().__init__(**params)
+        self.adapters, self.lab, self.scores = adapters, lab, scores
+
+    @classmethod
+    def from_folder(cls, folder: str | Path, *, load_base: bool = True) -> Dashboard:
+        """Read the adapters of ``folder``; load their base (a zoo name) into a Workbench if possible."""
+        folder = Path(folder)
+        adapters = load_folder(folder)
+        scores = pd.read_csv(folder / "scores.csv") if (folder / "scores.csv").exists() else None
+        lab, base = None, _base_of(folder)
+        if load_base and base:
+            from workbench import Workbench, zoo
+
+            if base in zoo.ZOO.names():
+                lab = Workbench.from_zoo(base)
+                for name in adapters:
+                    lab.load_adapter(folder / name, name=name)
+                adapters = dict(lab.adapters)
+        return cls(adapters, lab=lab, scores=scores, folder=str(folder))
+
+    def views(self) -> dict:
+        """Tab title -> Panel object."""
+        from widgets import AngleMatrix, InterferenceMap
+
+        tabs = {"Angle matrix": twin(AngleMatrix(self.adapters)),
+                "Interference map": twin(InterferenceMap(self.adapters))}
+        merge = self._merge_builder()
+        if merge is not None:
+            tabs["Merge builder"] = merge
+        tabs["Evaluation"] = self._evaluation()
+        return tabs
+
+    def _merge_builder(self):
+        if self.lab is None:
+            return pn.pane.Markdown("The merge builder needs the adapters' base model, which did not load.")
+        try:
+            from widgets.merge_builder import MergeBuilder
+        except ImportError as e:  # written by another issue; the dashboard works without it
+            return pn.pane.Markdown(f"The merge builder is not available here ({e}).")
+        return twin(MergeBuilder(self.lab, list(self.adapters)))
+
+    def _evaluation(self):
+        from workbench import tasks as task_registry
+
+        parts = []
+        if self.scores is not None:
+            table = self.scores.pivot_table(index="adapter", columns="task", values="value")
+            parts += [pn.pane.Markdown("**Scores shipped with the adapters** (full eval splits)"),
+                      pn.pane.DataFrame(table.round(3), sizing_mode="stretch_width")]
+        if self.lab is None:
+            return pn.Column(*parts, pn.pane.Markdown("Live evaluation needs the base model."))
+        known = set(task_registry.TASKS.names())
+        chosen = pn.widgets.CheckButtonGroup(name="adapters", options=list(self.adapters),
+                                             value=list(self.adapters)[:1])
+        limit = pn.widgets.IntSlider(name="examples per task", start=4, end=64, step=4, value=8)
+        run = pn.widgets.Button(name="Evaluate", button_type="primary", css_classes=["lw-evaluate"])
+        status = pn.pane.Markdown("Choose adapters and press Evaluate: each is scored with the base on the "
+                                  "tasks it was trained on.", css_classes=["lw-eval-status"])
+        result = pn.pane.DataFrame(None, sizing_mode="stretch_width", css_classes=["lw-eval-result"])
+
+        def evaluate(_event=None) -> None:
+            names = list(chosen.value)
+            wanted = [x for n in names for x in self.adapters[n].lineage.get("tasks", []) if x in known]
+            wanted = list(dict.fromkeys(wanted))
+            if not names or not wanted:
+                status.object = "Choose at least one adapter whose lineage names a known task."
+                return
+            status.object = f"evaluating {', '.join(names)} and the base on {', '.join(wanted)}…"
+            frame = self.lab.evaluate([*names, None], task_registry.load(wanted), limit=limit.value,
+                                      progress=False)
+            result.object = frame.pivot_table(index="adapter", columns="task", values="value").round(3)
+            status.object = f"done: {limit.value} examples per task"
+
+        run.on_click(evaluate)
+        return pn.Column(*parts, pn.pane.Markdown("**Evaluate now**"), chosen, limit, run, status, result)
+
+    def app(self):
+        """The page: a title line and one tab per view."""
+        n = len(self.adapters)
+        base = f" on {self.lab.name}" if self.lab is not None else ""
+        title = pn.pane.Markdown(f"# LoRA Workbench\n{n} adapters from `{self.folder}`{base}: "
+                                 f"{', '.join(self.adapters)}")
+        return pn.Column(title, pn.Tabs(*self.views().items(), dynamic=False), sizing_mode="stretch_width")
+
+
+def serve(folder: str | Path, host: str = "127.0.0.1", port: int = 5006, *, show: bool = False,
+          load_base: bool = True) -> None:
+    """Serve the dashboard of ``folder`` until interrupted; every page gets its own views."""
+    board = Dashboard.from_folder(folder, load_base=load_base)
+    pn.config.inline = True  # bokeh and panel JS from this server, never from a CDN: works offline
+    print(f"LoRA Workbench dashboard: http://{host}:{port}/  (Ctrl-C stops it)", flush=True)
+    pn.serve({"/": board.app}, address=host, port=port, show=show, title="LoRA Workbench",
+             websocket_origin=[f"{host}:{port}", f"localhost:{port}", f"127.0.0.1:{port}"],
+             threaded=False, print_url=False)

@@ -1,0 +1,68 @@
+// ModalityMap view (widgets/modality_map.py): tokens coloured by modality, then per layer one bar per
+// branch (vision / language update norm). Traits: tokens, types, norms {values, shape, layers, branches}, title.
+
+const COLOURS = { vision: "#d95f02", language: "#1b9e77" };
+const FALLBACK = ["#7570b3", "#e7298a", "#66a61e"];
+
+function floats(view) {
+  if (!view) return new Float32Array(0);
+  const buffer = view.buffer ?? view;
+  const start = view.byteOffset ?? 0;
+  return new Float32Array(buffer.slice(start, start + view.byteLength));
+}
+
+function render({ model, el }) {
+  el.classList.add("lw-modality-map");
+  const draw = () => {
+    const title = document.createElement("div");
+    title.className = "lw-title";
+    title.textContent = model.get("title");
+    const strip = document.createElement("div");
+    strip.className = "lw-tokens";
+    const types = model.get("types");
+    model.get("tokens").forEach((tok, i) => {
+      const span = document.createElement("span");
+      span.className = "lw-token";
+      span.textContent = tok.replace("Ġ", " ").replace("Ċ", "⏎");
+      span.dataset.modality = types[i] ? "vision" : "language";
+      span.style.background = types[i] ? COLOURS.vision : "#e8f4f0";
+      span.style.color = types[i] ? "white" : "black";
+      strip.append(span);
+    });
+    const n = model.get("norms");
+    const [L, K] = n.shape ?? [0, 0];
+    const values = floats(n.values);
+    const max = Math.max(1e-12, ...values);
+    const chart = document.createElement("div");
+    chart.className = "lw-bars";
+    chart.style.display = "flex";
+    chart.style.alignItems = "flex-end";
+    chart.style.height = "140px";
+    chart.style.gap = "3px";
+    for (let l = 0; l < L; l++) {
+      const group = document.createElement("div");
+      group.style.display = "flex";
+      group.style.alignItems = "flex-end";
+      group.title = `layer ${n.layers[l]}: ` + n.branches.map((b, k) => `${b} ${values[l * K + k].toFixed(2)}`).join(", ");
+      for (let k = 0; k < K; k++) {
+        const bar = document.createElement("div");
+        bar.className = "lw-bar";
+        bar.dataset.branch = n.branches[k];
+        bar.style.width = "6px";
+        bar.style.height = `${(130 * values[l * K + k]) / max}px`;
+        bar.style.background = COLOURS[n.branches[k]] ?? FALLBACK[k % FALLBACK.length];
+        group.append(bar);
+      }
+      chart.append(group);
+    }
+    const legend = document.createElement("div");
+    legend.className = "lw-hint";
+    legend.textContent = `tokens: orange = visual, green = text. Bars per layer (0..${L - 1}): Σ‖Δ‖ of each branch (` +
+      n.branches.join(" / ") + "); hover for values.";
+    el.replaceChildren(title, strip, chart, legend);
+  };
+  for (const e of ["change:tokens", "change:types", "change:norms", "change:title"]) model.on(e, draw);
+  draw();
+}
+
+export default { render };

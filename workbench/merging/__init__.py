@@ -1,0 +1,51 @@
+"""Merging: one method per file, registered by name in ``MERGES``; ``merge`` runs any of them.
+
+    from workbench.merging import MERGES, merge, method_params
+    MERGES.names()                      # every registered method
+    method_params("ties")               # {"density": 0.2, "majority_sign_method": "total", ...}
+    result = merge([a, b], "ties", [1.0, 1.0], density=0.2)
+    result.adapter, result.error, result.total_error
+
+Every method works in ΔW space (ΔWᵢ = sᵢBᵢAᵢ), module by module; factored methods never build a
+dense ΔW, elementwise ones build one module at a time. ``Workbench.merge`` adds the result to a lab.
+
+Output rank (``rank=None``), per module, over the sources with a nonzero weight:
+
+- Σrᵢ: ``task_arithmetic`` (exact), ``cat`` (exact, always), ``cat_learned`` (always), ``knots``
+  (its numerical rank, ≤ Σrᵢ), and the elementwise methods ``ties``, ``dare_linear``, ``dare_ties``,
+  ``magnitude_prune``, ``breadcrumbs``, ``della`` (the dense result cut by SVD to Σrᵢ, the rank of
+  the unpruned sum);
+- max rᵢ: ``svd``, ``lora_lego`` (k = r clusters) and every ``*_svd`` variant (peft's default).
+
+The merged adapter has scale 1 (alpha = r in every module, standard scaling) whatever the sources'
+scaling. ``peft_compat=True`` (task_arithmetic and peft's elementwise types) reproduces peft's
+``add_weighted_adapter`` for the same combination type, factor space and all.
+"""
+
+from workbench.merging import (  # noqa: F401 (each file registers its method)
+    breadcrumbs,
+    cat,
+    cat_learned,
+    dare_linear,
+    dare_ties,
+    della,
+    knots,
+    lora_lego,
+    magnitude_prune,
+    svd,
+    task_arithmetic,
+    ties,
+)
+from workbench.merging.base import MERGES, MergeMethod, elementwise, factored, method_params
+from workbench.merging.engine import MergeResult, adapter_fingerprint, merge
+
+__all__ = [
+    "MERGES",
+    "MergeMethod",
+    "MergeResult",
+    "adapter_fingerprint",
+    "elementwise",
+    "factored",
+    "merge",
+    "method_params",
+]

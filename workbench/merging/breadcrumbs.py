@@ -1,0 +1,31 @@
+"""breadcrumbs: drop each ΔWᵢ's largest outliers (top ``gamma``) and its small entries, then sum.
+
+Keeps ``density`` of the entries, those just below the top ``gamma`` fraction by magnitude; no sign
+election (mergekit's ``breadcrumbs``). Defaults: gamma 0.01 (mergekit's); density 0.2 is ours.
+
+Reference: Davari & Belilovsky, "Model Breadcrumbs: Scaling Multi-Task Model Merging with Sparse
+Masks", ECCV 2024; mergekit ``sparsify.magnitude_outliers`` (spec: anchors.md (b)).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from workbench.errors import WorkbenchError
+from workbench.merging.base import elementwise
+from workbench.merging.sparsify import outlier_prune_, weighted_sum_
+
+
+def _validate(params: dict) -> None:
+    if not 0 <= params["gamma"] < 1:
+        raise WorkbenchError(f"breadcrumbs: gamma={params['gamma']} must be in [0, 1) (the outlier "
+                             "fraction dropped)")
+
+
+@elementwise("breadcrumbs", reference="Davari & Belilovsky, Model Breadcrumbs, ECCV 2024", validate=_validate)
+def breadcrumbs(deltas: torch.Tensor, weights: torch.Tensor, *, generators, peft_compat: bool,
+                density: float = 0.2, gamma: float = 0.01) -> torch.Tensor:
+    """Drop the top ``gamma`` outliers and the small entries of each ΔWᵢ (keep ``density``), then Σᵢ wᵢτ̂ᵢ."""
+    for k in range(deltas.shape[0]):
+        outlier_prune_(deltas[k], density, gamma)
+    return weighted_sum_(deltas, weights)

@@ -1,0 +1,25 @@
+"""dare_ties: DARE drop-and-rescale of each ΔWᵢ, then TIES' sign election and disjoint mean.
+
+Election as in ``ties`` (weighted, ours; unweighted with ``peft_compat=True``). Draws as in
+``dare_linear``.
+
+Reference: Yu et al., "Language Models are Super Mario", ICML 2024; Yadav et al., TIES-Merging,
+NeurIPS 2023; peft ``merge_utils.dare_ties``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from workbench.merging.base import elementwise
+from workbench.merging.sparsify import random_prune_, ties_merge_
+
+
+@elementwise("dare_ties", reference="Yu et al., DARE, ICML 2024 + Yadav et al., TIES, NeurIPS 2023",
+             stochastic=True, peft=True, choices={"majority_sign_method": ("total", "frequency")})
+def dare_ties(deltas: torch.Tensor, weights: torch.Tensor, *, generators, peft_compat: bool,
+              density: float = 0.5, majority_sign_method: str = "total") -> torch.Tensor:
+    """DARE drop-and-rescale, then TIES sign election and the mean of the agreeing entries."""
+    for k in range(deltas.shape[0]):
+        random_prune_(deltas[k], density, generators[k])
+    return ties_merge_(deltas, weights, majority_sign_method, unweighted=peft_compat)

@@ -1,0 +1,24 @@
+"""magnitude_prune: keep each ΔWᵢ's top ``density`` entries by magnitude, then the weighted sum.
+
+The same as peft's ``merge_utils.magnitude_prune`` on ΔWᵢ (linear, so no election difference).
+``peft_compat=True`` on ``magnitude_prune`` prunes the stacked A and B separately, as peft does.
+
+Reference: peft ``merge_utils.magnitude_prune``; the trim step of Yadav et al., TIES-Merging,
+NeurIPS 2023.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from workbench.merging.base import elementwise
+from workbench.merging.sparsify import magnitude_prune_, weighted_sum_
+
+
+@elementwise("magnitude_prune", reference="peft merge_utils.magnitude_prune; Yadav et al. 2023", peft=True)
+def magnitude_prune(deltas: torch.Tensor, weights: torch.Tensor, *, generators, peft_compat: bool,
+                    density: float = 0.2) -> torch.Tensor:
+    """Trim each ΔWᵢ to its top ``density`` entries by magnitude, then Σᵢ wᵢτ̂ᵢ."""
+    for k in range(deltas.shape[0]):
+        magnitude_prune_(deltas[k], density)
+    return weighted_sum_(deltas, weights)

@@ -1,0 +1,142 @@
+"""Training and evaluation of joined models (vision- or speech-language) in stages.
+
+``fit`` in ``workbench.training`` trains on token ids; a joined model's inputs are embeddings with
+media tokens inside, so this is a loop of the same shape (seeded batches, AdamW, warm-up then
+linear decay, what the lab used restored after) over (task, example) pairs.
+
+    history = train_stages(vlm, tasks, stages=[
+        Stage("projector", use=None, steps=40),                   # 1) the front end alone
+        Stage("adapters", use="mm", steps=60, front=True),        # 2) MM-LoRA (+ projector, ladder)
+    ])
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from workbench.errors import WorkbenchError
+from workbench.tasks.metrics import METRICS
+
+
+@dataclass
+class Stage:
+    """One training stage.
+
+    Attributes:
+        name: its label in the history (``stage`` column).
+        use: what the LM applies (a router or adapter name, a list, or None for the base).
+        steps: optimizer steps.
+        lr: peak learning rate.
+        front: also train the front end (projector, ladder) in this stage.
+        adapters: train the parameters of what ``use`` names (routers' trainables).
+        extra: more parameters to train (e.g. a PromptScaler), or a callable returning them.
+    """
+
+    name: str
+    use: object = None
+    steps: int = 40
+    lr: float = 1e-3
+    front: bool = True
+    adapters: bool = True
+    extra: Sequence[torch.nn.Parameter] | Callable[[], Sequence[torch.nn.Parameter]] = ()
+
+
+def _used_params(model, use) -> list[torch.nn.Parameter]:
+    names = [] if use is None else [use] if isinstance(use, str) else list(use)
+    params = []
+    for n in names:
+        if n in model.lab.routers:
+            params += model.lab.routers[n].trainable()
+        elif n in model.lab.adapters:
+            params += [p for path in model.lab.adapters[n].modules
+                       for p in (model.lab.layers[path].lora_A[n], model.lab.layers[path].lora_B[n])]
+        else:
+            raise WorkbenchError(f"stage uses {n!r}, which is neither a router nor an adapter of the lab")
+    return params
+
+
+def train_stages(model, tasks: Sequence, stages: Sequence[Stage], *, batch_size: int = 8, seed: int = 0,
+                 progress: bool = True) -> pd.DataFrame:
+    """Train ``model`` on the training examples of ``tasks`` stage after stage.
+
+    Returns:
+        One row per step: ``stage, step, loss, lr``.
+    """
+    items = [(t, e) for t in tasks for e in t.train]
+    if not items:
+        raise WorkbenchError(f"tasks {[t.name for t in tasks]} have no training examples")
+    rows = []
+    for k, stage in enumerate(stages):
+        params = (model.trainable_front() if stage.front else []) + \
+                 (_used_params(model, stage.use) if stage.adapters else []) + \
+                 list(stage.extra() if callable(stage.extra) else stage.extra)
+        history = _fit(model, params, items, stage, batch_size=batch_size, seed=seed + 1009 * k,
+                       progress=progress)
+        rows += [r | {"stage": stage.name} for r in history]
+    return pd.DataFrame(rows)
+
+
+def _fit(model, params, items, stage: Stage, *, batch_size: int, seed: int, progress: bool) -> list[dict]:
+    params = list({id(p): p for p in params}.values())
+    if not params:
+        raise WorkbenchError(f"stage {stage.name!r}: nothing to train")
+    lab = model.lab
+    before, was_training = lab.active, model.training
+    wanted = [p.requires_grad for p in params]
+    opt = torch.optim.AdamW(params, lr=stage.lr)
+    n_warm = max(1, int(0.1 * stage.steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min((s + 1) / n_warm, max(0.0, (stage.steps - s) / max(1, stage.steps - n_warm))))
+    g = torch.Generator().manual_seed(seed)
+    order: list[int] = []
+    rows = []
+    try:
+        for p in params:
+            p.requires_grad_(True)
+        lab.use(stage.use)
+        model.train()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            for step in tqdm(range(stage.steps), desc=f"training {stage.name}", disable=not progress):
+                if len(order) < batch_size:
+                    order += torch.randperm(len(items), generator=g).tolist()
+                idx, order = order[:batch_size], order[batch_size:]
+                loss = model.loss([items[i] for i in idx])
+                if not math.isfinite(loss.item()):
+                    raise WorkbenchError(f"stage {stage.name!r} diverged at step {step}; lower lr={stage.lr}")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                rows.append({"step": step, "loss": loss.item(), "lr": sched.get_last_lr()[0]})
+                sched.step()
+    finally:
+        for p, w in zip(params, wanted, strict=True):
+            p.requires_grad_(w)
+            p.grad = None
+        model.train(was_training)
+        lab.use(before)
+    return rows
+
+
+def evaluate_joined(model, tasks: Sequence, uses: dict[str, object], *, n_eval: int | None = None,
+                    batch_size: int = 8) -> pd.DataFrame:
+    """Score each ``uses`` entry (label -> what the LM applies) on each task's eval split.
+
+    Returns:
+        Tidy rows ``adapter, task, metric, value`` (``adapter`` is the label).
+    """
+    rows = []
+    for label, use in uses.items():
+        with model.lab.using(use):
+            for task in tasks:
+                examples = task.eval[:n_eval] if n_eval else task.eval
+                value = METRICS.get(task.metric).fn(model, model.lab.tokenizer, task, examples,
+                                                    batch_size=batch_size)
+                rows.append({"adapter": label, "task": task.name, "metric": task.metric, "value": value})
+    return pd.DataFrame(rows)

@@ -1,0 +1,25 @@
+"""The registry of multi-task gradient methods and the interface they share."""
+
+from __future__ import annotations
+
+import torch
+
+from workbench.registry import Registry
+
+
+class GradMethod:
+    """Maps the task gradients of one step to one update.
+
+    Subclasses implement ``combine``; the constructor takes the method's options (and ``seed`` for
+    methods that draw random orders).
+    """
+
+    def __init__(self, seed: int = 0):
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def combine(self, grads: torch.Tensor) -> torch.Tensor:
+        """(T, D) task gradients -> (D,) update, on the scale of their sum."""
+        raise NotImplementedError
+
+
+GRAD_METHODS: Registry[type[GradMethod]] = Registry("gradient method")

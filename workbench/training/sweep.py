@@ -1,0 +1,174 @@
+"""Sweeps: train a grid (learning rate × variant × rank × seed), score each run, cache every result.
+
+LoRAFactory's question (He et al., arXiv 2601.22708, ../shared/specs/merging.md §14): does the
+learning rate matter more than the LoRA variant? ``sweep`` answers with a tidy frame and
+``spread`` with the share of variance each factor explains. A run's result (its scores and the
+trained factors) is written to ``cache_dir`` as ``<key>.json`` + ``<key>.safetensors``, atomically,
+keyed by everything that decides the run; a rerun reads them and trains nothing.
+
+Variants are entries of ``VARIANTS``: trainer options plus an optional setup/finish (PiSSA).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from safetensors.torch import save_file
+from tqdm.auto import tqdm
+
+from workbench.errors import WorkbenchError
+from workbench.registry import Registry
+
+
+@dataclass
+class Variant:
+    """How a variant trains: options for ``MultiTaskTrainer`` and optional hooks around it."""
+
+    options: dict = field(default_factory=dict)
+    setup: Callable | None = None  # setup(lab, name, r, targets) -> adapter in the lab
+    finish: Callable | None = None  # finish(lab, name) -> the adapter to score
+    reference: str = ""
+
+
+VARIANTS: Registry[Variant] = Registry("LoRA variant")
+VARIANTS.register("lora")(Variant({}, reference="Hu et al., LoRA, 2021"))
+VARIANTS.register("rslora")(Variant({"scaling": "rslora"}, reference="Kalajdzievski, rsLoRA, 2023"))
+VARIANTS.register("loraplus")(Variant({"optimizer": "loraplus"}, reference="Hayou et al., LoRA+, 2024"))
+VARIANTS.register("lorapro")(Variant({"optimizer": "lorapro"}, reference="Wang et al., LoRA-Pro, 2025"))
+VARIANTS.register("nola")(Variant({"optimizer": "nola"}, reference="Koohpayegani et al., NOLA, 2024"))
+
+
+def _pissa_setup(lab, name, r, targets):
+    from workbench.training.pissa import pissa_start
+
+    return pissa_start(lab, name, r=r, targets=targets)
+
+
+def _pissa_finish(lab, name):
+    from workbench.training.pissa import pissa_finish
+
+    return pissa_finish(lab, name)
+
+
+VARIANTS.register("pissa")(Variant({}, _pissa_setup, _pissa_finish, reference="Meng et al., PiSSA, 2024"))
+
+
+def sweep(lab, tasks, grid: Mapping[str, Sequence], *, cache_dir: str | os.PathLike, steps: int = 30,
+          batch_size: int = 8, targets: str | list[str] = "attention", limit: int | None = None,
+          progress: bool = True, **trainer_options) -> pd.DataFrame:
+    """Train and score every point of ``grid`` (keys among ``lr, variant, r, seed``).
+
+    Args:
+        tasks: the Task (or Tasks) to train on and score (each with its own metric).
+        grid: e.g. ``{"lr": [1e-3, 3e-3], "variant": ["lora", "rslora"], "r": [8], "seed": [0]}``;
+            missing keys take ``lr=2e-3, variant="lora", r=8, seed=0``.
+        cache_dir: where results live; a point already there is read, not retrained.
+        limit: score on the first ``limit`` eval examples of each task.
+
+    Returns:
+        ``lr, variant, rank, seed, task, metric, value, final_loss, cached`` — one row per point and task.
+    """
+    from workbench.tasks import Task
+
+    if isinstance(tasks, Task):
+        task_list = [tasks]
+    else:
+        task_list = list(tasks.values() if isinstance(tasks, Mapping) else tasks)
+    unknown = set(grid) - {"lr", "variant", "r", "seed"}
+    if unknown:
+        raise WorkbenchError(f"sweep grid keys are lr, variant, r, seed; got unknown {sorted(unknown)}")
+    axes = {"lr": [2e-3], "variant": ["lora"], "r": [8], "seed": [0]} | {k: list(v) for k, v in grid.items()}
+    for v in axes["variant"]:
+        VARIANTS.get(v)  # unknown variants fail before any training
+    if any(not lr > 0 for lr in axes["lr"]):
+        raise WorkbenchError(f"every learning rate must be > 0; got {axes['lr']}")
+    cache = Path(cache_dir)
+    cache.mkdir(parents=True, exist_ok=True)
+    points = list(itertools.product(axes["lr"], axes["variant"], axes["r"], axes["seed"]))
+    rows = []
+    for lr, variant, r, seed in tqdm(points, desc="sweep", disable=not progress):
+        config = {"base": lab.fingerprint, "tasks": [(t.name, len(t.train), len(t.eval)) for t in task_list],
+                  "lr": lr, "variant": variant, "r": r, "seed": seed, "steps": steps,
+                  "batch_size": batch_size, "targets": targets, "limit": limit, "options": trainer_options}
+        key = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        found = cache / f"{key}.json"
+        if found.exists():
+            result = json.loads(found.read_text())
+            cached = True
+        else:
+            result = _run_point(lab, task_list, config, progress=False, **trainer_options)
+            _write_atomic(cache, key, result.pop("tensors"), result)
+            cached = False
+        for s in result["scores"]:
+            rows.append({"lr": lr, "variant": variant, "rank": r, "seed": seed, "task": s["task"],
+                         "metric": s["metric"], "value": s["value"], "final_loss": result["final_loss"],
+                         "cached": cached})
+    return pd.DataFrame(rows)
+
+
+def spread(frame: pd.DataFrame, factors: Sequence[str] = ("lr", "variant", "rank", "seed")) -> pd.DataFrame:
+    """Share of the score variance explained by each factor alone (between-group variance / total).
+
+    Returns:
+        ``factor, value`` per task (``task`` column): LoRAFactory expects lr's share to be the largest.
+    """
+    rows = []
+    for task, part in frame.groupby("task"):
+        total = part["value"].var(ddof=0)
+        for f in factors:
+            if part[f].nunique() < 2:
+                continue
+            between = part.groupby(f)["value"].mean()
+            weights = part.groupby(f)["value"].size() / len(part)
+            share = float((weights * (between - part["value"].mean()) ** 2).sum() / total) if total else 0.0
+            rows.append({"task": task, "factor": f, "value": share})
+    return pd.DataFrame(rows)
+
+
+def _run_point(lab, task_list, config, *, progress, **trainer_options) -> dict:
+    from workbench.training.multitask import MultiTaskTrainer
+
+    variant = VARIANTS.get(config["variant"])
+    name = f"sweep_{config['variant']}"
+    if name in lab.adapters:
+        lab.remove_adapter(name)
+    if variant.setup:
+        variant.setup(lab, name, config["r"], config["targets"])
+    options = {**variant.options, **trainer_options}
+    try:
+        trainer = MultiTaskTrainer(lab, name, task_list, r=config["r"], targets=config["targets"],
+                                   steps=config["steps"], lr=config["lr"], batch_size=config["batch_size"],
+                                   seed=config["seed"], progress=progress, **options)
+        res = trainer.run()
+        adapter = variant.finish(lab, name) if variant.finish else res.adapter
+        scores = lab.evaluate(adapter.name, task_list, limit=config["limit"], progress=False)
+        tensors = {f"{m}.{k}": t.detach().contiguous().cpu() for m, f in adapter.modules.items()
+                   for k, t in (("lora_A", f.A), ("lora_B", f.B))}
+        return {"config": config, "final_loss": adapter.lineage.get("final_loss"),
+                "scores": scores[["task", "metric", "value"]].to_dict("records"), "tensors": tensors}
+    finally:
+        for n in (name, f"{name}_pissa_init"):
+            if n in lab.adapters:
+                if n.endswith("_pissa_init"):
+                    lab.unmerge(n)
+                lab.remove_adapter(n)
+
+
+def _write_atomic(cache: Path, key: str, tensors: dict, result: dict) -> None:
+    """Factors, then the json (the json's presence marks a finished point); each by temp + rename."""
+    fd, tmp = tempfile.mkstemp(dir=cache, suffix=".safetensors.tmp")
+    os.close(fd)
+    save_file(tensors, tmp)
+    os.replace(tmp, cache / f"{key}.safetensors")
+    fd, tmp = tempfile.mkstemp(dir=cache, suffix=".json.tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(result, f, default=str)
+    os.replace(tmp, cache / f"{key}.json")
