@@ -29,7 +29,6 @@ import gc
 import os
 import platform
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -38,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 import torch
+from common import write_atomically  # bench/common.py (this script's folder is on sys.path)
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
@@ -229,15 +229,6 @@ def report(args, adapters: list[Adapter], runs: list[dict], dense: dict, max_dif
         "(wall) and `time.process_time` (CPU, all threads).",
         "",
     ])
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write to a temporary file beside ``path``, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False,
-                                     encoding="utf-8") as f:
-        f.write(text)
-    os.replace(f.name, path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -39,7 +39,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).parent))
-from geometry import MIB, factor_bytes, llama2_7b_shapes, measure, write_atomically  # noqa: E402
+from common import write_atomically  # noqa: E402
+from geometry import MIB, factor_bytes, llama2_7b_shapes, measure  # noqa: E402
 
 from workbench.adapters.adapter import Adapter  # noqa: E402
 from workbench.adapters.init import new_adapter  # noqa: E402

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from common import write_atomically  # bench/common.py (this script's folder is on sys.path)
 
 from workbench import Workbench
 from workbench.routing import ROUTERS
@@ -115,10 +116,7 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     if not args.quick:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_suffix(".tmp")
-        tmp.write_text(text)
-        tmp.replace(args.out)
+        write_atomically(args.out, text)
 
 
 if __name__ == "__main__":

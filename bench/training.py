@@ -22,11 +22,11 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
+from common import write_atomically  # bench/common.py (this script's folder is on sys.path)
 from tqdm.auto import tqdm
 
 OUT = Path(__file__).parent / "results" / "training.md"
@@ -112,15 +112,6 @@ def capture_times(lab, steps: int, batch: int, r: int, every: int, vocab: int, l
     mean = (time.perf_counter() - t) / steps
     lab.remove_adapter(name)
     return mean
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write to a temporary file beside ``path``, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False,
-                                     encoding="utf-8") as f:
-        f.write(text)
-    os.replace(f.name, path)
 
 
 def main(argv: list[str] | None = None) -> int:
