@@ -42,7 +42,9 @@ let __lw_sent = 0;
 function __lw_model(model) {
   return {
     get: (k) => model.get(__lw_key(k)),
-    set: (k, v) => model.set(__lw_key(k), v),
+    set: (k, v) => (typeof k === "object"  // Backbone's set({a: 1, b: 2}) as well as set("a", 1)
+      ? Object.entries(k).forEach(([key, value]) => model.set(__lw_key(key), value))
+      : model.set(__lw_key(k), v)),
     save_changes: () => model.save_changes(),
     on: (e, cb) => model.on(__lw_event(e), cb),
     off: (e, cb) => model.off(__lw_event(e), cb),

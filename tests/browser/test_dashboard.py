@@ -1,5 +1,5 @@
 """`lora-workbench serve` in headless chromium: the dashboard of the ready adapters renders offline,
-and a gesture on the angle matrix reaches Python and comes back. Screenshots: ``dashboard_*.png``."""
+and gestures on each view reach Python and come back. Screenshots: ``dashboard_*.png``."""
 
 from __future__ import annotations
 
@@ -75,8 +75,30 @@ def test_dashboard_renders_offline_and_answers(dashboard, page, screenshots):
     assert matrix.locator(".lw-breakdown .lw-cell").count() == 4 * 30
     matrix.screenshot(path=str(screenshots / "dashboard_angle_matrix.png"))
 
-    # Not yet tested here: the interference-map, merge-builder and evaluation tabs. Unticking an adapter
-    # in the interference map does not reach Python through widgets.dashboard.twin yet (issue 7 is open).
+    # the interference map: unticking an adapter recomputes in Python
+    _tab(page, "Interference map")
+    imap = page.locator(".lw-interference-map")
+    imap.locator(".lw-cell").first.wait_for()
+    assert imap.locator(".lw-status").text_content() == "current"
+    assert "topic×1" in imap.locator(".lw-title").text_content()
+    imap.locator("label", has_text="topic").locator("input").uncheck()
+    page.wait_for_function(
+        "(el) => el.querySelector('.lw-status').textContent === 'current'"
+        " && !el.querySelector('.lw-title').textContent.includes('topic')", arg=imap.element_handle())
+    imap.screenshot(path=str(screenshots / "dashboard_interference_map.png"))
+
+    # the merge builder: another method, answered with current previews
+    _tab(page, "Merge builder")
+    builder = page.locator(".lw-merge-builder")
+    builder.locator(".lw-preview .lw-cell").first.wait_for()
+    builder.locator(".lw-method").select_option("svd")
+    page.wait_for_function(
+        "(b) => b.querySelector('.lw-merge-status').textContent === 'current'"
+        " && b.querySelector('.lw-summary').textContent.includes('svd of')"
+        " && !b.querySelector('.lw-preview.lw-stale')", arg=builder.element_handle())
+    builder.screenshot(path=str(screenshots / "dashboard_merge_builder.png"))
+    # Not yet covered: the builder's evaluate button (model.send through the twin) and the evaluation
+    # tab; in the one run that tried, the scores did not come back within 180 s (issue 7 stays open).
 
     assert outside == [], f"the dashboard fetched from outside its server: {outside}"
     assert failed == [], failed
