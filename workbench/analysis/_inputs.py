@@ -38,15 +38,17 @@ def as_named(adapters: Mapping[str, Adapter] | Iterable[Adapter]) -> dict[str, A
     return named
 
 
-def check_comparable(named: Mapping[str, Adapter]) -> None:
-    """Refuse adapters for different base models or with different shapes on a shared module."""
+def check_comparable(named: Mapping[str, Adapter], *,
+                     why: str = "geometry compares updates of the same weights, so compare adapters "
+                                "of one base") -> None:
+    """Refuse adapters for different base models or with different shapes on a shared module.
+
+    ``why`` ends the base-model error: what the caller does with the updates (compare, merge ...).
+    """
     prints = {n: a.base_fingerprint for n, a in named.items() if a.base_fingerprint is not None}
     if len(set(prints.values())) > 1:
         listing = ", ".join(f"{n}: {p}" for n, p in prints.items())
-        raise WorkbenchError(
-            f"the adapters were made for different base models ({listing}); "
-            "geometry compares updates of the same weights, so compare adapters of one base"
-        )
+        raise WorkbenchError(f"the adapters were made for different base models ({listing}); {why}")
     seen: dict[str, tuple[str, tuple[int, int]]] = {}
     for n, a in named.items():
         for path, f in a.modules.items():

@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 
 from workbench.adapters.adapter import Adapter, LoraFactors
-from workbench.analysis._inputs import tidy
+from workbench.analysis._inputs import check_comparable, tidy
 from workbench.errors import WorkbenchError
 from workbench.merging.inputs import MergeInputs, get_method
 from workbench.merging.lowrank import difference_norms, stack
@@ -137,24 +137,8 @@ def _check_adapters(adapters) -> list[Adapter]:
     if dup:
         raise WorkbenchError(f"two sources are named {dup[0]!r}; give each source its own name "
                              "(adapter.copy(name=...))")
-    prints = {a.name: a.base_fingerprint for a in adapters if a.base_fingerprint}
-    if len(set(prints.values())) > 1:
-        listing = ", ".join(f"{n}: {p}" for n, p in prints.items())
-        raise WorkbenchError(
-            f"the adapters were made for different base models ({listing}); a merge adds updates of "
-            "the same weights, so merge adapters of one base"
-        )
-    seen: dict[str, tuple[str, tuple[int, int]]] = {}
-    for a in adapters:
-        for path, f in a.modules.items():
-            shape = (f.out_features, f.in_features)
-            if path in seen and seen[path][1] != shape:
-                first, first_shape = seen[path]
-                raise WorkbenchError(
-                    f"module {path!r} is {first_shape} (out, in) in adapter {first!r} but {shape} in "
-                    f"adapter {a.name!r}; these adapters do not update the same weights"
-                )
-            seen.setdefault(path, (a.name, shape))
+    check_comparable({a.name: a for a in adapters},
+                     why="a merge adds updates of the same weights, so merge adapters of one base")
     return adapters
 
 
