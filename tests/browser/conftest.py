@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,37 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextmanager
+def running_server(cmd: list[str], probe: str, log_path: Path, *, what: str, timeout: float, **popen):
+    """Start ``cmd`` (output to ``log_path``), wait until ``probe`` answers 200, yield; stop it after.
+
+    The process is stopped by its handle (terminate, then kill after 20 s) whatever the test did.
+    """
+    log = open(log_path, "w")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, **popen)
+    try:
+        deadline = time.time() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(probe, timeout=30) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                log.flush()
+                raise RuntimeError(f"{what} did not start:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
 
 
 @pytest.fixture(scope="session")
@@ -49,35 +81,13 @@ def lab_server(tmp_path_factory):
     env = {**os.environ, "LW_TEST_WORKSPACES": str(tmp / "workspaces"),
            "LW_TEST_SETTINGS": str(tmp / "settings"), "HF_HUB_OFFLINE": "1",
            "LORA_WORKBENCH_QUICK": "1"}  # tutorials read it: short schedules under make test
-    log = open(tmp / "jupyterlab.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "workbench.cli", "lab", "--dir", str(tmp / "tutorials"),
-         "--port", str(port), "--no-browser",
-         f"--config={ROOT / 'tests' / 'browser' / 'jupyter_server_test_config.py'}"],
-        cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT)
+    cmd = [sys.executable, "-m", "workbench.cli", "lab", "--dir", str(tmp / "tutorials"),
+           "--port", str(port), "--no-browser",
+           f"--config={ROOT / 'tests' / 'browser' / 'jupyter_server_test_config.py'}"]
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/api/status", timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                log.flush()
-                tail = (tmp / "jupyterlab.log").read_text()[-3000:]
-                raise RuntimeError(f"JupyterLab did not start:\n{tail}")
-            time.sleep(0.5)
+    with running_server(cmd, f"{url}/api/status", tmp / "jupyterlab.log", what="JupyterLab", timeout=120,
+                        cwd=tmp, env=env):
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture(scope="session")

@@ -4,14 +4,11 @@ and gestures on each view reach Python and come back. Screenshots: ``dashboard_*
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-import time
-import urllib.request
 
 import pytest
 
-from tests.browser.conftest import ROOT, _free_port
+from tests.browser.conftest import ROOT, _free_port, running_server
 
 pytestmark = pytest.mark.browser
 
@@ -20,34 +17,13 @@ pytestmark = pytest.mark.browser
 def dashboard(tmp_path_factory):
     """Start ``lora-workbench serve`` on the ready adapters (free port, headless); yield its URL."""
     port = _free_port()
-    log_path = tmp_path_factory.mktemp("serve") / "serve.log"
-    log = open(log_path, "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "workbench.cli", "serve", "--adapters", str(ROOT / "adapters"),
-         "--port", str(port), "--no-browser"],
-        cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=log, stderr=subprocess.STDOUT)
+    cmd = [sys.executable, "-m", "workbench.cli", "serve", "--adapters", str(ROOT / "adapters"),
+           "--port", str(port), "--no-browser"]
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 300  # it loads SmolLM2 and the four adapters first
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/", timeout=30) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                log.flush()
-                raise RuntimeError(f"the dashboard did not start:\n{log_path.read_text()[-3000:]}")
-            time.sleep(1)
+    # it loads SmolLM2 and the four adapters first
+    with running_server(cmd, f"{url}/", tmp_path_factory.mktemp("serve") / "serve.log", what="the dashboard",
+                        timeout=300, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}):
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def _tab(page, title: str) -> None:
