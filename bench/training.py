@@ -8,10 +8,11 @@ One run, one model (SmolLM2-135M by default; ``--model tiny-llama`` for a smoke 
    copy of the base. The two are timed in alternating blocks (so a load change on a shared machine
    hits both), and the ratio of the medians is reported. Target: ours ≤ 1.05 × peft.
 2. **Conflict capture.** ``MultiTaskTrainer`` on three tasks' worth of batches, with capture every
-   step, every 10 steps, and never; mean step time of each.
+   step, every 10 steps, and never: one trainer per setting, timed in alternating blocks of 10 steps
+   (as for 1.); mean step time of each.
 
     python bench/training.py                      # SmolLM2, writes bench/results/training.md
-    python bench/training.py --model tiny-llama --steps 6 --quick    # smoke test, prints only
+    python bench/training.py --model tiny-llama --steps 2 --capture-blocks 1 --quick   # smoke test
 """
 
 from __future__ import annotations
@@ -94,8 +95,8 @@ def timed(step, n: int) -> list[float]:
     return out
 
 
-def capture_times(lab, steps: int, batch: int, r: int, every: int, vocab: int, length: int) -> float:
-    """Mean step time of a 3-task MultiTaskTrainer with capture every ``every`` steps (0: never)."""
+def capture_trainers(lab, settings, batch: int, r: int, vocab: int, length: int, steps: int) -> dict:
+    """One 3-task MultiTaskTrainer per capture setting (``every``; 0: never), each on its own adapter."""
     from workbench.training import MultiTaskTrainer
 
     tasks = {}
@@ -103,15 +104,9 @@ def capture_times(lab, steps: int, batch: int, r: int, every: int, vocab: int, l
         b = fixed_batch(vocab, 16, length, seed=t + 1)
         tasks[f"task{t}"] = [{"input_ids": ids.tolist(), "labels": lab_.tolist()}
                              for ids, lab_ in zip(b["input_ids"], b["labels"], strict=True)]
-    name = f"cap{every}"
-    tr = MultiTaskTrainer(lab, name, tasks, r=r, targets=TARGETS, steps=steps + 1, lr=1e-3, batch_size=batch,
-                          capture_every=every, progress=False)
-    tr.step(1)  # warm-up
-    t = time.perf_counter()
-    tr.step(steps)
-    mean = (time.perf_counter() - t) / steps
-    lab.remove_adapter(name)
-    return mean
+    return {every: MultiTaskTrainer(lab, f"cap{every}", tasks, r=r, targets=TARGETS, steps=steps, lr=1e-3,
+                                    batch_size=batch, capture_every=every, progress=False)
+            for every in settings}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rank", type=int, default=8)
     parser.add_argument("--blocks", type=int, default=4, help="alternating timing blocks per implementation")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per block")
-    parser.add_argument("--capture-steps", type=int, default=10, help="timed trainer steps per setting")
+    parser.add_argument("--capture-blocks", type=int, default=3,
+                        help="alternating blocks of 10 trainer steps per capture setting")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="print only, unless --out is given")
     parser.add_argument("--out", type=Path, default=None, help=f"the Markdown table (default {OUT})")
@@ -151,11 +147,23 @@ def main(argv: list[str] | None = None) -> int:
     ratio = m_ours / m_peft
     print(f"ours {m_ours:.3f} s, peft {m_peft:.3f} s, ratio {ratio:.3f}", flush=True)
 
+    # Capture: the three settings in alternating blocks of 10 steps (each block of "every 10" holds
+    # exactly one capture step), after one warm-up step each; mean step time over all blocks.
     lab = Workbench(copy.deepcopy(base), z.tokenizer, name=args.model)
-    caps = {}
-    for every in tqdm((0, 10, 1), desc="capture"):
-        caps[every] = capture_times(lab, args.capture_steps, args.batch, args.rank, every, vocab, args.length)
-        print(f"capture every {every or 'never'}: {caps[every]:.3f} s/step", flush=True)
+    settings = (0, 10, 1)
+    trainers = capture_trainers(lab, settings, args.batch, args.rank, vocab, args.length,
+                                steps=1 + args.capture_blocks * 10)
+    for tr in trainers.values():
+        tr.step(1)
+    spent = dict.fromkeys(settings, 0.0)
+    for _ in tqdm(range(args.capture_blocks), desc="capture (alternating blocks)"):
+        for every in settings:
+            t0 = time.perf_counter()
+            trainers[every].step(10)
+            spent[every] += time.perf_counter() - t0
+    caps = {e: spent[e] / (10 * args.capture_blocks) for e in settings}
+    for e in settings:
+        print(f"capture every {e or 'never'}: {caps[e]:.3f} s/step", flush=True)
     load_after = os.getloadavg()[0]
 
     text = "\n".join([
@@ -189,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "A capture step gives every task present its own forward and backward pass (to get per-task "
         "gradients) and reduces them to (T × T) Gram matrices per module; other steps run one "
-        "forward and backward over the whole batch. The same batch size in all three settings.",
+        "forward and backward over the whole batch. The same batch size in all three settings; "
+        f"{args.capture_blocks} alternating blocks of 10 steps each.",
         "",
     ])
     print(text)

@@ -117,3 +117,17 @@ def test_twin_renames_traits_panel_reserves_and_carries_send():
     assert probe.name == "y"
     setattr(comp, MESSAGE, {"n": 1, "msg": {"action": "commit"}})  # what model.send does in the page
     assert probe.got == [{"action": "commit"}] and comp.got == [{"action": "commit"}]
+
+
+def test_the_merge_builder_and_evaluation_get_the_tasks_the_lineage_names():
+    """The dashboard's builder evaluates on the tasks its adapters were trained on (not on none)."""
+    from widgets.dashboard import Dashboard
+
+    lab = tiny_lab()
+    for name, task in (("a", "arithmetic"), ("b", "topic"), ("c", "no-such-task")):
+        lab.new_adapter(name, r=2, seed=0).lineage["tasks"] = [task]
+    board = Dashboard(dict(lab.adapters), lab=lab)
+    assert list(board._tasks_of(["a", "b", "c"])) == ["arithmetic", "topic"]
+    assert board._tasks_of(["c"]) == {}
+    builder = board.views()["Merge builder"]._lw_widget
+    assert list(builder.tasks) == ["arithmetic", "topic"] and builder.eval_limit == 4

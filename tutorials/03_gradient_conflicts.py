@@ -37,7 +37,7 @@ from pathlib import Path
 import pandas as pd
 
 import workbench as wb
-from widgets import ConflictMonitor, score_bars, sweep_heatmap
+from widgets import ConflictMonitor, TrainingMonitor, score_bars, sweep_heatmap
 from workbench.training import MultiTaskTrainer
 from workbench.training.sweep import spread, sweep
 
@@ -177,3 +177,22 @@ print(f"here, {verdict} matters more" + (" (QUICK mode: 3 steps and 8 examples, 
 
 # %%
 monitor.selected  # click a cell of the layer × step map above, then re-run this cell
+
+# %% [markdown]
+# ## 5. One run, watched: the TrainingMonitor
+#
+# For a single run, `TrainingMonitor` shows the loss curve per task and a start/pause button; the run
+# trains in a background thread, so the notebook stays usable. This one waits for you: press
+# **start** (pause and resume as you like), then re-run the cell below it. It trains plain LoRA on
+# topic at the learning rate that scored best for it in the sweep.
+
+# %%
+lora_points = grid[grid.variant == "lora"]
+best_lr = float(lora_points.groupby("lr").value.mean().idxmax())
+single = MultiTaskTrainer(lab, "topic_single", [tasks["topic"]], r=8, steps=STEPS, lr=best_lr, batch_size=6,
+                          seed=0, progress=False)
+run_monitor = TrainingMonitor.from_trainer(single, start=False)
+run_monitor
+
+# %%
+print(run_monitor.status)  # "ready" until you press start; "step …" while it runs; "done: …" at the end

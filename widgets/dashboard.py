@@ -22,6 +22,7 @@ import pandas as pd
 import panel as pn
 import param
 import traitlets as t
+from tornado.web import RequestHandler
 
 from workbench.adapters import read_peft
 from workbench.errors import WorkbenchError
@@ -197,11 +198,18 @@ class Dashboard(param.Parameterized):
             from widgets.merge_builder import MergeBuilder
         except ImportError as e:  # written by another issue; the dashboard works without it
             return pn.pane.Markdown(f"The merge builder is not available here ({e}).")
-        return twin(MergeBuilder(self.lab, list(self.adapters)))
+        names = list(self.adapters)
+        return twin(MergeBuilder(self.lab, names, tasks=self._tasks_of(names), eval_limit=4))
 
-    def _evaluation(self):
+    def _tasks_of(self, names: list[str]) -> dict:
+        """``{name: Task}`` of the registered tasks that the adapters' lineage names (in order, once)."""
         from workbench import tasks as task_registry
 
+        known = set(task_registry.TASKS.names())
+        wanted = [x for n in names for x in self.adapters[n].lineage.get("tasks", []) if x in known]
+        return task_registry.load(list(dict.fromkeys(wanted))) if wanted else {}
+
+    def _evaluation(self):
         parts = []
         if self.scores is not None:
             table = self.scores.pivot_table(index="adapter", columns="task", values="value")
@@ -209,7 +217,6 @@ class Dashboard(param.Parameterized):
                       pn.pane.DataFrame(table.round(3), sizing_mode="stretch_width")]
         if self.lab is None:
             return pn.Column(*parts, pn.pane.Markdown("Live evaluation needs the base model."))
-        known = set(task_registry.TASKS.names())
         chosen = pn.widgets.CheckButtonGroup(name="adapters", options=list(self.adapters),
                                              value=list(self.adapters)[:1])
         limit = pn.widgets.IntSlider(name="examples per task", start=4, end=64, step=4, value=8)
@@ -220,14 +227,12 @@ class Dashboard(param.Parameterized):
 
         def evaluate(_event=None) -> None:
             names = list(chosen.value)
-            wanted = [x for n in names for x in self.adapters[n].lineage.get("tasks", []) if x in known]
-            wanted = list(dict.fromkeys(wanted))
-            if not names or not wanted:
+            tasks = self._tasks_of(names)
+            if not names or not tasks:
                 status.object = "Choose at least one adapter whose lineage names a known task."
                 return
-            status.object = f"evaluating {', '.join(names)} and the base on {', '.join(wanted)}…"
-            frame = self.lab.evaluate([*names, None], task_registry.load(wanted), limit=limit.value,
-                                      progress=False)
+            status.object = f"evaluating {', '.join(names)} and the base on {', '.join(tasks)}…"
+            frame = self.lab.evaluate([*names, None], tasks, limit=limit.value, progress=False)
             result.object = frame.pivot_table(index="adapter", columns="task", values="value").round(3)
             status.object = f"done: {limit.value} examples per task"
 
@@ -243,12 +248,24 @@ class Dashboard(param.Parameterized):
         return pn.Column(title, pn.Tabs(*self.views().items(), dynamic=False), sizing_mode="stretch_width")
 
 
+HEALTH = "/health"  # answers 200 once the adapters (and base) are loaded, without building a page
+
+
+class _Health(RequestHandler):
+    def get(self) -> None:
+        self.write({"status": "ok"})
+
+
 def serve(folder: str | Path, host: str = "127.0.0.1", port: int = 5006, *, show: bool = False,
           load_base: bool = True) -> None:
-    """Serve the dashboard of ``folder`` until interrupted; every page gets its own views."""
+    """Serve the dashboard of ``folder`` until interrupted; every page gets its own views.
+
+    ``GET /health`` answers ``{"status": "ok"}`` cheaply (a page builds all views, which takes a while:
+    probe this instead).
+    """
     board = Dashboard.from_folder(folder, load_base=load_base)
     pn.config.inline = True  # bokeh and panel JS from this server, never from a CDN: works offline
     print(f"LoRA Workbench dashboard: http://{host}:{port}/  (Ctrl-C stops it)", flush=True)
     pn.serve({"/": board.app}, address=host, port=port, show=show, title="LoRA Workbench",
              websocket_origin=[f"{host}:{port}", f"localhost:{port}", f"127.0.0.1:{port}"],
-             threaded=False, print_url=False)
+             threaded=False, print_url=False, extra_patterns=[(HEALTH, _Health)])

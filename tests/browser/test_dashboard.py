@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from tests.browser.conftest import ROOT, _free_port, running_server
+from widgets.dashboard import HEALTH
 
 pytestmark = pytest.mark.browser
 
@@ -21,8 +22,9 @@ def dashboard(tmp_path_factory):
            "--port", str(port), "--no-browser"]
     url = f"http://127.0.0.1:{port}"
     # it loads SmolLM2 and the four adapters first
-    with running_server(cmd, f"{url}/", tmp_path_factory.mktemp("serve") / "serve.log", what="the dashboard",
-                        timeout=300, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}):
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    with running_server(cmd, f"{url}{HEALTH}", log, what="the dashboard", timeout=300, cwd=ROOT,
+                        env={**os.environ, "HF_HUB_OFFLINE": "1"}):
         yield url
 
 
@@ -72,9 +74,27 @@ def test_dashboard_renders_offline_and_answers(dashboard, page, screenshots):
         "(b) => b.querySelector('.lw-merge-status').textContent === 'current'"
         " && b.querySelector('.lw-summary').textContent.includes('svd of')"
         " && !b.querySelector('.lw-preview.lw-stale')", arg=builder.element_handle())
+    # its evaluate button: model.send through the twin reaches Python, the scores come back
+    limit = builder.locator(".lw-limit")
+    limit.fill("1")
+    limit.dispatch_event("change")
+    builder.locator("button", has_text="evaluate").click()
+    page.wait_for_function(
+        "(b) => b.querySelector('.lw-eval-status').textContent === 'scores: current'"
+        " && b.querySelectorAll('.lw-scores tr').length === 5", arg=builder.element_handle())
+    scored = builder.locator(".lw-scores tr td:first-child").all_text_contents()
+    assert sorted(scored) == ["arithmetic", "code", "language", "topic"], scored
+    assert "evaluate failed" not in builder.locator(".lw-notice").text_content()
     builder.screenshot(path=str(screenshots / "dashboard_merge_builder.png"))
-    # Not yet covered: the builder's evaluate button (model.send through the twin) and the evaluation
-    # tab; in the one run that tried, the scores did not come back within 180 s (issue 7 stays open).
+
+    # the evaluation tab: the shipped scores, and a live run of the chosen adapter and the base
+    _tab(page, "Evaluation")
+    page.get_by_text("Scores shipped with the adapters").wait_for()
+    page.locator(".lw-evaluate button").click()
+    page.get_by_text("done: 8 examples per task").wait_for()
+    live = page.locator(".lw-eval-result table").inner_text()  # (the table is in a shadow root)
+    assert "base" in live and "arithmetic" in live, live
+    page.screenshot(path=str(screenshots / "dashboard_evaluation.png"))
 
     assert outside == [], f"the dashboard fetched from outside its server: {outside}"
     assert failed == [], failed

@@ -46,3 +46,18 @@ def test_conflict_monitor_in_the_browser(lab_server, page, screenshots):
         page.wait_for_selector(f".js-plotly-plot >> nth={i} >> .main-svg", state="attached")
         plots.nth(i).screenshot(path=str(screenshots / f"training_{name}.png"))
     page.screenshot(path=str(screenshots / "training_page.png"))
+
+    # the TrainingMonitor: it waits for "start"; the click reaches Python, which trains in a thread
+    run = page.locator(".lw-training-monitor")
+    run.scroll_into_view_if_needed()
+    assert run.locator(".lw-run").text_content() == "start"
+    assert run.locator(".lw-status").text_content().startswith("ready: 5 steps on topic")
+    run.locator(".lw-run").click()
+    page.wait_for_function(
+        "() => { const s = document.querySelector('.lw-training-monitor .lw-status');"
+        " return s && s.textContent.startsWith('done: 5 steps'); }")
+    assert run.locator(".lw-run").text_content() == "done"
+    names = run.locator(".lw-series").evaluate_all("els => els.map(e => e.dataset.name)")
+    assert "topic" in names, names
+    run.screenshot(path=str(screenshots / "training_monitor.png"))
+    assert rerun_cell(page, "print(run_monitor.status)").startswith("done: 5 steps")

@@ -70,7 +70,8 @@ function controls(model) {
   const button = document.createElement("button");
   button.className = "lw-button lw-run";
   const running = model.get("running");
-  button.textContent = running ? "pause" : (model.get("step") >= model.get("total") ? "done" : "resume");
+  const step = model.get("step");
+  button.textContent = running ? "pause" : step >= model.get("total") ? "done" : step === 0 ? "start" : "resume";
   button.disabled = !running && model.get("step") >= model.get("total");
   button.classList.toggle("lw-on", running);
   button.addEventListener("click", () => {
