@@ -239,8 +239,8 @@ class MergeBuilder(anywidget.AnyWidget):
                 self._key, self.result, self._error = key, None, None
                 try:
                     self._compute(key)
-                except (WorkbenchError, KeyError) as e:
-                    self._error = str(e).strip("'\"")
+                except WorkbenchError as e:  # an unknown name is one too (UnknownNameError)
+                    self._error = str(e)
             self._draw_interference()
             if self._error is not None:
                 self.error_map, self.summary, self.status = {}, "", f"error: {self._error}"
