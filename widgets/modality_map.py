@@ -6,7 +6,7 @@ import anywidget
 import numpy as np
 import traitlets as t
 
-from widgets._heatmap import STATIC, css
+from widgets._heatmap import css, esm
 from workbench.errors import WorkbenchError
 
 
@@ -19,7 +19,7 @@ class ModalityMap(anywidget.AnyWidget):
         ModalityMap.from_run(modality_map(vlm, "mm", task, task.eval[0]))
     """
 
-    _esm = STATIC / "modality_map.js"
+    _esm = esm("modality_map.js")
     _css = css()
 
     tokens = t.List(t.Unicode()).tag(sync=True)

@@ -8,7 +8,7 @@ import ipywidgets as ipw
 import numpy as np
 import traitlets as t
 
-from widgets._heatmap import STATIC, css
+from widgets._heatmap import css, esm
 from workbench.errors import WorkbenchError
 
 
@@ -20,7 +20,7 @@ class ScaleScatter(anywidget.AnyWidget):
         ScaleScatter.from_scales(prompt_scales(slm, "wav", {"digits": [...], "voice": [...]}))
     """
 
-    _esm = STATIC / "prompt_scale_explorer.js"
+    _esm = esm("prompt_scale_explorer.js")
     _css = css()
 
     points = t.Dict().tag(sync=True)

@@ -8,7 +8,7 @@ import anywidget
 import numpy as np
 import traitlets as t
 
-from widgets._heatmap import STATIC, css
+from widgets._heatmap import css, esm
 from workbench.analysis.routing import records
 from workbench.errors import WorkbenchError
 
@@ -26,7 +26,7 @@ class TokenRouting(anywidget.AnyWidget):
         TokenRouting(cache, lab.tokenizer.convert_ids_to_tokens(lab.encode(prompt)["input_ids"][0]))
     """
 
-    _esm = STATIC / "token_routing.js"
+    _esm = esm("token_routing.js")
     _css = css()
 
     tokens = t.List(t.Unicode()).tag(sync=True)

@@ -4,13 +4,6 @@
 const COLOURS = { vision: "#d95f02", language: "#1b9e77" };
 const FALLBACK = ["#7570b3", "#e7298a", "#66a61e"];
 
-function floats(view) {
-  if (!view) return new Float32Array(0);
-  const buffer = view.buffer ?? view;
-  const start = view.byteOffset ?? 0;
-  return new Float32Array(buffer.slice(start, start + view.byteLength));
-}
-
 function render({ model, el }) {
   el.classList.add("lw-modality-map");
   const draw = () => {

@@ -5,13 +5,6 @@
 const PALETTE = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666",
   "#1f78b4", "#b2df8a", "#fb9a99", "#cab2d6"];
 
-function floats(view) {
-  if (!view) return new Float32Array(0);
-  const buffer = view.buffer ?? view;
-  const start = view.byteOffset ?? 0;
-  return new Float32Array(buffer.slice(start, start + view.byteLength));
-}
-
 function render({ model, el }) {
   el.classList.add("lw-token-routing");
   const draw = () => {
