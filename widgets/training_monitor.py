@@ -24,7 +24,9 @@ def losses_payload(history: pd.DataFrame, title: str = "loss per task") -> dict:
     if history.empty:
         return {"steps": b"", "values": b"", "names": [], "title": title}
     wide = history.pivot_table(index="task", columns="step", values="loss", aggfunc="first")
-    names = [n for n in wide.index if n != "total"] + (["total"] if "total" in wide.index else [])
+    names = [n for n in wide.index if n != "total"]
+    if "total" in wide.index and len(names) != 1:  # with one task the total is that task's curve
+        names.append("total")
     wide = wide.loc[names]
     return {"steps": np.asarray(wide.columns, dtype=np.float32).tobytes(),
             "values": np.ascontiguousarray(wide.to_numpy(dtype=np.float32)).tobytes(),

@@ -91,6 +91,8 @@ def test_monitors_from_finished_runs_and_bad_input():
     mon.running = True  # nothing to train: it stays off
     assert not mon.running
     assert TrainingMonitor.from_history(res.history).losses["names"] == ["left", "right", "total"]
+    one_task = res.history[res.history.task != "right"]  # one task: the total is its curve
+    assert TrainingMonitor.from_history(one_task).losses["names"] == ["left"]
     with pytest.raises(WorkbenchError, match="capture_every"):
         ConflictMonitor(trainer(steps=2))
 
