@@ -126,3 +126,6 @@ attention = ladder_attention(vlm_q4, scene.image)
 ladder_view = QLadderAttention.from_arrays(scene.image, attention)
 ladder_view.stage = len(attention) - 3
 ladder_view
+
+# %%
+ladder_view.stage, ladder_view.attention["stage"]  # choose a rung above, re-run: Python drew that rung's map

@@ -1,11 +1,12 @@
 """06_vision_mmlora and 07_speech_prompt_aware in a real JupyterLab: the multimodal views render and
-the prompt-scale explorer reacts to an edited prompt."""
+the QLadder view's rung choice reaches Python, the prompt-scale explorer reacts to an edited prompt.
+ModalityMap has no gesture (it only renders)."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.browser.helpers import run_notebook
+from tests.browser.helpers import rerun_cell, run_notebook
 
 pytestmark = pytest.mark.browser
 
@@ -28,6 +29,7 @@ def test_vision_mmlora_views(lab_server, page, screenshots):
     assert ladder.locator("canvas").count() == 2
     ladder.locator("select").first.select_option("0")  # the view asks Python for rung 0
     page.wait_for_function("() => document.querySelector('.lw-qladder select').value === '0'")
+    assert rerun_cell(page, "ladder_view.stage, ") == "(0, 0)"  # the kernel got it and drew rung 0
     ladder.screenshot(path=str(screenshots / "multimodal_qladder_attention.png"))
     page.screenshot(path=str(screenshots / "multimodal_vision_page.png"))
 
