@@ -30,7 +30,8 @@
 #    a **composite task** whose prompts need two skills at once.
 #
 # With `LORA_WORKBENCH_QUICK=1` (set by the test suite) it runs a few methods on small slices in a
-# couple of minutes; without it, every method on full held-out sets (allow half an hour on 2 cores).
+# couple of minutes; without it, every method on full held-out sets (allow an hour or more on 2 cores:
+# 2 h 16 min measured on a shared, loaded machine).
 
 # %%
 import os
