@@ -101,6 +101,21 @@ def _split_by_voice(items: list, eval_voices: set, n_train: int, n_eval: int, se
     return train[:n_train], held[:n_eval]
 
 
+def _split_by_sentence(name: str, seed: int, n_train: int, n_eval: int) -> tuple[list, list]:
+    """(text, voice, speed) clips of the six task voices, split so that 3 sentences are only in eval."""
+    rng = random.Random(f"{name}:{seed}")
+    texts = list(SENTENCES)
+    rng.shuffle(texts)
+    groups = (texts[3:], texts[:3])  # (train sentences, held-out sentences)
+    splits = [[(t, v, s) for t in group for v in VOICE_TASK for s in SPEEDS] for group in groups]
+    for split in splits:
+        rng.shuffle(split)
+    if n_train > len(splits[0]) or n_eval > len(splits[1]):
+        raise WorkbenchError(f"task {name!r} has {len(splits[0])} train / {len(splits[1])} eval clips; lower "
+                             f"n_train={n_train} or n_eval={n_eval}")
+    return splits[0][:n_train], splits[1][:n_eval]
+
+
 def _labelled(name: str, words: tuple[str, ...], question: str, seed: int, n_train: int, n_eval: int):
     _need_engines()
     voices = list(ESPEAK_VOICES) + list(FLITE_VOICES)
@@ -130,17 +145,8 @@ def speech_voice(seed: int = 0, n_train: int = 96, n_eval: int = 36) -> Multimod
     """Voice identification among six voices; eval sentences never appear in training."""
     _need_engines()
     question = "Who is speaking? Answer with the name."
-    rng = random.Random(f"speech-voice:{seed}")
-    texts = list(SENTENCES)
-    rng.shuffle(texts)
-    held, seen = texts[:3], texts[3:]
-    pairs = [[(t, v, s) for t in group for v in VOICE_TASK for s in SPEEDS] for group in (seen, held)]
-    for p in pairs:
-        rng.shuffle(p)
-    if n_train > len(pairs[0]) or n_eval > len(pairs[1]):
-        raise WorkbenchError(f"speech-voice has {len(pairs[0])} train / {len(pairs[1])} eval clips")
-    make = [[_example(question, v, t, v, s) for t, v, s in p[:n]] for p, n in zip(pairs, (n_train, n_eval),
-                                                                                   strict=True)]
+    splits = _split_by_sentence("speech-voice", seed, n_train, n_eval)
+    make = [[_example(question, v, t, v, s) for t, v, s in split] for split in splits]
     return MultimodalTask(name="speech-voice", description="name the voice among six (3 sentences held out)",
                           metric="label_accuracy", train=make[0], eval=make[1], system=SYSTEM,
                           max_new_tokens=4, max_length=160, modality="audio", labels=VOICE_TASK)
@@ -165,15 +171,8 @@ def speech_combined(seed: int = 0, n_train: int = 72, n_eval: int = 24) -> Multi
     """Two instructions at once (transcribe, then name the voice): WavLLM's combined-task prompts."""
     _need_engines()
     q = "Transcribe the clip, then name the voice after a bar."
-    rng = random.Random(f"speech-combined:{seed}")
-    texts = list(SENTENCES)
-    rng.shuffle(texts)
-    pairs = [[(t, v, s) for t in group for v in VOICE_TASK for s in SPEEDS]
-             for group in (texts[3:], texts[:3])]
-    for p in pairs:
-        rng.shuffle(p)
-    make = [[_example(q, f"{t} | {v}", t, v, s) for t, v, s in p[:n]]
-            for p, n in zip(pairs, (n_train, n_eval), strict=True)]
+    splits = _split_by_sentence("speech-combined", seed, n_train, n_eval)
+    make = [[_example(q, f"{t} | {v}", t, v, s) for t, v, s in split] for split in splits]
     return MultimodalTask(name="speech-combined", description="transcribe and name the voice in one answer",
                           metric="word_error_rate", train=make[0], eval=make[1], system=SYSTEM,
                           max_new_tokens=20, max_length=192, modality="audio", labels=VOICE_TASK)
