@@ -8,6 +8,7 @@ import anywidget
 import traitlets as t
 
 from widgets._heatmap import css, esm, module_by_layer, payload
+from widgets._traits import known_names
 from workbench import analysis
 from workbench.adapters.adapter import Adapter
 from workbench.errors import WorkbenchError
@@ -101,10 +102,7 @@ class InterferenceMap(anywidget.AnyWidget):
 
     @t.validate("active", "weights")
     def _check_names(self, proposal):
-        unknown = [n for n in proposal["value"] if n not in self.names]
-        if unknown:
-            raise t.TraitError(f"{proposal['trait'].name}: unknown adapters {unknown}; known: {self.names}")
-        return proposal["value"]
+        return known_names(proposal, self.names)
 
     @t.observe("active", "weights", "density", "metric")
     def _on_change(self, change) -> None:

@@ -19,6 +19,7 @@ import traitlets as t
 from widgets._heatmap import STATIC, css, esm, module_by_layer, payload
 from widgets._merge_controls import coerce, controls
 from widgets._merge_eval import quick_scores
+from widgets._traits import known_names
 from widgets.interference_map import METRICS as INTERFERENCE_METRICS
 from workbench import analysis, merging
 from workbench.adapters.adapter import Adapter
@@ -194,10 +195,7 @@ class MergeBuilder(anywidget.AnyWidget):
 
     @t.validate("active", "weights")
     def _check_names(self, proposal):
-        unknown = [n for n in proposal["value"] if n not in self.names]
-        if unknown:
-            raise t.TraitError(f"{proposal['trait'].name}: unknown adapters {unknown}; known: {self.names}")
-        return proposal["value"]
+        return known_names(proposal, self.names)
 
     @t.validate("metric")
     def _check_metric(self, proposal):
