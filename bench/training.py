@@ -53,17 +53,7 @@ def ours(model, batch, r: int, alpha: float, lr: float):
     params = [p for layer in lab.layers.values() for p in (layer.lora_A["bench"], layer.lora_B["bench"])]
     for p in params:
         p.requires_grad_(True)
-    opt = torch.optim.AdamW(params, lr=lr)
-    model.train()
-
-    def step() -> float:
-        loss = model(**batch).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return loss.item()
-
-    return step, sum(p.numel() for p in params)
+    return adamw_step(model, params, batch, lr)
 
 
 def peft_step(model, batch, r: int, alpha: float, lr: float):
@@ -72,12 +62,16 @@ def peft_step(model, batch, r: int, alpha: float, lr: float):
 
     pm = get_peft_model(model, LoraConfig(r=r, lora_alpha=alpha, target_modules=TARGETS, lora_dropout=0.0,
                                           init_lora_weights=True))
-    params = [p for p in pm.parameters() if p.requires_grad]
+    return adamw_step(pm, [p for p in pm.parameters() if p.requires_grad], batch, lr)
+
+
+def adamw_step(model, params: list, batch, lr: float):
+    """(step, number of trained parameters): one forward, backward and AdamW update of ``params``."""
     opt = torch.optim.AdamW(params, lr=lr)
-    pm.train()
+    model.train()
 
     def step() -> float:
-        loss = pm(**batch).loss
+        loss = model(**batch).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
