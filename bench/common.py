@@ -1,4 +1,4 @@
-"""What every benchmark script shares: writing its result table atomically."""
+"""What every benchmark script shares: printing its result table and writing it atomically."""
 
 from __future__ import annotations
 
@@ -15,3 +15,11 @@ def write_atomically(path: Path, text: str) -> None:
                                      encoding="utf-8") as f:
         f.write(text)
     os.replace(f.name, path)
+
+
+def publish(text: str, out: Path | None) -> None:
+    """Print the table; write it to ``out`` (atomically) unless ``out`` is None."""
+    print(text)
+    if out is not None:
+        write_atomically(out, text)
+        print(f"wrote {out}")

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 import torch
-from common import write_atomically  # bench/common.py (this script's folder is on sys.path)
+from common import publish  # bench/common.py (this script's folder is on sys.path)
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
@@ -260,10 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     max_diff = float(np.abs(runs[0]["result"] - dense["result"]).max())
     print(f"max |Δcos| = {max_diff:.2e}")
     text = report(args, adapters, runs, dense, max_diff, (load_before, os.getloadavg()[0]))
-    print(text)
-    if out is not None:
-        write_atomically(out, text)
-        print(f"wrote {out}")
+    publish(text, out)
     return 0
 
 

@@ -39,7 +39,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import write_atomically  # noqa: E402
+from common import publish  # noqa: E402
 from geometry import MIB, factor_bytes, llama2_7b_shapes, measure  # noqa: E402
 
 from workbench.adapters.adapter import Adapter  # noqa: E402
@@ -252,10 +252,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"ties: {ties['wall']:.1f} s, peak extra {ties['extra'] / MIB:.0f} MiB", flush=True)
     text = report(args, adapters, shapes, svd_full, svd_modules, peft_modules, agree, ties, dense_bytes,
                   (load_before, os.getloadavg()[0]))
-    print(text)
-    if out is not None:
-        write_atomically(out, text)
-        print(f"wrote {out}")
+    publish(text, out)
     return 0
 
 

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from common import write_atomically  # bench/common.py (this script's folder is on sys.path)
+from common import publish  # bench/common.py (this script's folder is on sys.path)
 
 from workbench import Workbench
 from workbench.routing import ROUTERS
@@ -114,9 +114,7 @@ def main() -> None:
              "| measurement | seconds or ratio |", "|---|---|"]
     lines += [f"| {name} | {v:.4f} |" for name, v in rows]
     text = "\n".join(lines) + "\n"
-    print(text)
-    if not args.quick:
-        write_atomically(args.out, text)
+    publish(text, None if args.quick else args.out)
 
 
 if __name__ == "__main__":

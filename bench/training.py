@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import write_atomically  # bench/common.py (this script's folder is on sys.path)
+from common import publish  # bench/common.py (this script's folder is on sys.path)
 from tqdm.auto import tqdm
 
 OUT = Path(__file__).parent / "results" / "training.md"
@@ -195,10 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.capture_blocks} alternating blocks of 10 steps each.",
         "",
     ])
-    print(text)
-    if out is not None:
-        write_atomically(out, text)
-        print(f"wrote {out}")
+    publish(text, out)
     return 0
 
 
