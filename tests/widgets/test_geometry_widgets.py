@@ -9,28 +9,11 @@ import traitlets
 from ipywidgets.widgets.widget import _remove_buffers
 
 from tests.analysis.helpers import random_adapter
+from tests.widgets.fake_comm import FakeComm
 from widgets import AngleMatrix, InterferenceMap, Spectrum, SubspaceView
 from widgets._heatmap import decode, module_by_layer
 from workbench import analysis
 from workbench.errors import WorkbenchError
-
-
-class FakeComm:
-    """Stands in for the kernel's comm: records what the widget sends to the front end."""
-
-    comm_id, kernel = "fake", True
-
-    def __init__(self):
-        self.sent = []
-
-    def send(self, data, buffers=None):
-        self.sent.append((data, buffers))
-
-    def on_msg(self, callback):
-        pass
-
-    def sent_states(self) -> list[dict]:
-        return [data["state"] for data, _ in self.sent if data["method"] == "update"]
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +83,7 @@ def test_controls_recompute(adapters):
     # one message from the front end, as the view sends it after the debounce
     m.set_state({"active": ["a", "c"], "weights": {"a": 0.5, "b": 1.0, "c": -1.0}, "density": 0.5,
                  "status": "computing…"})
-    [answer] = comm.sent_states()  # the new map and "current" in one message, the map as a buffer
+    [answer] = comm.states()  # the new map and "current" in one message, the map as a buffer
     assert answer["status"] == m.status == "current" and "values" not in answer["heatmap"]
     assert len(comm.sent[-1][1]) == 1
     ac = {"a": adapters["a"], "c": adapters["c"]}
@@ -111,7 +94,7 @@ def test_controls_recompute(adapters):
     np.testing.assert_allclose(decode(m.heatmap), module_by_layer(expected, "mass_lost"), atol=1e-6)
     comm.sent.clear()
     m.density = 0.1  # from Python: "computing…" goes out before the work, "current" with the map
-    assert [s.get("status") for s in comm.sent_states()] == [None, "computing…", "current"]
+    assert [s.get("status") for s in comm.states()] == [None, "computing…", "current"]
     expected = analysis.interference(ac, weights=[0.5, -1.0], density=0.1)
     np.testing.assert_allclose(decode(m.heatmap), module_by_layer(expected, "mass_lost"), atol=1e-6)
 

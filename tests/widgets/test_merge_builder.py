@@ -13,6 +13,7 @@ import traitlets
 from ipywidgets.widgets.widget import _remove_buffers
 
 from tests.tasks.helpers import build_tokenizer
+from tests.widgets.fake_comm import FakeComm
 from widgets import MergeBuilder
 from widgets._heatmap import decode, module_by_layer
 from widgets._merge_controls import coerce, control, controls
@@ -22,24 +23,6 @@ from workbench.errors import WorkbenchError
 from workbench.tasks import Example, Task
 
 FRUIT = ("apple", "banana", "cherry")
-
-
-class FakeComm:
-    """Stands in for the kernel's comm: records what the widget sends to the front end."""
-
-    comm_id, kernel = "fake", True
-
-    def __init__(self):
-        self.sent = []
-
-    def send(self, data, buffers=None):
-        self.sent.append((data, buffers))
-
-    def on_msg(self, callback):
-        pass
-
-    def states(self) -> list[dict]:
-        return [data["state"] for data, _ in self.sent if data["method"] == "update"]
 
 
 @pytest.fixture
