@@ -161,6 +161,7 @@ class Dashboard(param.Parameterized):
             raise WorkbenchError(f"the dashboard compares adapters; give at least two, got {list(adapters)}")
         super().__init__(**params)
         self.adapters, self.lab, self.scores = adapters, lab, scores
+        self._loaded_tasks: dict = {}  # name -> Task, loaded once (every page and Evaluate click reuses them)
 
     @classmethod
     def from_folder(cls, folder: str | Path, *, load_base: bool = True) -> Dashboard:
@@ -206,8 +207,12 @@ class Dashboard(param.Parameterized):
         from workbench import tasks as task_registry
 
         known = set(task_registry.TASKS.names())
-        wanted = [x for n in names for x in self.adapters[n].lineage.get("tasks", []) if x in known]
-        return task_registry.load(list(dict.fromkeys(wanted))) if wanted else {}
+        wanted = list(dict.fromkeys(x for n in names for x in self.adapters[n].lineage.get("tasks", [])
+                                    if x in known))
+        missing = [x for x in wanted if x not in self._loaded_tasks]
+        if missing:
+            self._loaded_tasks.update(task_registry.load(missing))
+        return {x: self._loaded_tasks[x] for x in wanted}
 
     def _evaluation(self):
         parts = []
