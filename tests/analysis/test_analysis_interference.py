@@ -10,6 +10,7 @@ import torch
 from tests.analysis.helpers import from_factors, negated, random_adapter
 from workbench.analysis import interference, trim_mask
 from workbench.errors import WorkbenchError
+from workbench.merging.sparsify import magnitude_prune_
 
 
 def test_identical_adapters_overlap_fully_and_never_conflict():
@@ -55,6 +56,18 @@ def test_trim_mask_keeps_the_largest_magnitudes():
     d = torch.tensor([[0.1, -3.0], [2.0, -0.5]])
     assert trim_mask(d, 0.5).tolist() == [[False, True], [True, False]]
     assert not trim_mask(d, 0.1).any()  # int(0.1 * 4) = 0: nothing kept, as in peft
+
+
+@pytest.mark.parametrize("density", [0.05, 0.2, 0.5, 1.0])
+def test_trim_mask_is_what_the_ties_merge_keeps_and_peft_keeps(density):
+    from peft.utils.merge_utils import magnitude_based_pruning
+
+    d = torch.randn(48, 40, generator=torch.Generator().manual_seed(3))
+    d[0, :7] = 0.0  # exact zeros are never kept
+    ours = trim_mask(d, density)
+    assert torch.equal(ours, magnitude_prune_(d.clone(), density) != 0)
+    assert torch.equal(ours, magnitude_based_pruning(d, density) != 0)
+    assert int(ours.sum()) == min(int(density * d.numel()), int((d != 0).sum()))
 
 
 def test_bad_input():

@@ -16,19 +16,17 @@ import torch
 from workbench.adapters.adapter import Adapter
 from workbench.analysis._inputs import as_named, module_paths, tidy
 from workbench.errors import WorkbenchError
+from workbench.merging.sparsify import top_magnitude_mask
 from workbench.naming import split_module_name
 
 
 def trim_mask(delta: torch.Tensor, density: float) -> torch.Tensor:
-    """Keep the ``int(density · numel)`` largest magnitudes (peft's ``magnitude_based_pruning``).
+    """Keep the ``int(density · numel)`` largest magnitudes, as the merge's own trim does.
 
-    Exact zeros are never "kept": they carry no sign and no mass.
+    The same selection as ``magnitude_prune_`` (and peft's ``magnitude_based_pruning`` unless
+    magnitudes tie at the cut). Exact zeros are never "kept": they carry no sign and no mass.
     """
-    k = int(density * delta.numel())
-    mask = torch.zeros(delta.numel(), dtype=torch.bool)
-    if k > 0:
-        mask[torch.topk(delta.abs().flatten(), k).indices] = True
-    return mask.view_as(delta) & (delta != 0)
+    return top_magnitude_mask(delta, density) & (delta != 0)
 
 
 def interference(
