@@ -109,6 +109,9 @@ def test_fashion_scene_tasks_answers_match_targets():
     assert count_mae([e.target for e in count.eval], count.eval) == 0.0
     assert label_accuracy([e.target for e in which.eval], which.eval, which.labels) == 1.0
     assert any(e.answer == 0 for e in count.train)  # absent classes are asked too
+    counts = np.bincount([e.answer for e in count.train], minlength=5)
+    assert len(counts) == 5 and counts.min() >= 0.12 * len(count.train)  # 0..4 about equally often
+    assert counts.max() <= 0.28 * len(count.train)  # so no constant answer scores well
     again = tasks.load("fashion-point")["fashion-point"]
     assert [e.target for e in again.eval] == [e.target for e in point.eval]  # seeded
 

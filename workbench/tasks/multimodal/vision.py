@@ -24,7 +24,7 @@ from workbench.tasks.multimodal import metrics  # noqa: F401  (registers the mul
 from workbench.tasks.multimodal.base import MM_TASKS, MultimodalExample, MultimodalTask
 from workbench.tasks.multimodal.images import SOURCES, resize
 
-SCENE, GRID, ITEM = 96, 3, 26
+SCENE, GRID, ITEM, MAX_ITEMS = 96, 3, 26, 4
 CELL = SCENE // GRID
 POSITIONS = ("top left", "top", "top right", "left", "center", "right", "bottom left", "bottom",
              "bottom right")
@@ -53,11 +53,28 @@ def compose(items: list[tuple[np.ndarray, int]], rng: random.Random) -> tuple[np
     return canvas, centres
 
 
-def _scene(images, labels, pool, rng: random.Random, max_items: int = 4):
-    """Random items (1..max_items) in distinct cells: (canvas, [(label, cell, centre)])."""
-    n = rng.randint(1, max_items)
-    cells = rng.sample(range(GRID * GRID), n)
-    picks = [rng.choice(pool) for _ in range(n)]
+def _scene(images, labels, pool, rng: random.Random):
+    """Random items (1..MAX_ITEMS) in distinct cells: (canvas, [(label, cell, centre)])."""
+    n = rng.randint(1, MAX_ITEMS)
+    return _place(images, labels, [rng.choice(pool) for _ in range(n)], rng)
+
+
+def _scene_with(images, labels, by_label: dict, rng: random.Random, asked: int, count: int):
+    """A scene of 1..MAX_ITEMS items holding exactly ``count`` of class ``asked``.
+
+    ``by_label``: class -> the pool's image indices of that class.
+    """
+    n = rng.randint(max(count, 1), MAX_ITEMS)
+    other = [c for c in by_label if c != asked]
+    picks = [rng.choice(by_label[asked]) for _ in range(count)] + \
+            [rng.choice(by_label[rng.choice(other)]) for _ in range(n - count)]
+    rng.shuffle(picks)
+    return _place(images, labels, picks, rng)
+
+
+def _place(images, labels, picks, rng: random.Random):
+    """The picked images in distinct random cells: (canvas, [(label, cell, centre)])."""
+    cells = rng.sample(range(GRID * GRID), len(picks))
     canvas, centres = compose([(images[i], cell) for i, cell in zip(picks, cells, strict=True)], rng)
     return canvas, [(int(labels[i]), cell, c) for i, cell, c in zip(picks, cells, centres, strict=True)]
 
@@ -95,15 +112,17 @@ def scene_task(source: str, kind: str, seed: int = 0, n_train: int = 300, n_eval
 
     def make(pool, n, tag):
         rng = random.Random(f"{source}:{kind}:{tag}:{seed}")
+        by_label = {c: [i for i in pool if labels[i] == c] for c in classes}
         out = []
         for _ in range(n):
-            canvas, items = _scene(images, labels, pool, rng)
             if kind == "which":
+                canvas, items = _scene(images, labels, pool, rng)
                 label, cell, _ = rng.choice(items)
                 prompt, answer = f"What is at the {POSITIONS[cell]}? Answer with its name.", names[label]
                 target = answer
-            else:
-                asked = rng.choice([lab for lab, _, _ in items] + [rng.choice(classes)])  # sometimes absent
+            else:  # the asked class appears 0..MAX_ITEMS times, uniformly: no answer is right by default
+                asked = rng.choice(classes)
+                canvas, items = _scene_with(images, labels, by_label, rng, asked, rng.randint(0, MAX_ITEMS))
                 where = [c for lab, _, c in items if lab == asked]
                 if kind == "count":
                     prompt = f"How many {names[asked]} items are there? Answer with a number."
@@ -119,7 +138,8 @@ def scene_task(source: str, kind: str, seed: int = 0, n_train: int = 300, n_eval
 
     metric = {"count": "count_mae", "point": "point_match", "which": "label_accuracy"}[kind]
     return MultimodalTask(name=f"{source.split('-')[0]}-{kind}",
-                          description=f"{kind} questions on {SCENE}px scenes of 1-4 real {source} items",
+                          description=f"{kind} questions on {SCENE}px scenes of 1-{MAX_ITEMS} real {source}"
+                                      " items",
                           metric=metric, train=make(train_pool, n_train, "train"),
                           eval=make(eval_pool, n_eval, "eval"), system=SYSTEM,
                           max_new_tokens=24 if kind == "point" else 6, max_length=128, modality="image",
