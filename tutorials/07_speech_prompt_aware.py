@@ -89,6 +89,9 @@ scores = pd.concat([mm.evaluate_joined(aware, single + combined + [real_eval], {
                     mm.evaluate_joined(plain, single + combined + [real_eval], {"plain LoRA": "plain"})])
 scores.pivot_table(index="task", columns="adapter", values="value")
 
+# %%
+{t.name: 1 / len(t.labels) for t in single}  # chance: a guess among each task's answers
+
 # %% [markdown]
 # ## The prompt-scale explorer
 #
