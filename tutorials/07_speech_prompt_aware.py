@@ -110,3 +110,13 @@ explorer
 
 # %%
 explorer.scales.frame.groupby("task").value.mean()  # mean σ per task (α/r = 2 is the plain LoRA's constant)
+
+# %% [markdown]
+# Does σ tell the tasks apart? Its spread across prompts (per channel, relative to its mean) says how
+# much the prompt moves it at all; the share of its variance *between* tasks says how much of that
+# movement follows the task (1: one σ per task; 0: the task means coincide).
+
+# %%
+sigma = explorer.scales.sigma
+{"σ spread across prompts (std ÷ mean)": float(sigma.std(0).mean() / sigma.mean()),
+ "share of σ's variance between tasks": explorer.scales.task_share()}

@@ -106,6 +106,24 @@ class PromptScales:
         """(N, 2) map positions of more σ vectors, on the same axes."""
         return (np.asarray(sigma) - self.mean) @ self.basis.T
 
+    def task_share(self) -> float:
+        """The share of σ's variance (over prompts, summed over channels) that lies between tasks.
+
+        1 when every task's prompts get one σ and the tasks differ; 0 when the task means coincide
+        (σ does not tell the tasks apart, whatever it does to single prompts). NaN if σ never varies.
+        """
+        return between_share(self.sigma, self.frame.task.to_numpy())
+
+
+def between_share(values: np.ndarray, groups: np.ndarray) -> float:
+    """Between-group sum of squares ÷ total sum of squares of the rows of ``values`` (N, D)."""
+    values = np.asarray(values, dtype=np.float64)
+    centred = values - values.mean(0)
+    total = float((centred**2).sum())
+    between = sum(float((groups == g).sum()) * float((centred[groups == g].mean(0) ** 2).sum())
+                  for g in np.unique(groups))
+    return between / total if total > 0 else float("nan")
+
 
 @torch.no_grad()
 def sigma_of(slm, name: str, prompts: list[str], width: int | None = None) -> np.ndarray:
