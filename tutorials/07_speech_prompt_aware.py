@@ -93,6 +93,18 @@ scores.pivot_table(index="task", columns="adapter", values="value")
 {t.name: 1 / len(t.labels) for t in single}  # chance: a guess among each task's answers
 
 # %% [markdown]
+# What the two models write for real human speech (the word error rate above counts every inserted
+# word, so it can pass 1):
+
+# %%
+clips = real_eval.eval[:3]
+with lab.using("wav"):
+    heard_aware = aware.answer(real_eval, clips)
+with lab.using("plain"):
+    heard_plain = plain.answer(real_eval, clips)
+pd.DataFrame({"reference": [c.target for c in clips], "prompt-aware": heard_aware, "plain LoRA": heard_plain})
+
+# %% [markdown]
 # ## The prompt-scale explorer
 #
 # Each prompt's σ (the 576-wide scale of q/o projections), projected on its first two principal
