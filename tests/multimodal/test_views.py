@@ -72,15 +72,3 @@ def test_prompt_scale_explorer_moves_the_edited_prompt():
     assert "mean σ" in explorer.status.value
     torch.manual_seed(0)  # nothing above touched the global generator's use in later tests
 
-
-def test_between_share_on_hand_made_groups():
-    from workbench.multimodal.analysis import between_share
-
-    groups = np.array(["a", "a", "b", "b"])
-    apart = np.array([[0.0, 1.0], [0.0, 1.0], [2.0, 3.0], [2.0, 3.0]])
-    assert between_share(apart, groups) == pytest.approx(1.0)  # each task one σ, tasks differ
-    mixed = np.array([[0.0], [2.0], [0.0], [2.0]])
-    assert between_share(mixed, groups) == pytest.approx(0.0)  # same task means: nothing between tasks
-    half = np.array([[0.0], [2.0], [2.0], [4.0]])  # means 1 and 3 (between SS 4), within SS 4
-    assert between_share(half, groups) == pytest.approx(0.5)
-    assert np.isnan(between_share(np.ones((4, 3)), groups))

@@ -18,9 +18,11 @@ from workbench.analysis.output_interference import output_interference
 from workbench.analysis.reparametrize import reparametrize
 from workbench.analysis.spectrum import effective_rank, spectrum
 from workbench.analysis.subspaces import subspaces
+from workbench.analysis.variance import between_share
 
 __all__ = [
     "angles",
+    "between_share",
     "effective_rank",
     "flattened_factor_cosine",
     "interference",

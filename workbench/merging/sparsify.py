@@ -26,7 +26,7 @@ def top_magnitude_mask(t: torch.Tensor, density: float) -> torch.Tensor:
     """
     flat = t.detach().reshape(-1)  # (n,)
     n, k = flat.numel(), int(density * flat.numel())
-    if density >= 1 or k >= n:
+    if k >= n:  # density >= 1
         return torch.ones_like(t, dtype=torch.bool)
     if k == 0:
         return torch.zeros_like(t, dtype=torch.bool)

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from workbench.analysis.variance import between_share
 from workbench.errors import WorkbenchError
 from workbench.hooks import record
 from workbench.tasks.base import Example
@@ -113,16 +114,6 @@ class PromptScales:
         (σ does not tell the tasks apart, whatever it does to single prompts). NaN if σ never varies.
         """
         return between_share(self.sigma, self.frame.task.to_numpy())
-
-
-def between_share(values: np.ndarray, groups: np.ndarray) -> float:
-    """Between-group sum of squares ÷ total sum of squares of the rows of ``values`` (N, D)."""
-    values = np.asarray(values, dtype=np.float64)
-    centred = values - values.mean(0)
-    total = float((centred**2).sum())
-    between = sum(float((groups == g).sum()) * float((centred[groups == g].mean(0) ** 2).sum())
-                  for g in np.unique(groups))
-    return between / total if total > 0 else float("nan")
 
 
 @torch.no_grad()

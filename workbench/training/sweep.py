@@ -24,6 +24,7 @@ import pandas as pd
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
+from workbench.analysis.variance import between_share
 from workbench.errors import WorkbenchError
 from workbench.registry import Registry
 
@@ -126,9 +127,7 @@ def spread(frame: pd.DataFrame, factors: Sequence[str] = ("lr", "variant", "rank
         for f in factors:
             if part[f].nunique() < 2:
                 continue
-            between = part.groupby(f)["value"].mean()
-            weights = part.groupby(f)["value"].size() / len(part)
-            share = float((weights * (between - part["value"].mean()) ** 2).sum() / total) if total else 0.0
+            share = between_share(part["value"].to_numpy()[:, None], part[f].to_numpy()) if total else 0.0
             rows.append({"task": task, "factor": f, "value": share})
     return pd.DataFrame(rows)
 

@@ -112,7 +112,7 @@ def scene_task(source: str, kind: str, seed: int = 0, n_train: int = 300, n_eval
 
     def make(pool, n, tag):
         rng = random.Random(f"{source}:{kind}:{tag}:{seed}")
-        by_label = {c: [i for i in pool if labels[i] == c] for c in classes}
+        by_label = {c: [i for i in pool if labels[i] == c] for c in classes} if kind != "which" else {}
         out = []
         for _ in range(n):
             if kind == "which":
