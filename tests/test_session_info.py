@@ -124,3 +124,14 @@ def test_a_real_kernel_answers_the_sidebar_silently():
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+def test_the_tasks_of_each_adapter_are_shipped_for_the_sidebar():
+    """The sidebar's Evaluate reads ``tasks`` (a merge's include its sources'), never the lineage."""
+    lab = tiny_lab()
+    lab.new_adapter("x", r=2).lineage["tasks"] = ["arithmetic"]
+    lab.new_adapter("y", r=2, seed=1).lineage["tasks"] = ["topic"]
+    lab.merge(["x", "y"], method="cat", name="xy")
+    shipped = {a["name"]: a["tasks"] for a in describe({"lab": lab})["sessions"][0]["adapters"]}
+    assert shipped == {"x": ["arithmetic"], "y": ["topic"], "xy": ["arithmetic", "topic"]}
+    assert "lineage[" not in (SRC / "actions.ts").read_text()  # the TypeScript computes nothing

@@ -205,9 +205,10 @@ class Dashboard(param.Parameterized):
     def _tasks_of(self, names: list[str]) -> dict:
         """``{name: Task}`` of the registered tasks that the adapters' lineage names (in order, once)."""
         from workbench import tasks as task_registry
+        from workbench.evaluation import tasks_of
 
         known = set(task_registry.TASKS.names())
-        wanted = list(dict.fromkeys(x for n in names for x in self.adapters[n].lineage.get("tasks", [])
+        wanted = list(dict.fromkeys(x for n in names for x in tasks_of(self.adapters[n], self.adapters)
                                     if x in known))
         missing = [x for x in wanted if x not in self._loaded_tasks]
         if missing:

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from workbench.adapters.lineage import tasks_of
 from workbench.lab import Workbench
 
 VERSION = 1
@@ -60,8 +61,12 @@ def _summary(lineage: Mapping[str, Any]) -> str:
     return method
 
 
-def adapter_info(adapter, *, active: bool = False) -> dict:
-    """One adapter: name, rank(s), target suffixes, module and parameter counts, size, lineage."""
+def adapter_info(adapter, *, active: bool = False, others: Mapping[str, Any] | None = None) -> dict:
+    """One adapter: name, rank(s), target suffixes, module and parameter counts, size, lineage, tasks.
+
+    ``tasks`` is ``workbench.adapters.lineage.tasks_of(adapter, others)``: what it (or, for a merge, its
+    sources among ``others``) was trained on; the sidebar reads it rather than the lineage.
+    """
     ranks = sorted(set(adapter.ranks.values()))
     tensors = [t for f in adapter.modules.values() for t in (f.A, f.B)]
     layers = {p.split(".")[i + 1] for p in adapter.modules for i, part in enumerate(p.split(".")[:-1])
@@ -78,6 +83,7 @@ def adapter_info(adapter, *, active: bool = False) -> dict:
         "scaling": adapter.scaling,
         "lineage": _jsonable(adapter.lineage),
         "made_by": _summary(adapter.lineage),
+        "tasks": tasks_of(adapter, others),
         "active": active,
     }
 
@@ -105,7 +111,7 @@ def session_info(lab: Workbench, variables: list[str]) -> dict:
         "base": {"name": str(lab.name), "class": type(lab.model).__name__,
                  "fingerprint": lab.fingerprint, "parameters": n_params, "device": str(lab.device)},
         "active": sorted(used),
-        "adapters": [adapter_info(a, active=n in used) for n, a in lab.adapters.items()],
+        "adapters": [adapter_info(a, active=n in used, others=lab.adapters) for n, a in lab.adapters.items()],
         "routers": [router_info(r, active=n in used) for n, r in lab.routers.items()],
     }
 

@@ -21,21 +21,16 @@ const list = (names: (string | null)[]) =>
   '[' + names.map(n => (n === null ? 'None' : JSON.stringify(n))).join(', ') + ']';
 
 /**
- * The tasks the chosen adapters were trained on (lineage.tasks; for a merge, its sources'), in order,
- * once each.
+ * The tasks the chosen adapters were trained on, in order, once each: the union of the `tasks` the
+ * engine ships per adapter (workbench.adapters.lineage.tasks_of; a merge's include its sources').
  */
-function tasksOf(names: string[], session: ISessionInfo, depth = 0): string[] {
+function tasksOf(names: string[], session: ISessionInfo): string[] {
   const out: string[] = [];
-  const add = (t: unknown) => typeof t === 'string' && !out.includes(t) && out.push(t);
   for (const a of session.adapters.filter(a => names.includes(a.name))) {
-    const tasks = a.lineage['tasks'];
-    if (Array.isArray(tasks)) {
-      tasks.forEach(add);
-    }
-    const merge = a.lineage['merge'] as { sources?: { name?: string }[] } | undefined;
-    if (merge && Array.isArray(merge.sources) && depth < 4) {
-      const sources = merge.sources.map(s => s.name ?? '').filter(n => n);
-      tasksOf(sources, session, depth + 1).forEach(add);
+    for (const t of a.tasks ?? []) {
+      if (!out.includes(t)) {
+        out.push(t);
+      }
     }
   }
   return out;

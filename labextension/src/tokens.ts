@@ -18,6 +18,8 @@ export interface IAdapterInfo {
   lineage: { [key: string]: unknown };
   /** one line of the lineage: "train_lora on topic (80 steps)" */
   made_by: string;
+  /** the tasks it was trained on (for a merge: its sources' too), computed by the engine */
+  tasks: string[];
   /** whether the lab's forward applies it now */
   active: boolean;
 }

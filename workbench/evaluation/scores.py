@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
+
 import pandas as pd
 from tqdm.auto import tqdm
 
 from workbench.adapters import Adapter
 from workbench.errors import WorkbenchError
+from workbench.evaluation.private import installed
+from workbench.tasks import METRICS
 
 BASE = "base"
 
@@ -16,8 +20,10 @@ def evaluate(lab, adapters, tasks, *, limit: int | None = None, batch_size: int 
     """Score each adapter (``None`` = the base model) on each task's eval split with its metric.
 
     Args:
-        adapters: a name, an ``Adapter`` in the lab, ``None``, a ``{label: composition}`` dict, or a
-            list of these. ``{"mix": {"a": .5, "b": .5}}`` scores a weighted sum under label "mix".
+        adapters: a name, an ``Adapter``, ``None``, a ``{label: composition}`` dict, or a list of these.
+            ``{"mix": {"a": .5, "b": .5}}`` scores a weighted sum under label "mix". An ``Adapter``
+            that is not in the lab (a merge preview, one read from disk) is scored under its own name
+            without being added to the lab: it is installed privately for the call and removed after.
         tasks: a Task, a list of Tasks, or a ``{name: Task}`` dict (what ``tasks.load`` returns).
         limit: score only the first ``limit`` eval examples of each task (quick looks).
 
@@ -25,13 +31,20 @@ def evaluate(lab, adapters, tasks, *, limit: int | None = None, batch_size: int 
         DataFrame with columns ``adapter, task, metric, value, higher_is_better, n``; the base model's
         rows say ``adapter == "base"``.
     """
-    from workbench.tasks import METRICS
-
     if lab.tokenizer is None:
         raise WorkbenchError("evaluate needs a tokenizer; build the lab with Workbench(model, tokenizer)")
-    runs = _runs(adapters)
     task_list = list(tasks.values()) if isinstance(tasks, dict) else (
         list(tasks) if isinstance(tasks, list | tuple) else [tasks])
+    with ExitStack() as private:
+        runs = [(label, private.enter_context(installed(lab, spec)) if isinstance(spec, Adapter) else spec)
+                for label, spec in _runs(lab, adapters)]
+        rows = _score(lab, runs, task_list, limit=limit, batch_size=batch_size, progress=progress)
+    return pd.DataFrame(rows)
+
+
+def _score(lab, runs: list[tuple[str, object]], task_list: list, *, limit: int | None, batch_size: int,
+           progress: bool) -> list[dict]:
+    """One row per (run, task): the compositions are used one at a time, then what was used is restored."""
     rows = []
     before, was_training = lab.active, lab.model.training
     lab.model.eval()
@@ -52,18 +65,18 @@ def evaluate(lab, adapters, tasks, *, limit: int | None = None, batch_size: int 
         bar.close()
         lab.use(before)
         lab.model.train(was_training)
-    return pd.DataFrame(rows)
+    return rows
 
 
-def _runs(adapters) -> list[tuple[str, object]]:
-    """(label, composition spec) for each thing to score."""
+def _runs(lab, adapters) -> list[tuple[str, object]]:
+    """(label, composition spec) for each thing to score; an Adapter not in the lab stays an Adapter."""
     items = adapters if isinstance(adapters, list | tuple) else [adapters]
     runs = []
     for a in items:
         if a is None:
             runs.append((BASE, None))
         elif isinstance(a, Adapter):
-            runs.append((a.name, a.name))
+            runs.append((a.name, a.name if lab.adapters.get(a.name) is a else a))
         elif isinstance(a, str):
             runs.append((a, a))
         elif isinstance(a, dict):
