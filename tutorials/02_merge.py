@@ -186,8 +186,8 @@ for a, b, claim in claims:
 # is cached by sources, weights and density, so switching between methods that keep those is fast.
 
 # %%
-builder = MergeBuilder(lab, names, tasks=tasks, method="svd", eval_limit=2 if QUICK else 8,
-                       name="builder_merge")
+builder = MergeBuilder.from_lab(lab, names, tasks=tasks, method="svd", eval_limit=2 if QUICK else 8,
+                                name="builder_merge")
 builder
 
 # %% [markdown]

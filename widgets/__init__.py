@@ -7,39 +7,42 @@ No tensor math lives here. Static plotly figures: ``score_bars``, ``loss_curve``
 ``TrainingMonitor``, ``ConflictMonitor`` (training, live) and ``sweep_heatmap``.
 """
 
-from widgets.angle_matrix import AngleMatrix
-from widgets.conflict_monitor import ConflictMonitor
-from widgets.expert_load import ExpertLoad
-from widgets.interference_map import InterferenceMap
-from widgets.merge_builder import MergeBuilder
-from widgets.modality_map import ModalityMap
-from widgets.prompt_scale_explorer import PromptScaleExplorer, ScaleScatter
-from widgets.prompt_what_if import PromptWhatIf
-from widgets.qladder_attention import QLadderAttention
-from widgets.rank_activations import RankActivations
-from widgets.scores import loss_curve, score_bars
-from widgets.spectrum import Spectrum
-from widgets.subspaces import SubspaceView
-from widgets.token_routing import TokenRouting
-from widgets.training_monitor import TrainingMonitor, sweep_heatmap
+from importlib import import_module
 
-__all__ = [
-    "AngleMatrix",
-    "ConflictMonitor",
-    "ExpertLoad",
-    "InterferenceMap",
-    "MergeBuilder",
-    "ModalityMap",
-    "PromptScaleExplorer",
-    "PromptWhatIf",
-    "QLadderAttention",
-    "RankActivations",
-    "ScaleScatter",
-    "Spectrum",
-    "SubspaceView",
-    "TokenRouting",
-    "TrainingMonitor",
-    "loss_curve",
-    "score_bars",
-    "sweep_heatmap",
-]
+# name -> the module that defines it; imported on first use, so that ``widgets.merge_model`` (plain
+# Python) can be used without loading anywidget, ipywidgets or plotly.
+_WHERE = {
+    "AngleMatrix": "angle_matrix",
+    "ConflictMonitor": "conflict_monitor",
+    "ExpertLoad": "expert_load",
+    "InterferenceMap": "interference_map",
+    "MergeBuilder": "merge_builder",
+    "MergeModel": "merge_model",
+    "ModalityMap": "modality_map",
+    "PromptScaleExplorer": "prompt_scale_explorer",
+    "PromptWhatIf": "prompt_what_if",
+    "QLadderAttention": "qladder_attention",
+    "RankActivations": "rank_activations",
+    "ScaleScatter": "prompt_scale_explorer",
+    "Spectrum": "spectrum",
+    "SubspaceView": "subspaces",
+    "TokenRouting": "token_routing",
+    "TrainingMonitor": "training_monitor",
+    "loss_curve": "scores",
+    "score_bars": "scores",
+    "sweep_heatmap": "training_monitor",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'widgets' has no attribute {name!r}; it has: {', '.join(__all__)}")
+    value = getattr(import_module(f"widgets.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

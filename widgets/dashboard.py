@@ -200,7 +200,7 @@ class Dashboard(param.Parameterized):
         except ImportError as e:  # written by another issue; the dashboard works without it
             return pn.pane.Markdown(f"The merge builder is not available here ({e}).")
         names = list(self.adapters)
-        return twin(MergeBuilder(self.lab, names, tasks=self._tasks_of(names), eval_limit=4))
+        return twin(MergeBuilder.from_lab(self.lab, names, tasks=self._tasks_of(names), eval_limit=4))
 
     def _tasks_of(self, names: list[str]) -> dict:
         """``{name: Task}`` of the registered tasks that the adapters' lineage names (in order, once)."""

@@ -51,7 +51,8 @@ export const ACTIONS: IAction[] = [
     label: 'Merge',
     caption: 'Merge builder on the selected adapters',
     min: 2,
-    code: (lab, names) => 'from widgets import MergeBuilder\n\n' + `MergeBuilder(${lab}, ${list(names)})`
+    code: (lab, names) =>
+      'from widgets import MergeBuilder\n\n' + `MergeBuilder.from_lab(${lab}, ${list(names)})`
   },
   {
     id: 'evaluate',
