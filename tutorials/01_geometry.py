@@ -86,7 +86,7 @@ print(f"a task vector has D = {D:,} entries; two random directions have |cosine|
 # matrix, its cosine per module and layer (from `angles(..., by="module")`).
 
 # %%
-matrix = AngleMatrix(adapters)
+matrix = AngleMatrix.from_adapters(adapters)
 matrix
 
 # %% [markdown]
@@ -198,7 +198,7 @@ print(f"rank r = 8; mean effective rank {erank.effective_rank.mean():.2f}; "
 
 # %%
 density = 0.2
-imap = InterferenceMap(adapters, active=[top.adapter_a, top.adapter_b], density=density)
+imap = InterferenceMap.from_adapters(adapters, active=[top.adapter_a, top.adapter_b], density=density)
 aligned = imap.frame  # kept for the table below (the widget's frame follows the controls)
 imap
 

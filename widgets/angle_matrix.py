@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-import anywidget
 import numpy as np
 import pandas as pd
 import traitlets as t
 
 from widgets._heatmap import css, esm, module_by_layer, payload
+from widgets._view import View
 from workbench import analysis
 from workbench.adapters.adapter import Adapter
 from workbench.errors import WorkbenchError
@@ -17,7 +17,7 @@ from workbench.errors import WorkbenchError
 VALUES = {"cosine": "cosine", "angle_deg": "angle (degrees)"}
 
 
-class AngleMatrix(anywidget.AnyWidget):
+class AngleMatrix(View):
     """Heatmap of ``analysis.angles`` between task vectors; click a cell for the pair's breakdown.
 
     The matrix and the breakdown (cosine per module and layer, from ``angles(..., by="module")``)
@@ -27,65 +27,63 @@ class AngleMatrix(anywidget.AnyWidget):
     Example::
 
         from widgets import AngleMatrix
-        m = AngleMatrix(lab.adapters)             # or from frames: AngleMatrix(angles(ads),
-                                                  #     by_module=angles(ads, by="module"))
-        m                                         # display; click a cell
-        m.selected                                # ["topic", "language"]
-        m.selected = ["arithmetic", "code"]       # the breakdown follows
-        m.frame, m.by_module                      # the frames behind the views
+        m = AngleMatrix.from_adapters(lab.adapters)   # or from frames: AngleMatrix.from_frame(
+                                                      #     angles(ads), by_module=angles(ads, by="module"))
+        m                                             # display; click a cell
+        m.selected                                    # ["topic", "language"]
+        m.selected = ["arithmetic", "code"]           # the breakdown follows
+        m.frame, m.by_module                          # the frames behind the views
     """
 
     _esm = esm("angle_matrix.js")
     _css = css()
 
-    value = t.Unicode("cosine").tag(sync=True)
-    """What the cells show: ``"cosine"`` or ``"angle_deg"`` (read-only after construction)."""
-    matrix = t.Dict().tag(sync=True)
-    """The adapters × adapters payload (see ``widgets._heatmap``)."""
-    selected = t.List(t.Unicode()).tag(sync=True)
-    """The clicked pair ``[a, b]``, or ``[]``."""
-    breakdown = t.Dict().tag(sync=True)
-    """The selected pair's module × layer payload, with ``pair``; ``{}`` when nothing is selected."""
+    value = t.Unicode("cosine", help="What the cells show: 'cosine' or 'angle_deg' (read-only after "
+                      "construction).").tag(sync=True)
+    matrix = t.Dict(help="The adapters × adapters heatmap payload (see widgets._heatmap).").tag(sync=True)
+    selected = t.List(t.Unicode(), help="The clicked pair [a, b], or [].").tag(sync=True)
+    breakdown = t.Dict(help="The selected pair's module × layer payload, with 'pair'; {} when nothing is "
+                       "selected.").tag(sync=True)
 
-    def __init__(
-        self,
-        source: Mapping[str, Adapter] | Iterable[Adapter] | pd.DataFrame,
-        *,
-        by_module: pd.DataFrame | None = None,
-        value: str = "cosine",
-        **kwargs,
-    ) -> None:
-        """Args:
-            source: adapters (a mapping name -> Adapter or a list), or the frame of ``angles(adapters)``.
-            by_module: the frame of ``angles(adapters, by="module")`` for the breakdown; computed when
-                ``source`` is adapters, none (no breakdown) when it is a frame and this is not given.
+    frame: pd.DataFrame | None = None  # angles(adapters)
+    by_module: pd.DataFrame | None = None  # angles(adapters, by="module"), or None: no breakdown
+
+    @classmethod
+    def from_adapters(cls, adapters: Mapping[str, Adapter] | Iterable[Adapter], *, value: str = "cosine",
+                      **traits) -> AngleMatrix:
+        """From adapters (a mapping name -> Adapter, or a list): the angles and the per-module breakdown."""
+        return cls.from_frame(analysis.angles(adapters), by_module=analysis.angles(adapters, by="module"),
+                              value=value, **traits)
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame, *, by_module: pd.DataFrame | None = None, value: str = "cosine",
+                   **traits) -> AngleMatrix:
+        """From the frame of ``angles(adapters)`` (and ``angles(adapters, by="module")`` for the breakdown).
+
+        Args:
+            frame: the total frame (``adapter_a, adapter_b, cosine, angle_deg``).
+            by_module: the per-module frame; None: no breakdown.
             value: ``"cosine"`` or ``"angle_deg"``.
+            traits: any other trait (``selected=["a", "b"]``).
         """
         if value not in VALUES:
             raise WorkbenchError(f"AngleMatrix(value={value!r}): choose one of {', '.join(VALUES)}")
-        if isinstance(source, pd.DataFrame):
-            if {"layer", "module"} & set(source.columns):
-                raise WorkbenchError("AngleMatrix takes the total frame of angles(adapters); "
-                                     "pass a per-module frame as by_module=")
-            self.frame, self.by_module = source, by_module
-        else:
-            self.frame = analysis.angles(source)
-            self.by_module = analysis.angles(source, by="module")
-        self.names = list(dict.fromkeys(self.frame["adapter_a"]))
-        super().__init__(value=value, **kwargs)
-        table = self.frame.pivot(index="adapter_a", columns="adapter_b", values=value)
-        table = table.loc[self.names, self.names]
-        off = table.to_numpy()[~np.eye(len(self.names), dtype=bool)]
-        lo, hi = self._scale(off)
-        self.matrix = payload(table, f"{VALUES[value]} between task vectors ΔW", lo, hi)
+        if {"layer", "module"} & set(frame.columns):
+            raise WorkbenchError("AngleMatrix takes the total frame of angles(adapters); "
+                                 "pass a per-module frame as by_module=")
+        names = list(dict.fromkeys(frame["adapter_a"]))
+        table = frame.pivot(index="adapter_a", columns="adapter_b", values=value).loc[names, names]
+        off = table.to_numpy()[~np.eye(len(names), dtype=bool)]
+        lo, hi = _scale(off, value)
+        w = cls(value=value, matrix=payload(table, f"{VALUES[value]} between task vectors ΔW", lo, hi))
+        w.frame, w.by_module = frame, by_module
+        w._apply(traits)
+        return w
 
-    def _scale(self, values: np.ndarray) -> tuple[float, float]:
-        """Colour range centred on orthogonal (cosine 0, 90°), as wide as the largest deviation."""
-        center = 0.0 if self.value == "cosine" else 90.0
-        dev = np.abs(values[np.isfinite(values)] - center)
-        spread = float(dev.max()) if dev.size and dev.max() > 0 else 1.0
-        sign = 1.0 if self.value == "cosine" else -1.0  # aligned pairs are red: high cosine, small angle
-        return center - sign * spread, center + sign * spread
+    @property
+    def names(self) -> list[str]:
+        """The adapters, in the matrix's order."""
+        return list(self.matrix.get("rows", []))
 
     @t.validate("selected")
     def _check_selected(self, proposal):
@@ -103,6 +101,15 @@ class AngleMatrix(anywidget.AnyWidget):
         a, b = self.selected
         rows = self.by_module[(self.by_module["adapter_a"] == a) & (self.by_module["adapter_b"] == b)]
         table = module_by_layer(rows, self.value)
-        lo, hi = self._scale(table.to_numpy(dtype=float).ravel())
+        lo, hi = _scale(table.to_numpy(dtype=float).ravel(), self.value)
         title = f"{a} · {b}: {VALUES[self.value]} per module (rows) and layer (columns)"
         self.breakdown = {**payload(table, title, lo, hi), "pair": [a, b]}
+
+
+def _scale(values: np.ndarray, value: str) -> tuple[float, float]:
+    """Colour range centred on orthogonal (cosine 0, 90°), as wide as the largest deviation."""
+    center = 0.0 if value == "cosine" else 90.0
+    dev = np.abs(values[np.isfinite(values)] - center)
+    spread = float(dev.max()) if dev.size and dev.max() > 0 else 1.0
+    sign = 1.0 if value == "cosine" else -1.0  # aligned pairs are red: high cosine, small angle
+    return center - sign * spread, center + sign * spread

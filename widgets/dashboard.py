@@ -184,8 +184,8 @@ class Dashboard(param.Parameterized):
         """Tab title -> Panel object."""
         from widgets import AngleMatrix, InterferenceMap
 
-        tabs = {"Angle matrix": twin(AngleMatrix(self.adapters)),
-                "Interference map": twin(InterferenceMap(self.adapters))}
+        tabs = {"Angle matrix": twin(AngleMatrix.from_adapters(self.adapters)),
+                "Interference map": twin(InterferenceMap.from_adapters(self.adapters))}
         merge = self._merge_builder()
         if merge is not None:
             tabs["Merge builder"] = merge

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-import anywidget
 import traitlets as t
 
-from widgets._heatmap import css, esm, module_by_layer, payload
+from widgets._heatmap import css, esm
+from widgets._interference import METRICS, check_metric, interference_payload, mix
 from widgets._traits import known_names
+from widgets._view import View
 from workbench import analysis
 from workbench.adapters.adapter import Adapter
 from workbench.errors import WorkbenchError
 
-METRICS = {"conflict_rate": "sign-conflict rate", "overlap": "overlap of kept entries",
-           "mass_lost": "L1 mass lost to the trim"}
 
-
-class InterferenceMap(anywidget.AnyWidget):
+class InterferenceMap(View):
     """Module × layer heatmap of one column of ``analysis.interference``, with controls.
 
     Checkboxes choose the adapters to merge, sliders their weights and the trim density, a menu the
@@ -29,7 +27,7 @@ class InterferenceMap(anywidget.AnyWidget):
     Example::
 
         from widgets import InterferenceMap
-        m = InterferenceMap(lab.adapters, density=0.2)      # sign-conflict rate by default
+        m = InterferenceMap.from_adapters(lab.adapters, density=0.2)  # sign-conflict rate by default
         m                                                   # display; use the controls
         m.active = ["topic", "language"]; m.weights = {"topic": 0.5}  # or from Python
         m.frame                                             # the frame behind the map
@@ -38,32 +36,29 @@ class InterferenceMap(anywidget.AnyWidget):
     _esm = esm("interference_map.js")
     _css = css()
 
-    names = t.List(t.Unicode()).tag(sync=True)
-    """Every adapter on offer, in order (read-only)."""
-    active = t.List(t.Unicode()).tag(sync=True)
-    """The adapters in the merge (at least two for a map)."""
-    weights = t.Dict(value_trait=t.Float()).tag(sync=True)
-    """name -> merge weight (1 when absent)."""
-    density = t.Float(0.2).tag(sync=True)
-    """The fraction of entries the trim keeps, in (0, 1]."""
-    metric = t.Unicode("conflict_rate").tag(sync=True)
-    """The column shown: ``conflict_rate``, ``overlap`` or ``mass_lost``."""
-    status = t.Unicode("computing…").tag(sync=True)
-    """``"current"`` when ``heatmap`` matches the settings; otherwise what is going on."""
-    heatmap = t.Dict().tag(sync=True)
-    """The module × layer payload (see ``widgets._heatmap``); ``{}`` when fewer than two are active."""
+    names = t.List(t.Unicode(), help="Every adapter on offer, in order (read-only).").tag(sync=True)
+    active = t.List(t.Unicode(), help="The adapters in the merge (at least two for a map).").tag(sync=True)
+    weights = t.Dict(value_trait=t.Float(), help="name -> merge weight (1 when absent).").tag(sync=True)
+    density = t.Float(0.2, help="The fraction of entries the trim keeps, in (0, 1].").tag(sync=True)
+    metric = t.Unicode("conflict_rate", help="The column shown: conflict_rate, overlap or "
+                       "mass_lost.").tag(sync=True)
+    status = t.Unicode("computing…", help="'current' when the heatmap matches the settings; otherwise "
+                       "what is going on.").tag(sync=True)
+    heatmap = t.Dict(help="The module × layer payload (see widgets._heatmap); {} when fewer than two are "
+                     "active.").tag(sync=True)
 
-    def __init__(
-        self,
-        adapters: Mapping[str, Adapter] | Iterable[Adapter],
-        *,
-        weights: Mapping[str, float] | Sequence[float] | None = None,
-        density: float = 0.2,
-        metric: str = "conflict_rate",
-        active: Sequence[str] | None = None,
-        **kwargs,
-    ) -> None:
-        """Args:
+    adapters: dict[str, Adapter] = {}  # name -> Adapter on offer (attached by from_adapters)
+    frame = None  # the last analysis.interference frame
+    _key = None  # the settings it was computed for
+
+    @classmethod
+    def from_adapters(cls, adapters: Mapping[str, Adapter] | Iterable[Adapter], *,
+                      weights: Mapping[str, float] | Sequence[float] | None = None, density: float = 0.2,
+                      metric: str = "conflict_rate", active: Sequence[str] | None = None,
+                      **traits) -> InterferenceMap:
+        """A map of ``adapters``' interference, computed now.
+
+        Args:
             adapters: a mapping name -> Adapter, or a list of Adapters (at least two).
             weights: merge weights, by name or in the adapters' order (default 1 each).
             density: the kept fraction of each weighted ΔW.
@@ -78,21 +73,18 @@ class InterferenceMap(anywidget.AnyWidget):
                 raise WorkbenchError(f"{len(weights)} weights for {len(named)} adapters; "
                                      "give one per adapter or a mapping name -> weight")
             weights = dict(zip(named, weights, strict=True))
-        self.adapters = named
-        self.frame = None  # the last analysis.interference frame
-        self._key = None  # the settings it was computed for
-        self._ready = False
-        super().__init__(names=list(named), weights={n: 1.0 for n in named} | dict(weights or {}),
-                         active=list(named if active is None else active), density=density,
-                         metric=metric, **kwargs)
-        self._ready = True
-        self._update()
+        w = cls(names=list(named), weights={n: 1.0 for n in named} | dict(weights or {}), density=density,
+                metric=metric, active=list(named if active is None else active), **traits)
+        w.adapters = named  # from now on a change recomputes
+        w._update()
+        return w
 
     @t.validate("metric")
     def _check_metric(self, proposal):
-        if proposal["value"] not in METRICS:
-            raise t.TraitError(f"unknown metric {proposal['value']!r}; choose one of {', '.join(METRICS)}")
-        return proposal["value"]
+        try:
+            return check_metric(proposal["value"])
+        except ValueError as e:
+            raise t.TraitError(str(e)) from None
 
     @t.validate("density")
     def _check_density(self, proposal):
@@ -106,7 +98,7 @@ class InterferenceMap(anywidget.AnyWidget):
 
     @t.observe("active", "weights", "density", "metric")
     def _on_change(self, change) -> None:
-        if self._ready:
+        if self.adapters:
             self._update()
 
     def _update(self) -> None:
@@ -124,7 +116,6 @@ class InterferenceMap(anywidget.AnyWidget):
             if self.frame is None:
                 self.heatmap, self.status = {}, "choose at least two adapters"
                 return
-            mix = ", ".join(f"{n}×{x:g}" for n, x in zip(chosen, w, strict=True))
-            title = f"{METRICS[self.metric]} · density {self.density:g} · {mix}"
-            self.heatmap = payload(module_by_layer(self.frame, self.metric), title, 0.0, 1.0, "sequential")
+            title = f"{METRICS[self.metric]} · density {self.density:g} · {mix(chosen, w)}"
+            self.heatmap = interference_payload(self.frame, self.metric, title)
             self.status = "current"

@@ -9,7 +9,7 @@ import numpy as np
 import traitlets as t
 
 from widgets._heatmap import css, esm
-from workbench.analysis.routing import records
+from workbench.analysis.token_gates import token_gates
 from workbench.errors import WorkbenchError
 
 
@@ -42,21 +42,21 @@ class TokenRouting(anywidget.AnyWidget):
                  experts: Sequence[str] | None = None, **kwargs):
         super().__init__(**kwargs)
         self.show(cache, tokens, row=row)
-        n = self._records[self.module].n_experts
+        n = self._gates[self.module].shape[1]
         if experts is not None and len(experts) != n:
             raise WorkbenchError(f"TokenRouting: {len(experts)} expert labels for {n} experts")
         self.experts = [str(e) for e in experts or []]
 
     def show(self, cache: Mapping, tokens: Sequence[str], *, row: int = 0) -> None:
         """Show another run (the module chosen stays when the new run has it)."""
-        found = {" · ".join(map(str, k)): rec for k, rec in records(cache).items()}
+        found = {" · ".join(map(str, k)): w for k, w in token_gates(cache, row).items()}  # (T, E) each
         first = next(iter(found.values()))
-        if not 0 <= row < first.shape[0] or len(tokens) != first.shape[1]:
+        if len(tokens) != first.shape[0]:
             raise WorkbenchError(
-                f"TokenRouting: {len(tokens)} tokens, row {row}, for records of (batch, token) = "
-                f"{tuple(first.shape[:2])}; pass the tokens of the prompt that was run"
+                f"TokenRouting: {len(tokens)} tokens for records of {first.shape[0]} tokens; "
+                "pass the tokens of the prompt that was run"
             )
-        self._records, self.row = found, row
+        self._gates, self.row = found, row
         keep = self.module if self.module in found else next(iter(found))
         with self.hold_sync():
             self.tokens, self.modules = [str(x) for x in tokens], list(found)
@@ -65,14 +65,13 @@ class TokenRouting(anywidget.AnyWidget):
 
     @t.validate("module")
     def _check(self, proposal):
-        if proposal["value"] not in self._records:
+        if proposal["value"] not in self._gates:
             raise t.TraitError(f"module must be one of {self.modules[:3]}…; got {proposal['value']!r}")
         return proposal["value"]
 
     @t.observe("module")
     def _send_weights(self, _change=None) -> None:
-        w = self._records[self.module].weights[self.row].detach().float().cpu().numpy()
-        w = np.ascontiguousarray(w, dtype=np.float32)
+        w = self._gates[self.module]  # (T, E) float32
         self.weights = {"values": w.tobytes(), "shape": list(w.shape), "module": self.module}
 
     def dominant(self) -> list[int]:

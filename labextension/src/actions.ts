@@ -44,7 +44,7 @@ export const ACTIONS: IAction[] = [
     min: 2,
     code: (lab, names) =>
       'from widgets import AngleMatrix\n\n' +
-      `AngleMatrix({name: ${lab}.adapters[name] for name in ${list(names)}})`
+      `AngleMatrix.from_adapters({name: ${lab}.adapters[name] for name in ${list(names)}})`
   },
   {
     id: 'merge',

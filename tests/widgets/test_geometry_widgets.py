@@ -22,7 +22,7 @@ def adapters():
 
 
 def test_angle_matrix_sends_the_cosines_as_binary(adapters):
-    m = AngleMatrix(adapters)
+    m = AngleMatrix.from_adapters(adapters)
     state = m.get_state()
     assert state["_model_module"] == "anywidget" and state["value"] == "cosine"
     _, paths, buffers = _remove_buffers(state)
@@ -35,7 +35,7 @@ def test_angle_matrix_sends_the_cosines_as_binary(adapters):
 
 
 def test_a_click_reaches_python_and_fills_the_breakdown(adapters):
-    m = AngleMatrix(adapters)
+    m = AngleMatrix.from_adapters(adapters)
     m.set_state({"selected": ["a", "c"]})  # what the front end sends on a click
     assert m.selected == ["a", "c"] and m.breakdown["pair"] == ["a", "c"]
     rows = analysis.angles(adapters, by="module").query("adapter_a == 'a' and adapter_b == 'c'")
@@ -49,27 +49,27 @@ def test_a_click_reaches_python_and_fills_the_breakdown(adapters):
 
 def test_angle_matrix_from_frames_and_in_degrees(adapters):
     total, by_module = analysis.angles(adapters), analysis.angles(adapters, by="module")
-    m = AngleMatrix(total, by_module=by_module, value="angle_deg", selected=["b", "a"])
+    m = AngleMatrix.from_frame(total, by_module=by_module, value="angle_deg", selected=["b", "a"])
     assert m.breakdown["pair"] == ["b", "a"]
     assert decode(m.matrix)[0, 0] == pytest.approx(0, abs=1e-3)
     assert m.matrix["lo"] > 90 > m.matrix["hi"]  # small angles (aligned) at the red end
-    assert AngleMatrix(total, selected=["a", "b"]).breakdown == {}  # no per-module frame, no breakdown
+    assert AngleMatrix.from_frame(total, selected=["a", "b"]).breakdown == {}  # no per-module frame, no breakdown
 
 
 def test_angle_matrix_bad_input(adapters):
-    m = AngleMatrix(adapters)
+    m = AngleMatrix.from_adapters(adapters)
     with pytest.raises(traitlets.TraitError, match="two of"):
         m.selected = ["a", "zzz"]
     with pytest.raises(WorkbenchError, match="choose one of"):
-        AngleMatrix(adapters, value="sine")
+        AngleMatrix.from_adapters(adapters, value="sine")
     with pytest.raises(WorkbenchError, match="no adapters"):
-        AngleMatrix({})
+        AngleMatrix.from_adapters({})
     with pytest.raises(WorkbenchError, match="by_module"):
-        AngleMatrix(analysis.angles(adapters, by="module"))
+        AngleMatrix.from_frame(analysis.angles(adapters, by="module"))
 
 
 def test_interference_map_matches_the_analysis(adapters):
-    m = InterferenceMap(adapters, density=0.3)
+    m = InterferenceMap.from_adapters(adapters, density=0.3)
     assert m.status == "current" and m.active == ["a", "b", "c"] and m.metric == "conflict_rate"
     _, paths, _ = _remove_buffers(m.get_state())
     assert ["heatmap", "values"] in paths
@@ -78,7 +78,7 @@ def test_interference_map_matches_the_analysis(adapters):
 
 
 def test_controls_recompute(adapters):
-    m = InterferenceMap(adapters)
+    m = InterferenceMap.from_adapters(adapters)
     m.comm = comm = FakeComm()
     # one message from the front end, as the view sends it after the debounce
     m.set_state({"active": ["a", "c"], "weights": {"a": 0.5, "b": 1.0, "c": -1.0}, "density": 0.5,
@@ -100,7 +100,7 @@ def test_controls_recompute(adapters):
 
 
 def test_fewer_than_two_active_clears_the_map(adapters):
-    m = InterferenceMap(adapters, active=["a", "b"])
+    m = InterferenceMap.from_adapters(adapters, active=["a", "b"])
     m.active = ["a"]
     assert m.heatmap == {} and m.status == "choose at least two adapters"
     m.active = ["a", "b"]
@@ -109,14 +109,14 @@ def test_fewer_than_two_active_clears_the_map(adapters):
 
 def test_interference_map_bad_input(adapters):
     with pytest.raises(traitlets.TraitError, match="unknown metric 'sign'.*conflict_rate"):
-        InterferenceMap(adapters, metric="sign")
+        InterferenceMap.from_adapters(adapters, metric="sign")
     with pytest.raises(WorkbenchError, match="at least two"):
-        InterferenceMap({})
+        InterferenceMap.from_adapters({})
     with pytest.raises(WorkbenchError, match="at least two"):
-        InterferenceMap([adapters["a"]])
+        InterferenceMap.from_adapters([adapters["a"]])
     with pytest.raises(WorkbenchError, match="2 weights for 3 adapters"):
-        InterferenceMap(adapters, weights=[1.0, 2.0])
-    m = InterferenceMap(adapters)
+        InterferenceMap.from_adapters(adapters, weights=[1.0, 2.0])
+    m = InterferenceMap.from_adapters(adapters)
     with pytest.raises(traitlets.TraitError, match="unknown metric"):
         m.metric = "nope"
     with pytest.raises(traitlets.TraitError, match=r"\(0, 1\]"):
