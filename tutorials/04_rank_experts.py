@@ -110,7 +110,7 @@ KEYS = ["layer", "module", "router", "group", "expert"]
 whole = {name: s.frequency.assign(group=s.frequency.group.map(task_of))  # halves back into tasks
          .groupby(KEYS, as_index=False, sort=False)[["frequency", "mean_weight"]].mean()
          for name, s in seen.items()}
-smora_map = RankActivations(whole["smora"])
+smora_map = RankActivations.from_frame(whole["smora"])
 smora_map
 
 # %% [markdown]
@@ -121,7 +121,7 @@ smora_map
 smora_map.choice  # click a task button above, then run this cell
 
 # %%
-RankActivations(whole["flylora"])
+RankActivations.from_frame(whole["flylora"])
 
 # %% [markdown]
 # How much do the tasks share their most active ranks? The Jaccard overlap of the top-k sets
@@ -177,7 +177,7 @@ for r, row in summary.iterrows():
 # %%
 load = seen["smora"].load.groupby(["layer", "module", "router", "expert"], as_index=False)[
     ["load", "entropy", "cv"]].mean()  # the halves' loads, averaged
-ExpertLoad(load)
+ExpertLoad.from_frame(load)
 
 # %% [markdown]
 # And one prompt, token by token: each token coloured by its dominant rank at the module chosen in
@@ -189,7 +189,7 @@ batch = lab.encode(prompt)
 with lab.using("smora"):
     _, cache = lab.run(batch, record="*.routes.smora.hook_route")
 tokens = lab.tokenizer.convert_ids_to_tokens(batch["input_ids"][0])
-token_view = TokenRouting(cache, tokens)
+token_view = TokenRouting.from_cache(cache, tokens)
 token_view
 
 # %%

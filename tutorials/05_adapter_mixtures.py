@@ -97,7 +97,7 @@ weights.loc[BANK].round(3)
 
 # %%
 history = pd.read_csv(ready_routers.root() / "meteora.history.csv")
-ExpertLoad(seen.load.groupby(["layer", "module", "router", "expert"], as_index=False)
+ExpertLoad.from_frame(seen.load.groupby(["layer", "module", "router", "expert"], as_index=False)
            [["load", "entropy", "cv"]].mean(), history=history, experts=BANK)
 
 # %% [markdown]
@@ -186,7 +186,7 @@ text, parts = segment_of_tokens(*composites[0])
 batch = lab.encode(text)
 with lab.using("meteora"):
     _, cache = lab.run(batch, record="*.routes.meteora.hook_route")
-TokenRouting(cache, lab.tokenizer.convert_ids_to_tokens(batch["input_ids"][0]), experts=BANK)
+TokenRouting.from_cache(cache, lab.tokenizer.convert_ids_to_tokens(batch["input_ids"][0]), experts=BANK)
 
 # %% [markdown]
 # What the model answers with the mixture, and with each of the two adapters alone:
@@ -208,7 +208,7 @@ pd.DataFrame({"applied": list(replies), "reply": list(replies.values())})
 # model's. Below, the same freeze from code, over all the composite prompts.
 
 # %%
-what_if = PromptWhatIf(lab, "meteora", question)
+what_if = PromptWhatIf.from_lab(lab, "meteora", question)
 what_if
 
 # %% [markdown]

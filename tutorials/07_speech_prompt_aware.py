@@ -117,7 +117,7 @@ prompts = {
     "voice": ["Who is speaking? Answer with the name.", "Name the speaker."],
     "combined": ["Transcribe the clip, then name the voice after a bar.", "Write the words and the voice."],
 }
-explorer = PromptScaleExplorer(aware, "wav", prompts, start="Who is talking?")
+explorer = PromptScaleExplorer.from_model(aware, "wav", prompts, start="Who is talking?")
 explorer
 
 # %%

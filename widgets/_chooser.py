@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import anywidget
 import pandas as pd
 import traitlets as t
 
 from widgets._heatmap import css, esm, payload
+from widgets._view import View
 
 
-class Chooser(anywidget.AnyWidget):
+class Chooser(View):
     """Subclasses set ``choices`` and implement ``table(choice) -> (frame, title, lo, hi, scale)``.
 
     A click on a button sets ``choice``; the observer answers with ``heatmap`` (tagged with the
@@ -20,15 +20,16 @@ class Chooser(anywidget.AnyWidget):
     _esm = esm("chooser.js")
     _css = css()
 
-    choices = t.List(t.Unicode()).tag(sync=True)
-    choice = t.Unicode().tag(sync=True)
-    heatmap = t.Dict().tag(sync=True)
-    aside = t.Dict().tag(sync=True)
-    selected = t.List(t.Unicode()).tag(sync=True)
-    detail = t.Unicode().tag(sync=True)
-    cell = t.Int(10).tag(sync=True)
-    curve = t.Dict().tag(sync=True)
-    """An optional line chart under the map: {"title", "x": [...], "series": {name: [...]}} (empty: none)."""
+    choices = t.List(t.Unicode(), help="The buttons: what can be shown (tasks, modules ...).").tag(sync=True)
+    choice = t.Unicode(help="The button pressed: the heatmap shown is this choice's.").tag(sync=True)
+    heatmap = t.Dict(help="The heatmap payload of `choice` (see widgets._heatmap), tagged with its "
+                     "'choice'.").tag(sync=True)
+    aside = t.Dict(help="An optional second heatmap payload beside the main one ({}: none).").tag(sync=True)
+    selected = t.List(t.Unicode(), help="The clicked cell [row, col], or [].").tag(sync=True)
+    detail = t.Unicode(help="One line on the clicked cell (empty when none is).").tag(sync=True)
+    cell = t.Int(10, help="The side of a heatmap cell, in pixels.").tag(sync=True)
+    curve = t.Dict(help="An optional line chart under the map: {'title', 'x': [...], 'series': "
+                   "{name: [...]}} ({}: none).").tag(sync=True)
 
     def table(self, choice: str) -> tuple[pd.DataFrame, str, float, float, str]:
         raise NotImplementedError

@@ -39,38 +39,43 @@ class ConflictMonitor(TrainingMonitor):
 
     _esm = esm_of("conflict_monitor.js")
 
-    matrix = t.Dict().tag(sync=True)
-    """The task × task cosine payload shown (last capture in total, or the selected layer and step);
-    its ``at`` says which: ``["total", step]`` or ``[layer, step]``."""
-    heatmap = t.Dict().tag(sync=True)
-    """Layer (rows) × captured step (columns) payload of the mean task-pair cosine."""
-    selected = t.List(t.Int()).tag(sync=True)
-    """``[layer, step]`` clicked on the map (or set from Python), ``[]`` for the last capture in total."""
+    matrix = t.Dict(help="The task × task cosine payload shown (last capture in total, or the selected "
+                    "layer and step); its 'at' says which: ['total', step] or [layer, step].").tag(sync=True)
+    heatmap = t.Dict(help="Layer (rows) × captured step (columns) payload of the mean task-pair "
+                     "cosine.").tag(sync=True)
+    selected = t.List(t.Int(), help="[layer, step] clicked on the map (or set from Python), [] for the last "
+                      "capture in total.").tag(sync=True)
 
-    def __init__(self, trainer=None, *, capture=None, history: pd.DataFrame | None = None, every: int = 1,
-                 **kwargs):
-        """Args:
-            trainer: a ``MultiTaskTrainer`` with ``capture_every > 0``, or None with ``capture``.
-            capture: a finished ``ConflictCapture`` to show (with ``history``) when there is no trainer.
-        """
-        if trainer is not None and trainer.conflicts is None:
+    capture = None  # the ConflictCapture shown
+    _shown = -1  # how many captured steps are drawn
+
+    @classmethod
+    def from_trainer(cls, trainer, *, start: bool = True, every: int = 1) -> ConflictMonitor:
+        """A monitor on a ``MultiTaskTrainer`` that captures conflicts (``capture_every > 0``)."""
+        if trainer.conflicts is None:
             raise WorkbenchError("ConflictMonitor needs a trainer that captures conflicts: "
                                  "give MultiTaskTrainer(..., capture_every=N) with N ≥ 1")
-        self.capture = trainer.conflicts if trainer is not None else capture
-        if self.capture is None:
-            raise WorkbenchError("ConflictMonitor needs a trainer or a ConflictCapture (capture=...)")
-        self._shown = -1
-        super().__init__(trainer, history=history, every=every, **kwargs)
-        self._redraw()
+        return super().from_trainer(trainer, start=start, every=every)
 
     @classmethod
     def from_capture(cls, capture, history: pd.DataFrame | None = None) -> ConflictMonitor:
         """Show a finished run: its ``ConflictCapture`` and (optionally) its history."""
-        return cls(None, capture=capture, history=history)
+        if capture is None:
+            raise WorkbenchError("ConflictMonitor.from_capture needs a ConflictCapture "
+                                 "(MultiTaskResult.conflicts)")
+        mon = cls.from_history(history)
+        mon.capture = capture
+        mon._redraw()
+        return mon
+
+    def _attach(self, trainer, every: int) -> None:
+        self.capture = trainer.conflicts
+        super()._attach(trainer, every)
+        self._redraw()
 
     def _refresh(self) -> None:
         super()._refresh()
-        if len(self.capture.steps) != self._shown:
+        if self.capture is not None and len(self.capture.steps) != self._shown:
             self._redraw()
 
     def _redraw(self) -> None:

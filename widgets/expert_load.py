@@ -21,16 +21,20 @@ class ExpertLoad(Chooser):
 
     Example::
 
-        ExpertLoad(expert_load(cache, mask=batch["attention_mask"]))
+        ExpertLoad.from_frame(expert_load(cache, mask=batch["attention_mask"]))
     """
 
-    def __init__(self, load: pd.DataFrame, history: pd.DataFrame | None = None, *,
-                 experts: Sequence[str] | None = None, **kwargs):
+    load: pd.DataFrame | None = None  # expert_load(...)'s frame
+    experts: list[str] | None = None  # a label per expert, or None: the indices
+
+    @classmethod
+    def from_frame(cls, load: pd.DataFrame, history: pd.DataFrame | None = None, *,
+                   experts: Sequence[str] | None = None, **traits) -> ExpertLoad:
         """Args:
             load: ``analysis.routing.expert_load``'s frame.
-            experts: a label per expert (a bank router's adapter names); default: the indices.
             history: optional training history (``TrainResult.history``: ``step`` and the auxiliary
                 loss columns ``aux/<router>/<loss>``); its balance losses are drawn over the steps.
+            experts: a label per expert (a bank router's adapter names); default: the indices.
         """
         need = {"layer", "module", "expert", "load", "entropy", "cv"}
         if load.empty or not need <= set(load.columns):
@@ -38,11 +42,11 @@ class ExpertLoad(Chooser):
         n = int(load["expert"].max()) + 1
         if experts is not None and len(experts) != n:
             raise WorkbenchError(f"ExpertLoad: {len(experts)} expert labels for {n} experts")
-        self.load, self.experts = load, [str(e) for e in experts] if experts is not None else None
-        super().__init__(choices=[ALL, *dict.fromkeys(load["module"])], cell=14, **kwargs)
-        self.choice = ALL
-        if history is not None:
-            self.curve = balance_curve(history)
+        w = cls(choices=[ALL, *dict.fromkeys(load["module"])], cell=14)
+        w.load, w.experts = load, [str(e) for e in experts] if experts is not None else None
+        curve = {"curve": balance_curve(history)} if history is not None else {}
+        w._apply({"choice": ALL, **curve, **traits})
+        return w
 
     def _part(self, choice: str) -> pd.DataFrame:
         return self.load if choice == ALL else self.load[self.load["module"] == choice]

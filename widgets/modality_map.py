@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import anywidget
 import numpy as np
 import traitlets as t
 
 from widgets._heatmap import css, esm
+from widgets._view import View
 from workbench.errors import WorkbenchError
 
 
-class ModalityMap(anywidget.AnyWidget):
+class ModalityMap(View):
     """A strip of the sequence's tokens coloured by modality, and per layer a pair of bars: Σ‖Δ_V‖ and
     Σ‖Δ_L‖ (each branch's update norm summed over its tokens and the layer's modules).
 
@@ -22,14 +22,11 @@ class ModalityMap(anywidget.AnyWidget):
     _esm = esm("modality_map.js")
     _css = css()
 
-    tokens = t.List(t.Unicode()).tag(sync=True)
-    """A label per position, in sequence order."""
-    types = t.List(t.Int()).tag(sync=True)
-    """The modality of each position: 1 visual (media), 0 text."""
-    norms = t.Dict().tag(sync=True)
-    """{"values": float32 bytes (layers, branches), "shape", "layers": [...], "branches": [...]}."""
-    title = t.Unicode("").tag(sync=True)
-    """A caption above the view."""
+    tokens = t.List(t.Unicode(), help="A label per position, in sequence order.").tag(sync=True)
+    types = t.List(t.Int(), help="The modality of each position: 1 visual (media), 0 text.").tag(sync=True)
+    norms = t.Dict(help="{'values': float32 bytes (layers, branches), 'shape', 'layers': [...], "
+                   "'branches': [...]}: Σ‖Δ‖ per layer and branch.").tag(sync=True)
+    title = t.Unicode("", help="A caption above the view.").tag(sync=True)
 
     @classmethod
     def from_run(cls, run, title: str = "") -> ModalityMap:

@@ -3,16 +3,16 @@ prompt and watch its point move."""
 
 from __future__ import annotations
 
-import anywidget
 import ipywidgets as ipw
 import numpy as np
 import traitlets as t
 
 from widgets._heatmap import css, esm
+from widgets._view import View
 from workbench.errors import WorkbenchError
 
 
-class ScaleScatter(anywidget.AnyWidget):
+class ScaleScatter(View):
     """A scatter of prompts in the 2-D PCA map of their σ vectors, coloured by task, one point highlighted.
 
     Build it from ``workbench.multimodal.analysis.prompt_scales(slm, "wav", prompts)``::
@@ -23,10 +23,10 @@ class ScaleScatter(anywidget.AnyWidget):
     _esm = esm("prompt_scale_explorer.js")
     _css = css()
 
-    points = t.Dict().tag(sync=True)
-    """{"x": float32 bytes (N,), "y": float32 bytes (N,), "tasks": [...], "prompts": [...], "mean": [...]}."""
-    highlight = t.Dict().tag(sync=True)
-    """{"x", "y", "prompt", "mean"}: the edited prompt's point (empty: none)."""
+    points = t.Dict(help="{'x': float32 bytes (N,), 'y': float32 bytes (N,), 'tasks': [...], 'prompts': "
+                    "[...], 'mean': [...]}: one point per prompt.").tag(sync=True)
+    highlight = t.Dict(help="{'x', 'y', 'prompt', 'mean'}: the edited prompt's point ({}: "
+                       "none).").tag(sync=True)
 
     @classmethod
     def from_scales(cls, scales) -> ScaleScatter:
@@ -49,10 +49,23 @@ class PromptScaleExplorer(ipw.VBox):
 
     Example::
 
-        PromptScaleExplorer(slm, "wav", {"digits": ["Which digit is spoken?"], "voice": ["Who is speaking?"]})
+        PromptScaleExplorer.from_model(slm, "wav", {"digits": ["Which digit is spoken?"],
+                                                    "voice": ["Who is speaking?"]})
     """
 
-    def __init__(self, slm, name: str, prompts: dict[str, list[str]], start: str | None = None):
+    @classmethod
+    def from_model(cls, slm, name: str, prompts: dict[str, list[str]],
+                   start: str | None = None) -> PromptScaleExplorer:
+        """Args:
+            slm: the speech-language model holding the prompt-aware adapter.
+            name: the prompt-aware adapter's name.
+            prompts: task -> prompts placed on the map.
+            start: the prompt in the box at first (default: the first prompt).
+        """
+        return cls(slm=slm, name=name, prompts=prompts, start=start)
+
+    def __init__(self, *, slm, name: str, prompts: dict[str, list[str]], start: str | None = None):
+        """Keywords only (``from_model`` is the constructor to call): a box has children, not traits."""
         from workbench.multimodal.analysis import prompt_scales
 
         self.slm, self.name = slm, name

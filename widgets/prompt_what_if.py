@@ -17,10 +17,20 @@ class PromptWhatIf(ipw.VBox):
 
     Example::
 
-        PromptWhatIf(lab, "meteora", "Translate 'good morning' to French, then add 17 and 25.")
+        PromptWhatIf.from_lab(lab, "meteora", "Translate 'good morning' to French, then add 17 and 25.")
     """
 
-    def __init__(self, lab, name: str, prompt: str = "Hello!"):
+    @classmethod
+    def from_lab(cls, lab, name: str, prompt: str = "Hello!") -> PromptWhatIf:
+        """Args:
+            lab: the ``Workbench`` holding the router.
+            name: the router to watch (``lab.routers``).
+            prompt: the first prompt routed.
+        """
+        return cls(lab=lab, name=name, prompt=prompt)
+
+    def __init__(self, *, lab, name: str, prompt: str = "Hello!"):
+        """Keywords only (``from_lab`` is the constructor to call): a box has children, not traits."""
         if name not in lab.routers:
             raise WorkbenchError(f"no router {name!r} in this lab; it has: {list(lab.routers) or '(none)'}")
         self.lab, self.name = lab, name
@@ -31,7 +41,7 @@ class PromptWhatIf(ipw.VBox):
                                         disabled=not all(hasattr(r, "bank_factors") for r in routers))
         self.status = ipw.HTML()
         bank = getattr(next(iter(routers)), "bank", None)  # a bank router's experts are adapters
-        self.view = TokenRouting(*self._route(prompt), experts=bank)
+        self.view = TokenRouting.from_cache(*self._route(prompt), experts=bank)
         self.frozen: list = []
         self.prompt.observe(lambda _c: self.update(), "value")
         self.route_button.on_click(lambda _b: self.update())

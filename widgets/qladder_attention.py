@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import anywidget
 import numpy as np
 import traitlets as t
 
 from widgets._heatmap import STATIC, css
+from widgets._view import View
 from workbench.errors import WorkbenchError
 
 
-class QLadderAttention(anywidget.AnyWidget):
+class QLadderAttention(View):
     """The image beside one rung's cross-attention map (a query, or all queries averaged), upsampled.
 
     Build it from ``workbench.multimodal.analysis.ladder_attention(vlm, image)``::
@@ -23,18 +23,13 @@ class QLadderAttention(anywidget.AnyWidget):
     _esm = STATIC / "qladder_attention.js"
     _css = css()
 
-    image = t.Dict().tag(sync=True)
-    """{"values": uint8 bytes (S, S) grayscale, "shape": [S, S]}."""
-    stages = t.List(t.Unicode()).tag(sync=True)
-    """One label per rung, e.g. ``"rung 0 · 48×48"``."""
-    stage = t.Int(0).tag(sync=True)
-    """The rung shown."""
-    query = t.Int(-1).tag(sync=True)
-    """The query shown; -1 averages the queries."""
-    n_queries = t.Int(0).tag(sync=True)
-    """Number of ladder queries."""
-    attention = t.Dict().tag(sync=True)
-    """{"values": float32 bytes (h, w) of the shown rung and query, "shape": [h, w], "stage", "query"}."""
+    image = t.Dict(help="{'values': uint8 bytes (S, S) grayscale, 'shape': [S, S]}.").tag(sync=True)
+    stages = t.List(t.Unicode(), help="One label per rung, e.g. 'rung 0 · 48×48'.").tag(sync=True)
+    stage = t.Int(0, help="The rung shown.").tag(sync=True)
+    query = t.Int(-1, help="The query shown; -1 averages the queries.").tag(sync=True)
+    n_queries = t.Int(0, help="Number of ladder queries.").tag(sync=True)
+    attention = t.Dict(help="{'values': float32 bytes (h, w) of the shown rung and query, 'shape': [h, w], "
+                       "'stage', 'query'}.").tag(sync=True)
 
     @classmethod
     def from_arrays(cls, image, attention: list[np.ndarray]) -> QLadderAttention:

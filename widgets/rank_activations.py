@@ -21,27 +21,39 @@ class RankActivations(Chooser):
     Example::
 
         freq = activation_frequency(cache, groups=task_of_row, mask=batch["attention_mask"])
-        view = RankActivations(freq)       # click a task; view.choice follows; click a cell for numbers
+        view = RankActivations.from_frame(freq)   # click a task (view.choice follows), a cell for numbers
     """
 
-    def __init__(self, freq: pd.DataFrame, *, by: str = "layer", top: int | None = None, **kwargs):
+    freq: pd.DataFrame | None = None  # activation_frequency(...)'s frame
+    by = "layer"  # "layer": ranks averaged over a layer's modules; "module": kept per module
+
+    @classmethod
+    def from_frame(cls, freq: pd.DataFrame, *, by: str = "layer", top: int | None = None,
+                   **traits) -> RankActivations:
+        """Args:
+            freq: ``analysis.routing.activation_frequency``'s frame (groups = tasks).
+            by: ``"layer"`` (ranks averaged over a layer's modules) or ``"module"``.
+            top: the number of most active ranks compared between tasks (default: the typical number
+                of active ranks per token, i.e. k).
+        """
         need = {"layer", "module", "group", "expert", "frequency"}
         if freq.empty or not need <= set(freq.columns):
             raise WorkbenchError(f"RankActivations takes activation_frequency(...)'s frame ({sorted(need)})")
         if by not in ("layer", "module"):
             raise WorkbenchError(f"RankActivations(by={by!r}): choose 'layer' or 'module'")
-        self.freq, self.by = freq, by
         groups = list(dict.fromkeys(freq["group"]))
         per_token = freq.groupby(["layer", "module", "group"], dropna=False)["frequency"].sum()
         k = top or max(1, round(float(per_token.median())))
-        super().__init__(choices=groups, **kwargs)
         ov = active_overlap(freq, top=k).groupby(["group_a", "group_b"])["jaccard"].mean()
         table = pd.DataFrame(1.0, index=groups, columns=groups)
         for (a, b), v in ov.items():
             table.loc[a, b] = table.loc[b, a] = v
-        self.aside = payload(table, f"tasks sharing their {k} most active ranks (Jaccard, mean over modules)",
-                             0.0, 1.0, "sequential")
-        self.choice = groups[0]
+        aside = payload(table, f"tasks sharing their {k} most active ranks (Jaccard, mean over modules)",
+                        0.0, 1.0, "sequential")
+        w = cls(choices=groups, aside=aside)
+        w.freq, w.by = freq, by
+        w._apply({"choice": groups[0], **traits})
+        return w
 
     def _rows(self, part: pd.DataFrame) -> pd.DataFrame:
         keys = ["layer"] if self.by == "layer" else ["layer", "module"]

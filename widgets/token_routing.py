@@ -4,48 +4,60 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import anywidget
 import numpy as np
 import traitlets as t
 
 from widgets._heatmap import css, esm
+from widgets._view import View
 from workbench.analysis.token_gates import token_gates
 from workbench.errors import WorkbenchError
 
 
-class TokenRouting(anywidget.AnyWidget):
+class TokenRouting(View):
     """Tokens of one prompt, each coloured by the expert with the largest gate weight; hover for weights.
 
-    Takes a cache recorded with ``record="*.hook_route"`` and the prompt's tokens. A select in the view
-    chooses the module (``module``); Python answers with that module's gate weights as a float32
-    buffer (tokens × experts).
+    Built from a cache recorded with ``record="*.hook_route"`` and the prompt's tokens (the gate weights
+    are read by ``workbench.analysis.token_gates``). A select in the view chooses the module
+    (``module``); Python answers with that module's gate weights as a float32 buffer (tokens × experts).
 
     Example::
 
         _, cache = lab.run(prompt, record="*.hook_route")
-        TokenRouting(cache, lab.tokenizer.convert_ids_to_tokens(lab.encode(prompt)["input_ids"][0]))
+        tokens = lab.tokenizer.convert_ids_to_tokens(lab.encode(prompt)["input_ids"][0])
+        TokenRouting.from_cache(cache, tokens)
     """
 
     _esm = esm("token_routing.js")
     _css = css()
 
-    tokens = t.List(t.Unicode()).tag(sync=True)
-    modules = t.List(t.Unicode()).tag(sync=True)
-    module = t.Unicode().tag(sync=True)
-    """The module shown, ``"<layer> · <module> · <router>"`` (the view's select sets it)."""
-    weights = t.Dict().tag(sync=True)
-    """{"values": float32 bytes (T, E), "shape": [T, E], "module": ...} of ``module``."""
-    experts = t.List(t.Unicode()).tag(sync=True)
-    """A label per expert (e.g. a bank router's adapter names); empty = "expert 0", "expert 1" ..."""
+    tokens = t.List(t.Unicode(), help="The prompt's tokens, in order.").tag(sync=True)
+    modules = t.List(t.Unicode(), help="Every routed module of the run, '<layer> · <module> · "
+                     "<router>'.").tag(sync=True)
+    module = t.Unicode(help="The module shown, one of `modules` (the view's select sets it).").tag(sync=True)
+    weights = t.Dict(help="{'values': float32 bytes (T, E), 'shape': [T, E], 'module': ...}: the gate "
+                     "weights of `module`.").tag(sync=True)
+    experts = t.List(t.Unicode(), help="A label per expert (e.g. a bank router's adapter names); empty: "
+                     "'expert 0', 'expert 1' ...").tag(sync=True)
 
-    def __init__(self, cache: Mapping, tokens: Sequence[str], *, row: int = 0,
-                 experts: Sequence[str] | None = None, **kwargs):
-        super().__init__(**kwargs)
-        self.show(cache, tokens, row=row)
-        n = self._gates[self.module].shape[1]
+    row = 0  # the batch row shown
+    _gates: dict[str, np.ndarray] = {}  # module label -> (T, E) gate weights of `row`
+
+    @classmethod
+    def from_cache(cls, cache: Mapping, tokens: Sequence[str], *, row: int = 0,
+                   experts: Sequence[str] | None = None, **traits) -> TokenRouting:
+        """Args:
+            cache: a cache recorded with ``record="*.hook_route"``.
+            tokens: the tokens of the prompt that was run (one per position).
+            row: the batch row to show.
+            experts: a label per expert; default: their indices.
+        """
+        w = cls(**traits)
+        w.show(cache, tokens, row=row)
+        n = w._gates[w.module].shape[1]
         if experts is not None and len(experts) != n:
             raise WorkbenchError(f"TokenRouting: {len(experts)} expert labels for {n} experts")
-        self.experts = [str(e) for e in experts or []]
+        w.experts = [str(e) for e in experts or []]
+        return w
 
     def show(self, cache: Mapping, tokens: Sequence[str], *, row: int = 0) -> None:
         """Show another run (the module chosen stays when the new run has it)."""

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import threading
 
-import anywidget
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import traitlets as t
 
 from widgets._heatmap import STATIC, css
+from widgets._view import View
 
 
 def losses_payload(history: pd.DataFrame, title: str = "loss per task") -> dict:
@@ -37,7 +37,7 @@ def esm_of(name: str) -> str:
     return "\n".join((STATIC / f).read_text() for f in ("heatmap.js", "loss_chart.js", name))
 
 
-class TrainingMonitor(anywidget.AnyWidget):
+class TrainingMonitor(View):
     """Loss curves per task and a pause/resume button for a trainer running in the background.
 
     Example::
@@ -51,50 +51,50 @@ class TrainingMonitor(anywidget.AnyWidget):
     _esm = esm_of("training_monitor.js")
     _css = css() + (STATIC / "training.css").read_text()
 
-    losses = t.Dict().tag(sync=True)
-    """Loss curves: ``{"steps": float32 bytes (S,), "values": float32 bytes (K, S), "names", "title"}``."""
-    status = t.Unicode("").tag(sync=True)
-    """One line: what the run is doing (step, loss, paused, done, or the error that stopped it)."""
-    step = t.Int(0).tag(sync=True)
-    """Steps done."""
-    total = t.Int(0).tag(sync=True)
-    """Steps planned."""
-    running = t.Bool(False).tag(sync=True)
-    """True while the background thread trains; the front end's button flips it to pause/resume."""
+    losses = t.Dict(help="Loss curves: {'steps': float32 bytes (S,), 'values': float32 bytes (K, S), "
+                    "'names', 'title'}.").tag(sync=True)
+    status = t.Unicode("", help="One line: what the run is doing (step, loss, paused, done, or the error "
+                       "that stopped it).").tag(sync=True)
+    step = t.Int(0, help="Steps done.").tag(sync=True)
+    total = t.Int(0, help="Steps planned.").tag(sync=True)
+    running = t.Bool(False, help="True while the background thread trains; the front end's button flips "
+                     "it to pause/resume.").tag(sync=True)
 
-    def __init__(self, trainer=None, *, history: pd.DataFrame | None = None, every: int = 1, **kwargs):
-        """Args:
-            trainer: a ``MultiTaskTrainer`` (it is driven from here), or None to show ``history``.
-            history: a finished history to show (``step, task, loss``) when there is no trainer.
-            every: refresh the curves every N steps.
-        """
-        self.trainer, self.every, self.error = trainer, max(1, int(every)), None
+    trainer = None  # the MultiTaskTrainer driven from here (None: a finished run is shown)
+    every = 1  # refresh the curves every N steps
+    error: Exception | None = None  # what stopped the run, if anything
+
+    def __init__(self, **traits) -> None:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        super().__init__(**kwargs)
-        if trainer is not None:
-            self.total, self.step = trainer.steps, trainer.step_index
-            trainer.on_step(self._on_step)
-            self.losses = losses_payload(trainer.history)
-            self.status = f"ready: {trainer.steps} steps on {', '.join(trainer.task_names)}"
-        else:
-            hist = history if history is not None else pd.DataFrame(columns=["step", "task", "loss"])
-            self.losses = losses_payload(hist)
-            self.total = self.step = int(hist.step.max()) + 1 if len(hist) else 0
-            self.status = "finished run"
+        super().__init__(**traits)
 
     @classmethod
     def from_trainer(cls, trainer, *, start: bool = True, every: int = 1) -> TrainingMonitor:
-        """A monitor on ``trainer``; ``start`` begins training in the background at once."""
-        mon = cls(trainer, every=every)
+        """A monitor on ``trainer`` (a ``MultiTaskTrainer``, driven from here).
+
+        Args:
+            trainer: the trainer; the monitor steps it in a background thread.
+            start: begin training in the background at once.
+            every: refresh the curves every N steps.
+        """
+        mon = cls(total=trainer.steps, step=trainer.step_index, losses=losses_payload(trainer.history),
+                  status=f"ready: {trainer.steps} steps on {', '.join(trainer.task_names)}")
+        mon._attach(trainer, every)
         if start:
             mon.running = True
         return mon
 
     @classmethod
-    def from_history(cls, history: pd.DataFrame) -> TrainingMonitor:
-        """A monitor that only shows a finished history (``MultiTaskResult.history``)."""
-        return cls(None, history=history)
+    def from_history(cls, history: pd.DataFrame | None) -> TrainingMonitor:
+        """A monitor that shows a finished history (``step, task, loss``: ``MultiTaskResult.history``)."""
+        hist = history if history is not None else pd.DataFrame(columns=["step", "task", "loss"])
+        steps = int(hist.step.max()) + 1 if len(hist) else 0
+        return cls(losses=losses_payload(hist), total=steps, step=steps, status="finished run")
+
+    def _attach(self, trainer, every: int) -> None:
+        self.trainer, self.every = trainer, max(1, int(every))
+        trainer.on_step(self._on_step)
 
     # -- the background run ----------------------------------------------------------------------
     @t.observe("running")

@@ -62,7 +62,7 @@ def test_prompt_scale_explorer_moves_the_edited_prompt():
     assert 0.0 <= scales.task_share() <= 1.0
     view = ScaleScatter.from_scales(scales)
     assert view.points["tasks"] == list(scales.frame.task)
-    explorer = PromptScaleExplorer(slm, "wav", prompts)
+    explorer = PromptScaleExplorer.from_model(slm, "wav", prompts)
     first = dict(explorer.view.highlight)
     assert first["x"] == pytest.approx(float(scales.frame.x[0]), abs=1e-4)  # starts on the first prompt
     explorer.prompt.value = "Who is speaking?"

@@ -28,7 +28,7 @@ def routed():
 def test_rank_activations_follows_the_chosen_task(routed):
     cache, mask = routed
     freq = activation_frequency(cache, groups=["a", "b", "a"], mask=mask)
-    view = RankActivations(freq)
+    view = RankActivations.from_frame(freq)
     state = view.get_state()
     assert state["choices"] == ["a", "b"] and state["choice"] == "a"
     assert isinstance(state["heatmap"]["values"], bytes)  # sent as a binary buffer
@@ -49,7 +49,7 @@ def test_rank_activations_follows_the_chosen_task(routed):
 def test_expert_load_per_module_and_balance(routed):
     cache, mask = routed
     load = expert_load(cache, mask=mask)
-    view = ExpertLoad(load)
+    view = ExpertLoad.from_frame(load)
     assert view.choice == ALL and view.choices[1:] == list(dict.fromkeys(load["module"]))
     total = decode(view.heatmap)
     assert total.shape == (2, 8) and np.allclose(total.sum(1), 1.0, atol=1e-5)  # loads sum to one per layer
@@ -61,7 +61,7 @@ def test_expert_load_per_module_and_balance(routed):
 
 def test_token_routing_sends_the_chosen_modules_weights(routed):
     cache, _ = routed
-    view = TokenRouting(cache, [f"t{i}" for i in range(7)])
+    view = TokenRouting.from_cache(cache, [f"t{i}" for i in range(7)])
     assert len(view.modules) == 8 and view.weights["shape"] == [7, 8]
     second = view.modules[1]
     view.set_state({"module": second})
@@ -73,11 +73,11 @@ def test_token_routing_sends_the_chosen_modules_weights(routed):
 def test_views_refuse_the_wrong_frames(routed):
     cache, _ = routed
     with pytest.raises(WorkbenchError, match="activation_frequency"):
-        RankActivations(expert_load(cache))
+        RankActivations.from_frame(expert_load(cache))
     with pytest.raises(WorkbenchError, match="expert_load"):
-        ExpertLoad(activation_frequency(cache))
+        ExpertLoad.from_frame(activation_frequency(cache))
     with pytest.raises(WorkbenchError, match="tokens"):
-        TokenRouting(cache, ["only", "three", "tokens"])
+        TokenRouting.from_cache(cache, ["only", "three", "tokens"])
 
 
 @pytest.mark.slow
@@ -90,7 +90,7 @@ def test_prompt_what_if_routes_edits_and_freezes(smollm2):
         for i, name in enumerate(("a", "b")):
             lab.new_adapter(name, r=2, targets="q_proj", init="random", seed=i)
         lab.add_router("gate", "meteora", bank=["a", "b"], k=2)
-        view = PromptWhatIf(lab, "gate", "Hi")
+        view = PromptWhatIf.from_lab(lab, "gate", "Hi")
         first = list(view.view.tokens)
         view.prompt.value = "What is 17 plus 25?"  # what an edit in the box sends
         n_tokens = len(lab.encode(view.prompt.value)["input_ids"][0])
@@ -105,10 +105,10 @@ def test_prompt_what_if_routes_edits_and_freezes(smollm2):
 def test_token_routing_labels_its_experts(routed):
     cache, _ = routed
     names = [f"rank{i}" for i in range(8)]
-    view = TokenRouting(cache, [f"t{i}" for i in range(7)], experts=names)
+    view = TokenRouting.from_cache(cache, [f"t{i}" for i in range(7)], experts=names)
     assert view.get_state()["experts"] == names
     with pytest.raises(WorkbenchError, match="3 expert labels for 8 experts"):
-        TokenRouting(cache, [f"t{i}" for i in range(7)], experts=names[:3])
+        TokenRouting.from_cache(cache, [f"t{i}" for i in range(7)], experts=names[:3])
 
 
 def test_expert_load_draws_the_balance_loss_over_steps(routed):
@@ -117,20 +117,20 @@ def test_expert_load_draws_the_balance_loss_over_steps(routed):
     cache, mask = routed
     history = pd.DataFrame({"step": [0, 1, 2], "loss": [3.0, 2.0, 1.5], "aux": [0.3, 0.2, 0.1],
                             "aux/sm/load_balance": [0.3, 0.2, 0.1]})
-    view = ExpertLoad(expert_load(cache, mask=mask), history=history)
+    view = ExpertLoad.from_frame(expert_load(cache, mask=mask), history=history)
     assert view.curve["x"] == [0.0, 1.0, 2.0]
     assert view.curve["series"] == {"sm/load_balance": [0.3, 0.2, 0.1]}  # the total "aux" is not a curve
-    assert ExpertLoad(expert_load(cache, mask=mask)).curve == {}
+    assert ExpertLoad.from_frame(expert_load(cache, mask=mask)).curve == {}
     with pytest.raises(WorkbenchError, match="auxiliary loss columns"):
-        ExpertLoad(expert_load(cache, mask=mask), history=history[["step", "loss"]])
+        ExpertLoad.from_frame(expert_load(cache, mask=mask), history=history[["step", "loss"]])
 
 
 def test_expert_load_names_its_experts(routed):
     cache, mask = routed
     names = [f"adapter{i}" for i in range(8)]
-    view = ExpertLoad(expert_load(cache, mask=mask), experts=names)
+    view = ExpertLoad.from_frame(expert_load(cache, mask=mask), experts=names)
     assert view.heatmap["cols"] == names
     view.set_state({"selected": [view.heatmap["rows"][0], "adapter3"]})
     assert view.detail.startswith("layer 0, expert adapter3: load ")
     with pytest.raises(WorkbenchError, match="2 expert labels for 8 experts"):
-        ExpertLoad(expert_load(cache, mask=mask), experts=names[:2])
+        ExpertLoad.from_frame(expert_load(cache, mask=mask), experts=names[:2])

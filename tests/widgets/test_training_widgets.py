@@ -94,7 +94,7 @@ def test_monitors_from_finished_runs_and_bad_input():
     one_task = res.history[res.history.task != "right"]  # one task: the total is its curve
     assert TrainingMonitor.from_history(one_task).losses["names"] == ["left"]
     with pytest.raises(WorkbenchError, match="capture_every"):
-        ConflictMonitor(trainer(steps=2))
+        ConflictMonitor.from_trainer(trainer(steps=2))
 
 
 def test_a_failing_run_shows_its_error():
