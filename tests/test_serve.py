@@ -77,7 +77,7 @@ def test_twin_runs_the_widgets_module_and_syncs_both_ways(adapters):
     from widgets.dashboard import twin
 
     ads, _ = adapters
-    widget = AngleMatrix(ads)
+    widget = AngleMatrix.from_adapters(ads)
     comp = twin(widget)
     assert isinstance(comp, pn.custom.AnyWidgetComponent)
     assert "function render" in comp._esm and "__lw_widget.render" in comp._esm
@@ -90,7 +90,7 @@ def test_twin_runs_the_widgets_module_and_syncs_both_ways(adapters):
     comp.selected = ["a", "nope"]  # refused by the widget's validator: the page is put back
     assert widget.selected == ["b", "a"] and comp.selected == ["b", "a"]
 
-    imap = twin(InterferenceMap(ads))
+    imap = twin(InterferenceMap.from_adapters(ads))
     imap.active = ["a", "b"]
     assert imap.status == "current" and "a×1, b×1" in imap.heatmap["title"]
 

@@ -12,16 +12,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import anywidget
 import traitlets as t
 
 from widgets._heatmap import STATIC, css, esm
 from widgets._interference import check_metric
+from widgets._view import View
 from widgets.merge_model import SETTINGS, VIEW, MergeModel
 from workbench.errors import WorkbenchError
 
 
-class MergeBuilder(anywidget.AnyWidget):
+class MergeBuilder(View):
     """An interactive merge of a lab's adapters with live previews, a quick evaluation, commit and export.
 
     Controls (sources with weights, method, the method's parameters built from the merge registry's
@@ -98,17 +98,20 @@ class MergeBuilder(anywidget.AnyWidget):
     committed = t.List(t.Unicode(), help="The adapters this builder added to the lab.").tag(sync=True)
     notice = t.Unicode("", help="The outcome of the last action (or its error, with the fix).").tag(sync=True)
 
-    def __init__(self, model: MergeModel, **kwargs) -> None:
-        """Args:
-            model: the ``MergeModel`` shown (``from_lab`` builds one); its state gives every trait.
-        """
+    model: MergeModel | None = None  # what the view shows (None until from_model binds one)
+
+    @classmethod
+    def from_model(cls, model: MergeModel) -> MergeBuilder:
+        """The view of ``model``: every trait from its state, then one-way: the model announces, the view
+        writes; what the user sets goes to ``model.update``, the buttons to ``model.act``."""
         if not isinstance(model, MergeModel):
-            raise WorkbenchError("MergeBuilder shows a MergeModel; build one with "
-                                 "MergeBuilder.from_lab(lab, names, tasks=...)")
-        self.model = model
-        super().__init__(**model.state(), **kwargs)
-        model.subscribe(self._show)
-        self.on_msg(lambda _w, content, _b: model.act(content.get("action", "")))
+            raise WorkbenchError(f"MergeBuilder.from_model takes a MergeModel, got {type(model).__name__}; "
+                                 "or build one with MergeBuilder.from_lab(lab, names, tasks=...)")
+        view = cls(**model.state())
+        view.model = model
+        model.subscribe(view._show)
+        view.on_msg(lambda _w, content, _b: model.act(content.get("action", "")))
+        return view
 
     @classmethod
     def from_lab(cls, lab, names: Sequence[str] | None = None, *, tasks=None, method: str = "task_arithmetic",
@@ -127,8 +130,8 @@ class MergeBuilder(anywidget.AnyWidget):
             eval_limit: examples per task in the quick evaluation.
             name: the name to commit under (default: ``merged``, or ``merged_2`` ... when taken).
         """
-        return cls(MergeModel(lab, names, tasks=tasks, method=method, weights=weights, seed=seed,
-                              eval_limit=eval_limit, name=name, params=params))
+        return cls.from_model(MergeModel(lab, names, tasks=tasks, method=method, weights=weights, seed=seed,
+                                         eval_limit=eval_limit, name=name, params=params))
 
     # -- model -> traits ---------------------------------------------------------------------------
     def _show(self, fields: dict) -> None:
@@ -137,31 +140,38 @@ class MergeBuilder(anywidget.AnyWidget):
                 setattr(self, k, v)
 
     # -- traits -> model -------------------------------------------------------------------------------
-    def _check(self, check, value):
+    def _check(self, check: str, *args):
+        """``model.<check>(*args)``, its refusal as a TraitError (unchecked while no model is bound)."""
+        if self.model is None:  # being built from a model's state: valid by construction
+            return args[0]
         try:
-            return check(value)
-        except (WorkbenchError, ValueError) as e:
+            return getattr(self.model, check)(*args)
+        except WorkbenchError as e:
             raise t.TraitError(str(e)) from None
 
     @t.validate("method")
     def _check_method(self, proposal):
-        return self._check(self.model.check_method, proposal["value"])
+        return self._check("check_method", proposal["value"])
 
     @t.validate("params")
     def _check_params(self, proposal):
-        return self._check(lambda v: self.model.check_params(v, self.method), proposal["value"])
+        return self._check("check_params", proposal["value"], self.method)
 
     @t.validate("active", "weights")
     def _check_names(self, proposal):
-        return self._check(self.model.check_names, proposal["value"])
+        return self._check("check_names", proposal["value"])
 
     @t.validate("metric")
     def _check_metric(self, proposal):
-        return self._check(check_metric, proposal["value"])
+        try:
+            return check_metric(proposal["value"])
+        except ValueError as e:
+            raise t.TraitError(str(e)) from None
 
     @t.observe(*SETTINGS, *VIEW)
     def _forward(self, _change) -> None:
-        self.model.update(**{k: getattr(self, k) for k in (*SETTINGS, *VIEW)})
+        if self.model is not None:
+            self.model.update(**{k: getattr(self, k) for k in (*SETTINGS, *VIEW)})
 
     # -- the model's reading and actions, here for convenience ------------------------------------------
     @property

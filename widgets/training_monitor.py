@@ -64,10 +64,10 @@ class TrainingMonitor(View):
     every = 1  # refresh the curves every N steps
     error: Exception | None = None  # what stopped the run, if anything
 
-    def __init__(self, **traits) -> None:
+    def __init__(self, *args, **traits) -> None:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        super().__init__(**traits)
+        super().__init__(*args, **traits)
 
     @classmethod
     def from_trainer(cls, trainer, *, start: bool = True, every: int = 1) -> TrainingMonitor:
