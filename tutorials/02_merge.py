@@ -102,7 +102,6 @@ errors.round(4)
 for result in merged.values():
     lab.add_adapter(result.adapter)
 scores = lab.evaluate([None, *names, *merged], tasks, limit=EVAL_LIMIT)
-solo = {t: scores[(scores.adapter == t) & (scores.task == t)].value.iloc[0] for t in names}
 table = scores.pivot(index="adapter", columns="task", values="value")[names]
 table.loc[["base", *names, *merged]].round(3)
 
@@ -110,17 +109,13 @@ table.loc[["base", *names, *merged]].round(3)
 # Normalized score = merged ÷ solo for the three tasks scored by accuracy or exact match, and
 # solo ÷ merged for the `code` loss (lower is better): 1 keeps the solo adapter's quality, 0.5 is
 # half of it (or twice its loss). A solo score of 0 leaves the ratio undefined (NaN), which can happen
-# for `arithmetic` on small slices.
+# for `arithmetic` on small slices. `wb.evaluation.normalize` does it, given each task's solo
+# adapter (its owner: here the adapter named like the task; `wb.evaluation.owner` reads the lineage).
 
 # %%
-def normalize(row) -> float:
-    s = solo[row.task]
-    num, den = (row.value, s) if row.higher_is_better else (s, row.value)
-    return num / den if den > 0 else float("nan")
-
-
-merges = scores[scores.adapter.isin(list(merged))].copy()
-merges["normalized"] = merges.apply(normalize, axis=1)
+owners = wb.evaluation.owners(names, lab.adapters, among=names)
+merges = wb.evaluation.normalize(scores, owners)
+merges = merges[merges.adapter.isin(list(merged))]
 normalized = merges.pivot(index="adapter", columns="task", values="normalized")[names]
 normalized["mean"] = normalized.mean(axis=1)
 normalized = normalized.sort_values("mean", ascending=False)

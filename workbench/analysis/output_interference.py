@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from workbench.adapters.lineage import tasks_of
 from workbench.analysis._inputs import tidy
 from workbench.errors import WorkbenchError
 from workbench.naming import split_module_name
@@ -60,7 +61,7 @@ def output_interference(
         adapters: names of adapters in the lab (at least two); default: all of them.
         inputs: source name -> prompts (text, encoded with the lab's tokenizer) or a token batch
             (``{"input_ids": (B, T), "attention_mask": (B, T), ...}``, for labs without a tokenizer).
-            Default: for each adapter, the tasks it was trained on (``lineage["tasks"]``) and the
+            Default: for each adapter, the tasks it was trained on (``adapters.lineage.tasks_of``) and the
             first ``n`` eval prompts of each, rendered with the chat template.
         n: prompts per task for the default inputs.
         by: ``"module"`` (one row per layer and module both adapters target) or ``"layer"``
@@ -233,7 +234,7 @@ def _task_sources(lab, names: list[str], n: int) -> dict[str, dict[str, torch.Te
     _need_tokenizer(lab)
     task_names: dict[str, None] = {}
     for name in names:
-        found = lab.adapters[name].lineage.get("tasks")
+        found = tasks_of(lab.adapters[name], lab.adapters)
         if not found:
             raise WorkbenchError(
                 f"adapter {name!r} names no task in its lineage (lineage['tasks']), so there are no default "
