@@ -59,7 +59,7 @@ def _range(p: Param, kind: str) -> tuple[float, float]:
     """``(min, max)``: the declared bounds, completed from the default where one is missing."""
     lo0, hi0 = FALLBACK[kind]
     size = abs(p.default) if isinstance(p.default, int | float) and not isinstance(p.default, bool) else 0
-    span = max(hi0, (4 if kind == "int" else 2) * size)
+    span = hi0 if size <= hi0 else (4 if kind == "int" else 2) * size  # a float default in [0, 1]: a fraction
     lo = p.low if p.low is not None else (lo0 if not isinstance(p.default, int | float) or p.default >= 0
                                           else -span)
     hi = p.high if p.high is not None else max(lo + hi0, span)
