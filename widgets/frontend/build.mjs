@@ -1,0 +1,30 @@
+// Bundles every widget module (src/*.ts) into one ES module and one stylesheet per widget:
+// widgets/static/dist/<name>.js and <name>.css, which the Python widgets load (widgets/_frontend.py).
+// `node build.mjs --tests` bundles test/*.test.ts into .test-build/ for `node --test` instead.
+
+import { readdirSync, rmSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import * as esbuild from "esbuild";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const tests = process.argv.includes("--tests");
+const folder = join(here, tests ? "test" : "src");
+const suffix = tests ? ".test.ts" : ".ts";
+const entries = readdirSync(folder).filter((f) => f.endsWith(suffix) && !f.endsWith(".d.ts"))
+  .map((f) => join(folder, f));
+const outdir = tests ? join(here, ".test-build") : join(here, "..", "static", "dist");
+
+rmSync(outdir, { recursive: true, force: true });
+await esbuild.build({
+  entryPoints: entries,
+  outdir,
+  bundle: true,
+  format: "esm",
+  target: tests ? "node20" : "es2020",
+  platform: tests ? "node" : "browser",
+  outExtension: tests ? { ".js": ".mjs" } : {},
+  legalComments: "none",
+  logLevel: "warning",
+});
+console.log(`bundled ${entries.length} ${tests ? "test files" : "widget modules"} into ${outdir}`);
