@@ -23,8 +23,8 @@ class WidgetFrontendHook(BuildHookInterface):
         if npm is None:
             if any(dist.glob("*.js")):  # an sdist carries the bundles
                 return
-            raise RuntimeError("the widget front ends (widgets/frontend) are built with npm: install Node.js 20 "
-                               "or later (with npm), then install again")
+            raise RuntimeError("the widget front ends (widgets/frontend) are built with npm: install "
+                               "Node.js 20 or later (with npm), then install again")
         lock, installed = here / "package-lock.json", here / "node_modules" / ".package-lock.json"
         if not installed.is_file() or installed.stat().st_mtime < lock.stat().st_mtime:
             subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=here, check=True)
