@@ -24,6 +24,7 @@ await esbuild.build({
   target: tests ? "node20" : "es2020",
   platform: tests ? "node" : "browser",
   outExtension: tests ? { ".js": ".mjs" } : {},
+  packages: tests ? "external" : undefined, // tests import happy-dom from node_modules at run time
   legalComments: "none",
   logLevel: "warning",
 });

@@ -5,7 +5,7 @@
 
 import "./styles/heatmap.css";
 import "./styles/merge_builder.css";
-import { button, div, input, labelled, listen, menu } from "./lib/dom";
+import { button, div, input, labelled, listen, menu, option } from "./lib/dom";
 import { filled, heatmap, type HeatmapPayload } from "./lib/heatmap";
 import { hosted } from "./lib/host";
 import type { Maybe, RenderProps } from "./lib/model";
@@ -78,7 +78,7 @@ export function render({ model, el }: RenderProps<MergeBuilderTraits>) {
   // -- method, seed, and the method's own parameters (built from `controls`)
   const method = document.createElement("select");
   method.className = "lw-method";
-  for (const m of model.get("methods")) method.append(new Option(m, m));
+  for (const m of model.get("methods")) method.append(option(m, m));
   const seed = input("number", { min: "0", step: "1", className: "lw-seed" });
   const metric = menu(model.get("metric_labels"));
   const top = div("lw-row-controls");

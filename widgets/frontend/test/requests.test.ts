@@ -21,8 +21,7 @@ function setup() {
   const requests = new Requests(model, () => ({ ...controls }), () => redraws++);
   model.on("change:answered", () => requests.answered());
   // Python: compute the request it was sent, set the previews, then `answered` (merge_builder.py)
-  const answer = (status = "current") => {
-    const n = model.get("request");
+  const answer = (status = "current", n = model.get("request")) => {
     model.python({ error_map: { title: `request ${n}` }, answered: n, status });
   };
   return { model, controls, requests, answer, redraws: () => redraws };
@@ -76,6 +75,19 @@ describe("request / answered", () => {
     mock.timers.tick(DEBOUNCE_MS);
     answer("error: the ranks differ; choose another method");
     assert.ok(!requests.current() && !requests.waiting(), "answered, but not current: the status says why");
+  });
+
+  it("never calls the answer to an older request current", () => {
+    const { model, requests, answer } = setup();
+    requests.changed();
+    mock.timers.tick(DEBOUNCE_MS); // request 1
+    requests.changed();
+    requests.settle(); // a button: request 2 goes out at once, with request 1 unanswered
+    assert.equal(model.get("request"), 2);
+    answer("current", 1); // Python's answer to request 1 says "current" for request 1's settings
+    assert.ok(!requests.current() && requests.inFlight());
+    answer("current", 2);
+    assert.ok(requests.current());
   });
 
   it("sends a metric change at once (delay 0) and redraws on every state change", () => {

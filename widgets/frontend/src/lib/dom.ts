@@ -26,10 +26,17 @@ export function slider(min: number, max: number, step: number, value: number): H
   return input("range", { min: String(min), max: String(max), step: String(step), value: String(value) });
 }
 
+export function option(text: string, value: string): HTMLOptionElement {
+  const o = document.createElement("option");
+  o.textContent = text;
+  o.value = value;
+  return o;
+}
+
 /** A select offering `labels` (value -> text, in order). */
 export function menu(labels: Record<string, string>): HTMLSelectElement {
   const m = document.createElement("select");
-  for (const [value, text] of Object.entries(labels)) m.append(new Option(text, value));
+  for (const [value, text] of Object.entries(labels)) m.append(option(text, value));
   return m;
 }
 

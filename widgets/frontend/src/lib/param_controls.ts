@@ -1,7 +1,7 @@
 // The controls of a merge method's own parameters, built from the specs Python declares
 // (widgets/_merge_controls.py `control`): a checkbox, a menu, a slider, a number field or a text field.
 
-import { div, input } from "./dom";
+import { div, input, option } from "./dom";
 
 export type ParamValue = number | string | boolean | null;
 
@@ -48,7 +48,7 @@ export function paramControl(spec: ParamSpec, value: ParamValue | undefined, onC
     const choices = spec.choices ?? [];
     const menu = document.createElement("select");
     control = menu;
-    for (const c of choices) menu.append(new Option(String(c), String(c)));
+    for (const c of choices) menu.append(option(String(c), String(c)));
     get = () => choices[menu.selectedIndex]; // the value itself (null stays null)
     set = (v) => (menu.selectedIndex = Math.max(0, choices.findIndex((c) => c === v)));
     menu.addEventListener("change", onChange);
