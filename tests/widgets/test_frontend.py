@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import inspect
+import re
 
 import anywidget
 import pytest
+import traitlets as t
 
 import widgets
 from tests.analysis.helpers import random_adapter
@@ -44,3 +46,49 @@ def test_a_missing_bundle_names_the_build(monkeypatch, tmp_path):
     monkeypatch.setattr(_frontend, "DIST", tmp_path)
     with pytest.raises(WorkbenchError, match=r"is not built; run `make`.*npm ci && npm run build"):
         _frontend.bundle("angle_matrix")
+
+
+# -- each view's TypeScript interface mirrors its widget's synced traits (names and kinds) --------------
+
+SRC = _frontend.FRONTEND / "src"
+KINDS = {t.Unicode: "string", t.Int: "number", t.Float: "number", t.Bool: "boolean", t.List: "array",
+         t.Dict: "object"}
+INTERFACE = re.compile(r"^export interface (\w+)(?: extends ([\w, ]+))? \{\n(.*?)^\}", re.M | re.S)
+FIELD = re.compile(r"^  (\w+)\??: (.+?);$", re.M)
+
+
+def _interfaces() -> dict[str, tuple[list[str], dict[str, str]]]:
+    """name -> (bases, field -> TypeScript type) of every exported interface in the front-end sources."""
+    found = {}
+    for path in SRC.rglob("*.ts"):
+        for name, bases, body in INTERFACE.findall(path.read_text()):
+            found[name] = ([b.strip() for b in bases.split(",") if b.strip()], dict(FIELD.findall(body)))
+    return found
+
+
+def _fields(name: str, interfaces: dict) -> dict[str, str]:
+    bases, fields = interfaces[name]
+    return {k: v for b in bases for k, v in _fields(b, interfaces).items()} | fields
+
+
+def _kind(ts: str) -> str:
+    ts = ts.strip()
+    for prefix, kind in (("string", "string"), ("number", "number"), ("boolean", "boolean")):
+        if ts == prefix:
+            return kind
+    return "array" if ts.endswith("[]") else "object"
+
+
+@pytest.mark.parametrize("view", _views(), ids=lambda v: v.__name__)
+def test_the_views_interface_mirrors_its_traits(view):
+    interfaces = _interfaces()
+    name = f"{view.__name__}Traits"
+    assert name in interfaces, f"no `export interface {name}` in {SRC} for {view.__module__}.{view.__name__}"
+    base = set(anywidget.AnyWidget.class_trait_names())
+    traits = {n: view.class_traits()[n] for n in view.class_trait_names(sync=True)
+              if n not in base and not n.startswith("_")}
+    fields = _fields(name, interfaces)
+    assert set(fields) == set(traits), f"{name} differs from {view.__name__}'s synced traits"
+    for n, trait in traits.items():
+        kind = next(k for tt, k in KINDS.items() if isinstance(trait, tt))
+        assert _kind(fields[n]) == kind, f"{name}.{n}: {fields[n]} for a {type(trait).__name__} trait"

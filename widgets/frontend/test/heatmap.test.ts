@@ -3,10 +3,13 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { floats, typed } from "../src/lib/binary";
-import { colour, filled, ink, MISSING, mix } from "../src/lib/heatmap";
+import { colour, filled, heatmap, ink, MISSING, mix } from "../src/lib/heatmap";
 import { runLabel, seriesPath } from "../src/lib/loss_chart";
 import { cells, fmt } from "../src/lib/scores_table";
 import { dominant } from "../src/token_routing";
+import { installDom } from "./dom";
+
+installDom();
 
 const diverging = { lo: -1, hi: 1, scale: "diverging" as const };
 
@@ -38,6 +41,32 @@ describe("heatmap colours", () => {
     assert.ok(!filled({}));
     assert.ok(!filled(null));
     assert.ok(filled({ shape: [0, 0] }));
+  });
+});
+
+describe("heatmap grid", () => {
+  const p = { values: new DataView(new Float32Array([0.25, NaN, -1, 1]).buffer), shape: [2, 2] as [number, number],
+    rows: ["q", "v"], cols: ["0", "1"], title: "cosine", lo: -1, hi: 1, scale: "diverging" as const };
+
+  it("draws a labelled cell per value, values printed, NaN shown as n/a, the selected cell outlined", () => {
+    const root = heatmap(p, { digits: 2, selected: ["v", "0"] });
+    const cells = [...root.querySelectorAll(".lw-cell")] as HTMLElement[];
+    assert.deepEqual(cells.map((c) => c.textContent), ["0.25", "", "-1.00", "1.00"]);
+    assert.equal(cells[1].title, "q · 1: n/a");
+    assert.deepEqual(cells.map((c) => c.classList.contains("lw-selected")), [false, false, true, false]);
+    assert.equal(root.querySelector(".lw-title")!.textContent, "cosine");
+  });
+
+  it("makes cells buttons that name their row and column", () => {
+    const clicks: string[][] = [];
+    const root = heatmap(p, { onClick: (r, c) => clicks.push([r, c]) });
+    (root.querySelector('.lw-cell[data-row="v"][data-col="1"]') as HTMLElement).dispatchEvent(new Event("click"));
+    assert.deepEqual(clicks, [["v", "1"]]);
+  });
+
+  it("says so when there is nothing to show", () => {
+    const root = heatmap({ ...p, values: null, shape: [0, 3] });
+    assert.equal(root.querySelector(".lw-hint")!.textContent, "nothing to show");
   });
 });
 
