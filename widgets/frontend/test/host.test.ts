@@ -30,6 +30,15 @@ describe("host", () => {
     assert.equal(seen, model);
   });
 
+  it("adapts a twin's model, marked by lw_rename", () => {
+    const panel = new FakePanel({ [RENAME]: {}, seed: 4 });
+    let seen: Model<Traits> | null = null;
+    hosted<Traits>(({ model: m }) => { seen = m; }).render({ model: panel, el: {} as HTMLElement });
+    assert.notEqual(seen, panel);
+    assert.equal(seen!.get("seed"), 4);
+    assert.equal(typeof seen!.send, "function");
+  });
+
   it("renames the traits Panel reserves, both ways, and sets several at once", () => {
     const panel = new FakePanel({ [RENAME]: { name: "w_name" }, w_name: "merged", seed: 0 });
     const model = fromPanel<Traits>(panel);
@@ -44,7 +53,7 @@ describe("host", () => {
   });
 
   it("carries send as a numbered lw_msg, so that two equal messages are two changes", () => {
-    const panel = new FakePanel({});
+    const panel = new FakePanel({ [RENAME]: {} });
     const model = fromPanel<Traits>(panel);
     model.send({ action: "commit" });
     const first = panel.params[MESSAGE] as { n: number; msg: unknown };

@@ -2,8 +2,8 @@
 // (widgets/dashboard.py) Panel's AnyWidgetComponent hands it an adapter without `send`, without the
 // object form of `set`, and whose parameters are renamed where a trait name clashes with one of Panel's
 // (`name` -> `w_name`). `hosted(render)` gives the view the anywidget API in both: the twin's
-// parameters `lw_rename` (trait -> parameter) and `lw_msg` (the latest message, numbered) carry what
-// Panel lacks. Every widget module's default export is `hosted(render)`.
+// parameters `lw_rename` (trait -> parameter; its presence marks a twin) and `lw_msg` (the latest
+// message, numbered) carry what Panel lacks. Every widget module's default export is `hosted(render)`.
 
 import type { Callback, Model, Render, RenderProps } from "./model";
 
@@ -50,9 +50,9 @@ export function fromPanel<T>(model: PanelModel): Model<T> {
   };
 }
 
-/** True for anywidget's model (it can send), false for Panel's adapter. */
-function isAnywidget<T>(model: Model<T> | PanelModel): model is Model<T> {
-  return typeof (model as Model<T>).send === "function";
+/** True for a dashboard twin (it declares `lw_rename`), false for anywidget's model. */
+function isTwin<T>(model: Model<T> | PanelModel): model is PanelModel {
+  return (model as PanelModel).get(RENAME) !== undefined;
 }
 
 /** The default export of a widget module: `render` behind the host adaptation. */
@@ -64,7 +64,7 @@ export interface WidgetModule<T> {
 export function hosted<T>(render: Render<T>): WidgetModule<T> {
   return {
     render: ({ model, el }) => {
-      const props: RenderProps<T> = { model: isAnywidget(model) ? model : fromPanel<T>(model), el };
+      const props: RenderProps<T> = { model: isTwin(model) ? fromPanel<T>(model) : model, el };
       return render(props);
     },
     hosted: true,
