@@ -1,6 +1,7 @@
 // Bundles every widget module (src/*.ts) into one ES module and one stylesheet per widget:
 // widgets/static/dist/<name>.js and <name>.css, which the Python widgets load (widgets/_frontend.py).
-// `node build.mjs --tests` bundles test/*.test.ts into .test-build/ for `node --test` instead.
+// `node build.mjs --tests` bundles test/*.test.ts into .test-build/ for `node --test` instead;
+// `node build.mjs --watch` rebuilds on every change (re-import the widget, or restart the kernel, to see it).
 
 import { readdirSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -16,7 +17,7 @@ const entries = readdirSync(folder).filter((f) => f.endsWith(suffix) && !f.endsW
 const outdir = tests ? join(here, ".test-build") : join(here, "..", "static", "dist");
 
 rmSync(outdir, { recursive: true, force: true });
-await esbuild.build({
+const options = {
   entryPoints: entries,
   outdir,
   bundle: true,
@@ -27,5 +28,12 @@ await esbuild.build({
   packages: tests ? "external" : undefined, // tests import happy-dom from node_modules at run time
   legalComments: "none",
   logLevel: "warning",
-});
-console.log(`bundled ${entries.length} ${tests ? "test files" : "widget modules"} into ${outdir}`);
+};
+const what = `${entries.length} ${tests ? "test files" : "widget modules"} into ${outdir}`;
+if (process.argv.includes("--watch")) {
+  await (await esbuild.context({ ...options, logLevel: "info" })).watch();
+  console.log(`watching: bundling ${what} on every change`);
+} else {
+  await esbuild.build(options);
+  console.log(`bundled ${what}`);
+}
