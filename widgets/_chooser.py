@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import traitlets as t
 
-from widgets._heatmap import css, esm, payload
+from widgets._frontend import bundle, stylesheet
+from widgets._heatmap import payload
 from widgets._view import View
 
 
@@ -17,8 +18,8 @@ class Chooser(View):
     ``selected`` ``[row, col]`` and ``describe`` fills ``detail``.
     """
 
-    _esm = esm("chooser.js")
-    _css = css()
+    _esm = bundle("chooser")
+    _css = stylesheet("chooser")
 
     choices = t.List(t.Unicode(), help="The buttons: what can be shown (tasks, modules ...).").tag(sync=True)
     choice = t.Unicode(help="The button pressed: the heatmap shown is this choice's.").tag(sync=True)

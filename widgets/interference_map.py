@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import traitlets as t
 
-from widgets._heatmap import css, esm
+from widgets._frontend import bundle, stylesheet
 from widgets._interference import METRICS, check_metric, interference_payload, mix
 from widgets._traits import known_names
 from widgets._view import View
@@ -33,8 +33,8 @@ class InterferenceMap(View):
         m.frame                                             # the frame behind the map
     """
 
-    _esm = esm("interference_map.js")
-    _css = css()
+    _esm = bundle("interference_map")
+    _css = stylesheet("interference_map")
 
     names = t.List(t.Unicode(), help="Every adapter on offer, in order (read-only).").tag(sync=True)
     active = t.List(t.Unicode(), help="The adapters in the merge (at least two for a map).").tag(sync=True)
@@ -42,6 +42,8 @@ class InterferenceMap(View):
     density = t.Float(0.2, help="The fraction of entries the trim keeps, in (0, 1].").tag(sync=True)
     metric = t.Unicode("conflict_rate", help="The column shown: conflict_rate, overlap or "
                        "mass_lost.").tag(sync=True)
+    metric_labels = t.Dict(METRICS, help="metric -> the label the view's menu and the map's title show "
+                           "(read-only; widgets._interference.METRICS).").tag(sync=True)
     status = t.Unicode("computing…", help="'current' when the heatmap matches the settings; otherwise "
                        "what is going on.").tag(sync=True)
     heatmap = t.Dict(help="The module × layer payload (see widgets._heatmap); {} when fewer than two are "

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import traitlets as t
 
-from widgets._heatmap import STATIC, css, esm
-from widgets._interference import check_metric
+from widgets._frontend import bundle, stylesheet
+from widgets._interference import METRICS, check_metric
 from widgets._view import View
 from widgets.merge_model import SETTINGS, VIEW, MergeModel
 from workbench.errors import WorkbenchError
@@ -47,8 +47,8 @@ class MergeBuilder(View):
         b.result.total_error, b.evaluate(), b.commit("my_merge"), b.export("out/my_merge")
     """
 
-    _esm = esm("merge_builder.js")
-    _css = css() + "\n" + (STATIC / "merge_builder.css").read_text()
+    _esm = bundle("merge_builder")
+    _css = stylesheet("merge_builder")
 
     # -- on offer (read-only) ------------------------------------------------------------------
     names = t.List(t.Unicode(), help="The adapters that can be merged, in order.").tag(sync=True)
@@ -66,6 +66,8 @@ class MergeBuilder(View):
     seed = t.Int(0, help="The seed of random methods (DARE's drops, k-means starts).").tag(sync=True)
     metric = t.Unicode("conflict_rate", help="The interference column shown: conflict_rate, overlap or "
                        "mass_lost.").tag(sync=True)
+    metric_labels = t.Dict(METRICS, help="metric -> the label the view's menu and the map's title show "
+                           "(read-only; widgets._interference.METRICS).").tag(sync=True)
     request = t.Int(0, help="The number of the latest settings; the view increments it with every change "
                     "it sends.").tag(sync=True)
     # -- the previews ----------------------------------------------------------------------------

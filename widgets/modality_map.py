@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import traitlets as t
 
-from widgets._heatmap import css, esm
+from widgets._frontend import bundle, stylesheet
 from widgets._view import View
 from workbench.errors import WorkbenchError
 
@@ -19,8 +19,8 @@ class ModalityMap(View):
         ModalityMap.from_run(modality_map(vlm, "mm", task, task.eval[0]))
     """
 
-    _esm = esm("modality_map.js")
-    _css = css()
+    _esm = bundle("modality_map")
+    _css = stylesheet("modality_map")
 
     tokens = t.List(t.Unicode(), help="A label per position, in sequence order.").tag(sync=True)
     types = t.List(t.Int(), help="The modality of each position: 1 visual (media), 0 text.").tag(sync=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import traitlets as t
 
-from widgets._heatmap import STATIC, css
+from widgets._frontend import bundle, stylesheet
 from widgets._view import View
 from workbench.errors import WorkbenchError
 
@@ -20,8 +20,8 @@ class QLadderAttention(View):
     The view's selects set ``stage`` and ``query``; Python answers with that rung's map.
     """
 
-    _esm = STATIC / "qladder_attention.js"
-    _css = css()
+    _esm = bundle("qladder_attention")
+    _css = stylesheet("qladder_attention")
 
     image = t.Dict(help="{'values': uint8 bytes (S, S) grayscale, 'shape': [S, S]}.").tag(sync=True)
     stages = t.List(t.Unicode(), help="One label per rung, e.g. 'rung 0 · 48×48'.").tag(sync=True)

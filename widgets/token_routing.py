@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import traitlets as t
 
-from widgets._heatmap import css, esm
+from widgets._frontend import bundle, stylesheet
 from widgets._view import View
 from workbench.analysis.token_gates import token_gates
 from workbench.errors import WorkbenchError
@@ -27,8 +27,8 @@ class TokenRouting(View):
         TokenRouting.from_cache(cache, tokens)
     """
 
-    _esm = esm("token_routing.js")
-    _css = css()
+    _esm = bundle("token_routing")
+    _css = stylesheet("token_routing")
 
     tokens = t.List(t.Unicode(), help="The prompt's tokens, in order.").tag(sync=True)
     modules = t.List(t.Unicode(), help="Every routed module of the run, '<layer> · <module> · "
