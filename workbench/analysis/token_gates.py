@@ -29,6 +29,7 @@ def token_gates(cache: Mapping, row: int = 0) -> dict[tuple, np.ndarray]:
     found = records(cache)
     batch = next(iter(found.values())).shape[0]
     if not 0 <= row < batch:
-        raise WorkbenchError(f"row {row} is not a row of the recorded batch (size {batch}); give 0..{batch - 1}")
+        raise WorkbenchError(f"row {row} is not a row of the recorded batch (size {batch}); "
+                             f"give 0..{batch - 1}")
     return {k: np.ascontiguousarray(rec.weights[row].detach().float().cpu().numpy(), dtype=np.float32)
             for k, rec in found.items()}  # (T, E) each
