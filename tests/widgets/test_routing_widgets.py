@@ -78,6 +78,8 @@ def test_views_refuse_the_wrong_frames(routed):
         ExpertLoad.from_frame(activation_frequency(cache))
     with pytest.raises(WorkbenchError, match="tokens"):
         TokenRouting.from_cache(cache, ["only", "three", "tokens"])
+    with pytest.raises(WorkbenchError, match="row 99 is not a row"):
+        TokenRouting.from_cache(cache, [f"t{i}" for i in range(7)], row=99)
 
 
 @pytest.mark.slow
