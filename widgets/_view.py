@@ -25,6 +25,12 @@ class View(anywidget.AnyWidget):
             raise WorkbenchError(f"{name}(...) takes traits as keywords only; build one with {ways}")
         super().__init__(**traits)
 
+    @classmethod
+    def trait_docs(cls) -> dict[str, str]:
+        """Synced trait -> its ``help=`` text, in declaration order (what the docs and the dashboard show)."""
+        traits = cls.class_traits()
+        return {n: traits[n].help for n in synced(cls)}
+
     def _apply(self, traits: dict) -> None:
         """Set user-given traits after the backing state is attached (validators and observers run)."""
         with self.hold_sync():

@@ -27,6 +27,7 @@ def test_every_synced_trait_has_help(name):
     traits = cls.class_traits()
     missing = [t for t in synced(cls) if not (traits[t].help or "").strip()]
     assert synced(cls) and not missing, f"{name}: synced traits without help=: {missing}"
+    assert list(cls.trait_docs()) == synced(cls) and all(cls.trait_docs().values())
 
 
 @pytest.mark.parametrize("name", sorted(LIVE) + sorted(BOXES))
