@@ -22,9 +22,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from workbench.analysis._inputs import tidy
+from workbench import tasks
 from workbench.errors import WorkbenchError
 from workbench.naming import split_module_name
+from workbench.ops.frames import tidy
+from workbench.tasks.encoding import left_pad, pad_id, prompt_ids
 
 BY = ("module", "layer")
 
@@ -227,9 +229,6 @@ def _sources(lab, names: list[str], inputs, n: int) -> dict[str, dict[str, torch
 
 def _task_sources(lab, names: list[str], n: int) -> dict[str, dict[str, torch.Tensor]]:
     """The default inputs: the first ``n`` eval prompts of each task the adapters were trained on."""
-    from workbench import tasks
-    from workbench.tasks.encoding import left_pad, pad_id, prompt_ids
-
     _need_tokenizer(lab)
     task_names: dict[str, None] = {}
     for name in names:

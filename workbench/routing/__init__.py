@@ -9,6 +9,7 @@ Every mechanism is a ``Router`` (one file each) registered in ``ROUTERS``; its d
 ids, token types, prompt scales) come from ``routing_context``.
 """
 
+from workbench.hooks.routing_record import RoutingRecord
 from workbench.routing import mechanisms  # noqa: F401  (registers every mechanism)
 from workbench.routing.base import ROUTERS, Router
 from workbench.routing.block import RoutedBlock
@@ -16,14 +17,11 @@ from workbench.routing.context import context_value, routing_context
 from workbench.routing.dmoerm import DMoERM, pairwise_loss
 from workbench.routing.freeze import freeze
 from workbench.routing.losses import AUX_LOSSES, aux_loss
-from workbench.routing.observe import Observation, observe, task_prompts
-from workbench.routing.record import RoutingRecord
 from workbench.routing.routed import Routed
 
 __all__ = [
     "AUX_LOSSES",
     "DMoERM",
-    "Observation",
     "ROUTERS",
     "Routed",
     "RoutedBlock",
@@ -32,8 +30,6 @@ __all__ = [
     "aux_loss",
     "context_value",
     "freeze",
-    "observe",
     "pairwise_loss",
     "routing_context",
-    "task_prompts",
 ]

@@ -8,22 +8,15 @@ defined over all layers at once (MixLoRA concatenates router logits over layers)
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from workbench.registry import Registry
+from workbench.routing.base import Router
 
 AuxLoss = Callable[[list[dict]], torch.Tensor]
 AUX_LOSSES: Registry[AuxLoss] = Registry("auxiliary routing loss")
-
-
-@dataclass
-class AuxTerm:
-    loss: str
-    coef: float
-    payload: dict = field(default_factory=dict)
 
 
 def aux_loss(model: nn.Module) -> tuple[torch.Tensor | None, dict[str, float]]:
@@ -32,8 +25,6 @@ def aux_loss(model: nn.Module) -> tuple[torch.Tensor | None, dict[str, float]]:
     Returns:
         (total or None when there is none, {"<routed adapter>/<loss>": value}) for logging.
     """
-    from workbench.routing.base import Router
-
     groups: dict[tuple[str, str, float], list[dict]] = {}
     for m in model.modules():
         if isinstance(m, Router):
