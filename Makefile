@@ -46,6 +46,7 @@ browser: $(STAMP) debs notebooks-build
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 # The browser suite opens and runs every tutorial in a real JupyterLab (and fails on any error
 # output), so `test` does not run them a second time through nbmake; `make notebooks` does that alone.
