@@ -14,6 +14,7 @@ from torch import nn
 
 from workbench.registry import Registry
 from workbench.routing.base import Router
+from workbench.routing.gates import topk_dense
 
 AuxLoss = Callable[[list[dict]], torch.Tensor]
 AUX_LOSSES: Registry[AuxLoss] = Registry("auxiliary routing loss")
@@ -57,6 +58,6 @@ def load_balance(payloads: list[dict]) -> torch.Tensor:
     k = payloads[0]["k"]
     n_experts = logits.shape[-1]
     probs = logits.float().softmax(-1)
-    chosen = torch.zeros_like(probs).scatter(-1, probs.topk(k, dim=-1).indices, 1.0)
+    _, chosen = topk_dense(probs, k, torch.ones_like)  # (N, E) 0/1
     f = chosen.mean(0) / k
     return n_experts * (f * probs.mean(0)).sum()
