@@ -19,7 +19,7 @@ import torch
 from workbench.analysis.variance import between_share
 from workbench.errors import WorkbenchError
 from workbench.hooks import record
-from workbench.routing.prompt_scaler import prompt_states
+from workbench.routing import prompt_states
 from workbench.tasks.base import Example, Task
 from workbench.tasks.encoding import chat_prompt
 from workbench.tasks.multimodal.speech import SYSTEM

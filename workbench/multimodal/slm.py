@@ -29,8 +29,7 @@ from workbench.errors import WorkbenchError
 from workbench.multimodal.joined import JoinedLM
 from workbench.multimodal.training import Stage, train_stages
 from workbench.multimodal.vlm import mlp_projector
-from workbench.routing.mechanisms.prompt_scale import constant_scale
-from workbench.routing.prompt_scaler import PromptScaler, prompt_states
+from workbench.routing import PromptScaler, constant_scale, prompt_states
 from workbench.zoo.whisper import encode_window, to_mono_16k
 
 MODES = ("constant", "prompt")

@@ -17,19 +17,24 @@ from workbench.routing.context import context_value, routing_context
 from workbench.routing.dmoerm import DMoERM, pairwise_loss
 from workbench.routing.freeze import freeze
 from workbench.routing.losses import AUX_LOSSES, aux_loss
+from workbench.routing.mechanisms.prompt_scale import constant_scale
+from workbench.routing.prompt_scaler import PromptScaler, prompt_states
 from workbench.routing.routed import Routed
 
 __all__ = [
     "AUX_LOSSES",
     "DMoERM",
+    "PromptScaler",
     "ROUTERS",
     "Routed",
     "RoutedBlock",
     "Router",
     "RoutingRecord",
     "aux_loss",
+    "constant_scale",
     "context_value",
     "freeze",
     "pairwise_loss",
+    "prompt_states",
     "routing_context",
 ]
