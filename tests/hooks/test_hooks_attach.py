@@ -7,7 +7,7 @@ import torch
 
 from tests.conftest import output_of, tiny_inputs, tiny_lab
 from workbench.errors import WorkbenchError
-from workbench.hooks import hooks, match_modules
+from workbench.hooks import hooks, match_modules, module_paths
 
 
 def _hook_counts(model) -> int:
@@ -70,3 +70,12 @@ def test_match_modules_accepts_a_regex():
     lab = tiny_lab()
     found = match_modules(lab.model, r".*\.layers\.0\.self_attn\.[qk]_proj")
     assert [p.rsplit(".", 1)[1] for p in found] == ["q_proj", "k_proj"]
+
+
+def test_module_paths_names_held_modules_and_refuses_strangers():
+    lab = tiny_lab()
+    mlp = lab.model.get_submodule("model.layers.1.mlp")
+    paths = module_paths(lab.model, [mlp, mlp.down_proj])
+    assert paths == ["model.layers.1.mlp", "model.layers.1.mlp.down_proj"]
+    with pytest.raises(WorkbenchError, match="not a submodule"):
+        module_paths(lab.model, [torch.nn.Linear(2, 2)])

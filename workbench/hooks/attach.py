@@ -35,6 +35,20 @@ def match_modules(model: nn.Module, pattern: str) -> list[str]:
     return found
 
 
+def module_paths(model: nn.Module, modules: list[nn.Module]) -> list[str]:
+    """The path of each of ``modules`` inside ``model`` (to hook a module one holds by its path).
+
+    Raises:
+        WorkbenchError: a module is not part of ``model``.
+    """
+    paths = {id(m): n for n, m in model.named_modules() if n}
+    missing = [type(m).__name__ for m in modules if id(m) not in paths]
+    if missing:
+        raise WorkbenchError(f"a {missing[0]} to hook is not a submodule of this model; hook modules of the "
+                             "model that runs")
+    return [paths[id(m)] for m in modules]
+
+
 def _regex_match(pattern: str, name: str) -> bool:
     try:
         return re.fullmatch(pattern, name) is not None
