@@ -16,6 +16,7 @@ from tests.widgets.merge_lab import sources, tiny_merge_lab, toy_tasks
 from widgets._heatmap import decode, module_by_layer
 from widgets.merge_controls import coerce, control, controls, declared
 from widgets.merge_model import MergeModel
+from widgets.merge_model import _needs as needs
 from workbench import analysis, merging
 from workbench.adapters import read_peft
 from workbench.errors import WorkbenchError
@@ -37,7 +38,8 @@ def test_the_model_needs_no_traitlets():
 def test_previews_are_the_engines(lab):
     m = MergeModel(lab, method="ties", params={"density": 0.5})
     assert m.status == "current" and m.answered == m.request == 0
-    assert m.methods == [n for n in merging.MERGES.names() if not merging.MERGES.get(n).needs]
+    needy = [n for n in merging.MERGES.names() if needs(merging.MERGES.info(n))]
+    assert m.methods == [n for n in merging.MERGES.names() if n not in needy] and "cat_learned" in needy
     for method in m.methods:
         assert [c["name"] for c in m.controls[method]] == list(declared(method))
     assert m.params == {**merging.method_params("ties"), "density": 0.5}
@@ -116,7 +118,7 @@ def test_bad_settings_are_refused_or_reported(lab):
         MergeModel(lab, weights=[1.0, 2.0])
     with pytest.raises(WorkbenchError, match="choose one of"):
         MergeModel(lab, method="sum")
-    for needy in [n for n in merging.MERGES.names() if merging.MERGES.get(n).needs]:
+    for needy in [n for n in merging.MERGES.names() if needs(merging.MERGES.info(n))]:
         with pytest.raises(WorkbenchError, match="call lab.merge"):
             MergeModel(lab, method=needy)
     with pytest.raises(WorkbenchError, match="no tasks"):
