@@ -107,7 +107,7 @@ class MultiTaskTrainer:
         self.lab, self.name, self.steps, self.lr = lab, name, int(steps), float(lr)
         self.batch_size, self.accumulate, self.seed = int(batch_size), int(accumulate), seed
         self.capture_every, self.checkpoint_every, self.progress = capture_every, checkpoint_every, progress
-        self.is_router = name in lab.routers
+        self.is_router, self._set_up = name in lab.routers, False
         if self.is_router:
             self.adapter = lab.routers[name]
             groups = [(path, r.trainable()) for path, r in self.adapter.modules.items()]
@@ -153,9 +153,11 @@ class MultiTaskTrainer:
 
     def _make_adapter(self, *, r, alpha, targets, run) -> Adapter:
         lab, name = self.lab, self.name
+        self._set_up = False
         if name in lab.adapters:
             return lab.adapters[name]
-        if self.variant.setup:
+        self._set_up = self.variant.setup is not None  # then this run also finishes the variant
+        if self._set_up:
             return self.variant.setup(lab, name, r=r, alpha=alpha, targets=targets, scaling=run["scaling"])
         return lab.new_adapter(name, r=r, alpha=alpha, targets=targets, init=run["init"],
                                scaling=run["scaling"], seed=self.seed)
@@ -224,7 +226,7 @@ class MultiTaskTrainer:
                 "batch_size": self.batch_size, "seed": self.seed, "final_loss": final,
                 "seconds": round(self.seconds, 1)}
             return
-        if self.variant.finish:
+        if self._set_up and self.variant.finish:
             self.adapter = self.variant.finish(self.lab, self.name)
         self.adapter.lineage["final_loss"] = final
         self.adapter.lineage["seconds"] = round(self.seconds, 1)
