@@ -340,10 +340,11 @@ class Workbench:
         before, was_training = self._composition, module.training
         params = list({id(p): p for p in trainable}.values())
         wanted = [p.requires_grad for p in params]
+        change = use is not ... or rows is not None
         try:
             for p in params:
                 p.requires_grad_(True)
-            if use is not ... or rows is not None:
+            if change:
                 self.use(None if use is ... else use, rows=rows)
             if train is not None:
                 module.train(train)
@@ -354,7 +355,8 @@ class Workbench:
                 p.grad = None
             if train is not None:
                 module.train(was_training)
-            self.use(before)
+            if change:
+                self.use(before)
 
     # -- merging adapters into a new one -----------------------------------------------------------
     def merge(self, names: list[str], method: str = "task_arithmetic", weights: list[float] | None = None,
