@@ -112,7 +112,8 @@ def test_fit_stops_on_a_non_finite_loss_with_the_last_good_weights():
     good = id_task(3, n=6)
     broken = [{"input_ids": f["input_ids"], "labels": [-100] * len(f["labels"]), "task": 0} for f in good[:2]]
     start = [p.detach().clone() for p in params]
-    with pytest.raises(WorkbenchError, match=r"stopped at step \d+: the loss is nan\. The trained parameters"):
+    stopped = r"stopped at step \d+: the loss is nan\. The trained parameters"
+    with pytest.raises(WorkbenchError, match=stopped):
         fit(lab, params, good + broken, use="a", label="a", steps=20, lr=1e-2, batch_size=1, seed=0,
             progress=False)
     assert all(torch.isfinite(p).all() for p in params) and not any(p.requires_grad for p in params)

@@ -74,7 +74,7 @@ def plain_step(loop, step: int) -> StepStats:
 def per_task_step(loop, step: int, capture: bool) -> StepStats:
     """Per-task gradients, captured (``capture``) and combined by ``loop.method``, into ``p.grad``."""
     stats = _stats(loop.source.n_tasks)
-    grads = torch.zeros(loop.source.n_tasks, loop.dim)  # (T, D), dropped after the step
+    grads = torch.zeros(loop.source.n_tasks, loop.dim)  # (T, D) on the CPU, dropped after the step
     for _ in range(loop.accumulate):
         groups = group_by_task(loop.source.draw(loop.batch_size))
         for t, payloads in groups.items():
@@ -89,7 +89,7 @@ def per_task_step(loop, step: int, capture: bool) -> StepStats:
                 loss = loss_t + extra
                 loop.check(loss, step, t)
             g = torch.autograd.grad(loss, loop.params, allow_unused=True)
-            grads[t] += flatten(g, loop.params) * (w / loop.accumulate)
+            grads[t] += flatten(g, loop.params).cpu() * (w / loop.accumulate)
             stats.losses[t] += loss_t.item() * n
             stats.counts[t] += n
             stats.total += w * loss.item() / loop.accumulate
@@ -111,5 +111,5 @@ def unflatten_into_grads(flat: torch.Tensor, params: Sequence[torch.Tensor]) -> 
     """Write the (D,) vector back as each parameter's ``.grad``."""
     k = 0
     for p in params:
-        p.grad = flat[k:k + p.numel()].view_as(p).to(p.dtype).clone()
+        p.grad = flat[k:k + p.numel()].view_as(p).to(device=p.device, dtype=p.dtype).clone()
         k += p.numel()
