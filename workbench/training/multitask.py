@@ -15,6 +15,7 @@ routing context, with its auxiliary losses: PCGrad on a mixture of experts. Same
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -149,7 +150,8 @@ class MultiTaskTrainer:
             task_names=self.task_names, rows="tasks", reseed="step", progress=progress)
         self.optimizer, self.scheduler = self.loop.optimizer, self.loop.scheduler
         self.method = self.loop.method
-        self.loop.callbacks.on_finish(lambda loop: self._finish())
+        me = weakref.ref(self)  # the loop refers to its trainer weakly: no cycle keeps a lab alive
+        self.loop.callbacks.on_finish(lambda loop: me()._finish())
 
     def _make_adapter(self, *, r, alpha, targets, run) -> Adapter:
         lab, name = self.lab, self.name
@@ -189,7 +191,8 @@ class MultiTaskTrainer:
 
     def on_step(self, callback: Callable[[MultiTaskTrainer, list[dict]], None]) -> None:
         """Call ``callback(trainer, rows)`` after every step (rows: that step's history rows)."""
-        self.loop.callbacks.on_step(lambda loop, rows: callback(self, rows))
+        me = weakref.ref(self)
+        self.loop.callbacks.on_step(lambda loop, rows: callback(me(), rows))
 
     def run(self) -> MultiTaskResult:
         """Train to the end and return the result."""
