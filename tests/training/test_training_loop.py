@@ -196,3 +196,48 @@ def test_grad_methods_declare_per_task_gradients():
     assert GRAD_METHODS.check("cagrad", {"c": 0.4}) == {"c": 0.4, "iters": 300}
     with pytest.raises(WorkbenchError, match="out of range"):
         GRAD_METHODS.check("gradvac", {"beta": 2.0})
+
+
+class Regression:
+    """Mean squared error of a plain module on (x, y) payloads: the loop trains any model."""
+
+    def __init__(self, model):
+        self.model = self.module = model
+
+    def __call__(self, items, present=None):
+        from workbench.training.objectives import Losses
+
+        x = torch.stack([p[0] for _, p in items])
+        y = torch.stack([p[1] for _, p in items])
+        return Losses(((self.model(x) - y) ** 2).mean())
+
+
+def test_scalezero_stages_run_through_the_loop():
+    import contextlib
+
+    from torch import nn
+
+    from workbench.training.scalezero import CurriculumController, CurriculumLoRALinear, run_stages
+
+    g = torch.Generator().manual_seed(0)
+    layers = [CurriculumLoRALinear(nn.Linear(6, 8), r=2, alpha=4, stages=3, seed=1),
+              CurriculumLoRALinear(nn.Linear(8, 3), r=2, alpha=4, stages=3, seed=2)]
+    model = nn.Sequential(layers[0], nn.Tanh(), layers[1])
+    data = [(0, (torch.randn(6, generator=g), torch.randn(3, generator=g))) for _ in range(16)]
+    loop = Loop(list(model.parameters()), Regression(model), Shuffled(data, 0),
+                session=contextlib.nullcontext, label="scalezero", steps=9, lr=1e-2, batch_size=4, seed=0,
+                progress=False)
+    seen = []
+    loop.callbacks.on_step(lambda lp, rows: seen.append((layers[0].stage, layers[0].base.weight.clone(),
+                                                         layers[0].B[0].detach().clone())))
+    controller = CurriculumController(3, min_stage0_iters=3, max_stage_iters=3)
+    starts = run_stages(loop, layers, controller, judge=lambda lp: (0, 2))  # never solved: the cap decides
+    assert starts == [0, 3, 6] and layers[0].stage == 2 and len(loop.rows) == 9
+    stage_of = [s for s, _, _ in seen]
+    assert stage_of == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    W = [w for _, w, _ in seen]
+    assert not torch.equal(W[0], W[1])  # stage 0 trains the base
+    assert all(torch.equal(W[2], w) for w in W[3:])  # later stages leave it alone
+    B1 = [b for _, _, b in seen]
+    assert torch.equal(B1[0], B1[2]) and not torch.equal(B1[3], B1[5])  # adapter 1 trains in stage 1
+    assert all(torch.equal(B1[5], b) for b in B1[6:])  # and is frozen in stage 2
