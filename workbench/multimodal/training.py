@@ -19,9 +19,7 @@ import torch
 
 from workbench.errors import WorkbenchError
 from workbench.tasks.metrics import METRICS
-from workbench.training.loop import Loop
-from workbench.training.objectives import JoinedLoss
-from workbench.training.sources import Shuffled
+from workbench.training import JoinedLoss, Loop, Shuffled
 
 
 @dataclass

@@ -7,10 +7,12 @@ from workbench.training.capture import ConflictCapture
 from workbench.training.loop import Loop, encode_tasks, fit
 from workbench.training.methods import GRAD_METHODS
 from workbench.training.multitask import MultiTaskResult, MultiTaskTrainer, train_multitask
+from workbench.training.objectives import ExampleLoss, JoinedLoss, Losses, TokenLoss
 from workbench.training.optimizers import OPTIMIZERS
 from workbench.training.routers import RouterTrainResult, train_router
 from workbench.training.sampling import SAMPLINGS
 from workbench.training.schedule import warmup_linear
+from workbench.training.sources import ByTask, Shuffled
 from workbench.training.trainer import TrainResult, train_lora
 from workbench.training.variants import VARIANTS, Variant
 from workbench.training.weighting import LOSS_WEIGHTINGS
@@ -21,11 +23,17 @@ __all__ = [
     "OPTIMIZERS",
     "SAMPLINGS",
     "VARIANTS",
+    "ByTask",
     "ConflictCapture",
+    "ExampleLoss",
+    "JoinedLoss",
     "Loop",
+    "Losses",
     "MultiTaskResult",
     "MultiTaskTrainer",
     "RouterTrainResult",
+    "Shuffled",
+    "TokenLoss",
     "TrainResult",
     "Variant",
     "encode_tasks",
