@@ -1,4 +1,4 @@
-"""Loop: the one training loop of the workbench; ``fit`` is its plainest front.
+"""Loop: the one training loop of the workbench (``fit`` in ``fit.py`` is its plainest front).
 
 Every trainer (``train_lora``, ``train_router``, ``MultiTaskTrainer``, the curriculum, the joined
 models' ``train_stages``, ``cat_learned``) is a front that builds a ``Loop`` from these parts:
@@ -35,10 +35,8 @@ from workbench.errors import WorkbenchError
 from workbench.training import checkpoint as ckpt
 from workbench.training.callbacks import Callbacks
 from workbench.training.methods import GRAD_METHODS
-from workbench.training.objectives import TokenLoss
 from workbench.training.optimizers import OPTIMIZERS
 from workbench.training.schedule import schedule
-from workbench.training.sources import Shuffled
 from workbench.training.steps import StepStats, per_task_step, plain_step
 
 
@@ -240,43 +238,3 @@ def _build_optimizer(name: str, options: dict | None, params, pairs, lr: float, 
                 f"optimizer {name!r} trains LoRA factor pairs (A, B) only, but this run trains "
                 f"{len(others)} other parameter tensors; use optimizer='adamw' or 'loraplus' here")
     return OPTIMIZERS.get(name)(params, pairs, lr=lr, weight_decay=weight_decay, **checked)
-
-
-def fit(lab, params: Sequence[torch.nn.Parameter], features: Sequence[dict], *, use, label: str, steps: int,
-        lr: float, batch_size: int, seed: int, weight_decay: float = 0.0, warmup: float = 0.1,
-        progress: bool = True, context: Callable[[dict, list[dict]], dict] | None = None,
-        optimizer: str = "adamw", optimizer_options: dict | None = None, pairs: Sequence = (),
-        accumulate: int = 1) -> pd.DataFrame:
-    """Train ``params`` on ``features`` (dicts with ``input_ids``, ``labels`` and ``task``) with ``use`` on.
-
-    The LM's token loss over seeded shuffled batches, in the routing context (each sample's task,
-    the attention mask, and what ``context(batch, features)`` adds), plus auxiliary routing terms.
-    The same seed gives the same result bit for bit on one machine; what the lab used, its train
-    mode and the parameters' ``requires_grad`` are restored after.
-
-    Returns:
-        One row per step: ``step, loss`` (task + auxiliary), ``lr``, and ``task_loss, aux`` when a
-        router adds auxiliary losses (plus one ``aux/<router>/<loss>`` column per term).
-    """
-    params = list(params)
-    items = [(f.get("task", 0), f) for f in features]
-    loop = Loop(params, TokenLoss(lab, context), Shuffled(items, seed),
-                session=lambda: lab.session(use, train=True, trainable=params), label=label, steps=steps,
-                lr=lr, batch_size=batch_size, seed=seed, accumulate=accumulate, weight_decay=weight_decay,
-                warmup=warmup, optimizer=optimizer, optimizer_options=optimizer_options, pairs=pairs,
-                reseed="run", progress=progress)
-    loop.run()
-    return loop.history()
-
-
-def encode_tasks(lab, tasks) -> list[dict]:
-    """Training features of every task, each tagged with its task index (``"task"``)."""
-    from workbench.tasks import encode_for_training
-
-    if lab.tokenizer is None:
-        raise WorkbenchError("training needs a tokenizer; build the lab with Workbench(model, tokenizer)")
-    features = [f | {"task": i} for i, t in enumerate(tasks)
-                for f in encode_for_training(lab.tokenizer, t, t.train)]
-    if not features:
-        raise WorkbenchError(f"tasks {[t.name for t in tasks]} have no training examples")
-    return features

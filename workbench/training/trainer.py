@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from workbench.adapters import Adapter
-from workbench.training.loop import encode_tasks, fit
+from workbench.training.fit import encode_tasks, fit
 from workbench.training.variants import resolve
 
 
