@@ -1,7 +1,8 @@
 """Loop: the one training loop of the workbench (``fit`` in ``fit.py`` is its plainest front).
 
 Every trainer (``train_lora``, ``train_router``, ``MultiTaskTrainer``, the curriculum, the joined
-models' ``train_stages``, ``cat_learned``) is a front that builds a ``Loop`` from these parts:
+models' ``train_stages``, ScaleZero's ``run_stages``, ``cat_learned``) is a front that builds a
+``Loop`` from these parts:
 
     source      seeded batches of (task, payload) items             ``sources``: Shuffled, ByTask
     objective   the loss of a batch (routing context inside)        ``objectives``: Token/Example/JoinedLoss
@@ -54,7 +55,6 @@ class Loop:
         pairs: the ``(A, B, s)`` LoRA pairs among ``params`` (optimizers that need them read them).
         method, method_options: a ``GRAD_METHODS`` entry (per-task gradients when it declares so).
         capture, capture_every: a ``ConflictCapture`` fed every N steps (per-task gradients then).
-        slices: per-module slices of the flat gradient (for the capture).
         checkpoint: ``checkpoint(step, note) -> object`` makes a checkpoint (None: none are made).
         checkpoint_every: a checkpoint every N steps (and one at the end when ``checkpoint`` is given).
         task_names: names of the task indices, for messages and the per-task history.
@@ -70,7 +70,7 @@ class Loop:
                  weight_decay: float = 0.0, warmup: float = 0.1, optimizer: str = "adamw",
                  optimizer_options: dict | None = None, pairs: Sequence = (), method: str = "sum",
                  method_options: dict | None = None, capture=None, capture_every: int = 0,
-                 slices: Sequence[slice] | None = None, checkpoint: Callable | None = None,
+                 checkpoint: Callable | None = None,
                  checkpoint_every: int = 0, task_names: Sequence[str] | None = None, rows: str = "wide",
                  reseed: str = "step", progress: bool = True, desc: str | None = None):
         self.params = list({id(p): p for p in params}.values())
@@ -89,7 +89,6 @@ class Loop:
         self.per_task = GRAD_METHODS.has(method, "per_task_gradients")
         self.capture, self.capture_every = capture, int(capture_every)
         self.dim = sum(p.numel() for p in self.params)
-        self.slices = slices
         self.make_checkpoint, self.checkpoint_every = checkpoint, int(checkpoint_every)
         self.task_names = list(task_names) if task_names is not None else None
         self.callbacks = Callbacks()

@@ -145,7 +145,7 @@ class MultiTaskTrainer:
             steps=steps, lr=lr, batch_size=batch_size, accumulate=accumulate, seed=seed,
             weight_decay=weight_decay, warmup=warmup, optimizer=run["optimizer"],
             optimizer_options=run["optimizer_options"], pairs=self.pairs, method=method,
-            method_options=method_options, capture=self.conflicts, capture_every=capture_every, slices=slices,
+            method_options=method_options, capture=self.conflicts, capture_every=capture_every,
             checkpoint=None if self.is_router else self._checkpoint, checkpoint_every=checkpoint_every,
             task_names=self.task_names, rows="tasks", reseed="step", progress=progress)
         self.optimizer, self.scheduler = self.loop.optimizer, self.loop.scheduler
