@@ -28,6 +28,7 @@ from workbench.adapters import (
     resolve_targets,
     write_peft,
 )
+from workbench.adapters.base_copies import check_base_copies
 from workbench.adapters.layer import out_in
 from workbench.errors import WorkbenchError
 from workbench.hooks import Cache
@@ -187,6 +188,7 @@ class Workbench:
                     f"(out={f.out_features}, in={f.in_features}) but the model's layer is "
                     f"(out={out_f}, in={in_f}); it was made for another base model"
                 )
+        check_base_copies(adapter, self.model)  # peft's saved copies of base weights must equal ours
         for path in adapter.modules:
             self._wrap(path).add(adapter)
         if adapter.base_fingerprint is None:

@@ -1,6 +1,8 @@
 """LoraLayer: wraps an ``nn.Linear`` (or GPT-2's ``Conv1D``) and applies many named adapters.
 
-forward: y = base(x) + Σ_i w_i · s_i · B_i A_i x   (or one adapter per batch row, for mixed batches)
+forward: y = base(x) + Σ_i w_i · s_i · (B_i A_i x + b_i)   (or one adapter per batch row, for mixed
+         batches; b_i is peft's ``lora_bias``, zero when absent; a DoRA adapter adds its own Δy, see
+         ``workbench.adapters.dora``)
          + Σ_j w_j · Δ_j(x) for the routers in use (``routes``: input-dependent updates, see
          ``workbench.routing``)
 
@@ -17,6 +19,7 @@ from transformers.pytorch_utils import Conv1D
 
 from workbench.adapters.adapter import Adapter
 from workbench.adapters.composition import Composition
+from workbench.adapters.dora import dora_update, effective_delta
 from workbench.errors import WorkbenchError
 from workbench.hooks import HookPoint
 
@@ -51,6 +54,8 @@ class LoraLayer(nn.Module):
         self.out_features, self.in_features = out_in(base)
         self.lora_A = nn.ParameterDict()  # name -> (r, in)
         self.lora_B = nn.ParameterDict()  # name -> (out, r)
+        self.lora_bias = nn.ParameterDict()  # name -> (out,), peft's lora_bias=True
+        self.magnitude = nn.ParameterDict()  # name -> (out,), DoRA's m
         self.scaling: dict[str, float] = {}
         self.dropout: dict[str, float] = {}
         self.hook_in = HookPoint()
@@ -59,7 +64,8 @@ class LoraLayer(nn.Module):
         self.routes = nn.ModuleDict()  # name -> Router (workbench.routing), applied like adapters
         self.composition = Composition()
         self.merged: dict[str, float] = {}  # name -> weight folded into the base weight
-        self._base_backup: torch.Tensor | None = None
+        self._base_backup: tuple[torch.Tensor, torch.Tensor | None] | None = None  # (weight, bias)
+        self._merged_delta: dict[str, torch.Tensor] = {}  # DoRA: the ΔW added at merge, to undo it
 
     # -- adapters --------------------------------------------------------------------------------
     def add(self, adapter: Adapter) -> None:
@@ -74,6 +80,12 @@ class LoraLayer(nn.Module):
         self.lora_A[adapter.name] = nn.Parameter(f.A.to(dev), requires_grad=False)
         self.lora_B[adapter.name] = nn.Parameter(f.B.to(dev), requires_grad=False)
         f.A, f.B = self.lora_A[adapter.name], self.lora_B[adapter.name]  # one source of truth
+        if f.bias is not None:
+            self.lora_bias[adapter.name] = nn.Parameter(f.bias.to(dev), requires_grad=False)
+            f.bias = self.lora_bias[adapter.name]
+        if f.magnitude is not None:
+            self.magnitude[adapter.name] = nn.Parameter(f.magnitude.to(dev), requires_grad=False)
+            f.magnitude = self.magnitude[adapter.name]
         self.scaling[adapter.name] = adapter.scale(self.path)
         self.hook_rank[adapter.name] = HookPoint()
 
@@ -82,6 +94,9 @@ class LoraLayer(nn.Module):
             self.unmerge(name)
         for d in (self.lora_A, self.lora_B, self.hook_rank):
             del d[name]
+        for d in (self.lora_bias, self.magnitude):
+            if name in d:
+                del d[name]
         self.scaling.pop(name)
         self.dropout.pop(name, None)
 
@@ -89,41 +104,78 @@ class LoraLayer(nn.Module):
     def names(self) -> list[str]:
         return list(self.lora_A.keys())
 
+    def base_weight(self) -> torch.Tensor:
+        """The base weight in forward layout (out, in), as it is now (merged adapters included)."""
+        w = self.base_layer.weight
+        return w.T if self.fan_in_fan_out else w
+
     def delta_weight(self, name: str) -> torch.Tensor:
-        """ΔW = s·B·A in the base weight's own layout ((in, out) for Conv1D)."""
-        d = self.scaling[name] * (self.lora_B[name] @ self.lora_A[name])  # (out, in)
+        """The effective ΔW in the base weight's own layout ((in, out) for Conv1D).
+
+        s·B·A for LoRA; for DoRA, diag(m/n)(W + sBA) − W against the unmerged base weight W.
+        """
+        A, B, s = self.lora_A[name], self.lora_B[name], self.scaling[name]
+        if name in self.magnitude:
+            W = self._base_backup[0] if self._base_backup is not None else self.base_layer.weight
+            W = W.T if self.fan_in_fan_out else W
+            d = effective_delta(W, A, B, self.magnitude[name], s)  # (out, in)
+        else:
+            d = s * (B @ A)  # (out, in)
         return d.T if self.fan_in_fan_out else d
+
+    def bias_delta(self, name: str) -> torch.Tensor | None:
+        """s·b, what a ``lora_bias`` adds to the base bias; None without one."""
+        return self.scaling[name] * self.lora_bias[name] if name in self.lora_bias else None
 
     # -- merging into the base -------------------------------------------------------------------
     @torch.no_grad()
     def merge(self, name: str, weight: float = 1.0) -> None:
         if name in self.merged:
             raise WorkbenchError(f"adapter {name!r} is already merged into {self.path!r}")
-        w = self.base_layer.weight
+        w, b = self.base_layer.weight, self.base_layer.bias
+        db = self.bias_delta(name)
+        if db is not None and b is None:
+            raise WorkbenchError(
+                f"adapter {name!r} has a lora_bias on {self.path!r}, whose base layer has no bias to "
+                "fold it into (peft refuses this merge too); use the adapter instead (lab.use)")
+        d = weight * self.delta_weight(name)
         if self._base_backup is None:
-            self._base_backup = w.detach().clone()
-        w += (weight * self.delta_weight(name)).to(w.dtype)
+            self._base_backup = (w.detach().clone(), None if b is None else b.detach().clone())
+        if name in self.magnitude:
+            self._merged_delta[name] = d
+        w += d.to(w.dtype)
+        if db is not None:
+            b += (weight * db).to(b.dtype)
         self.merged[name] = weight
 
     @torch.no_grad()
     def unmerge(self, name: str) -> None:
         weight = self.merged.pop(name)
-        w = self.base_layer.weight
+        w, b = self.base_layer.weight, self.base_layer.bias
+        d = self._merged_delta.pop(name, None)
         if not self.merged:  # nothing left folded in: restore the original exactly
-            w.copy_(self._base_backup)
+            w.copy_(self._base_backup[0])
+            if b is not None:
+                b.copy_(self._base_backup[1])
             self._base_backup = None
         else:
-            w -= (weight * self.delta_weight(name)).to(w.dtype)
+            w -= (d if d is not None else weight * self.delta_weight(name)).to(w.dtype)
+            if (db := self.bias_delta(name)) is not None:
+                b -= (weight * db).to(b.dtype)
 
     # -- forward ---------------------------------------------------------------------------------
     def update(self, name: str, x: torch.Tensor) -> torch.Tensor:
-        """s·B·A·dropout(x) of adapter ``name`` (what the forward adds for it at weight 1)."""
+        """What the forward adds for adapter ``name`` at weight 1: s·(B·A·dropout(x) + b), or DoRA's Δy."""
         A, B = self.lora_A[name], self.lora_B[name]
         p = self.dropout.get(name, 0.0)
         if p and self.training:
             x = F.dropout(x, p)
-        h = self.hook_rank[name](F.linear(x.to(A.dtype), A))  # (B, T, r)
-        return self.scaling[name] * F.linear(h, B)  # (B, T, out)
+        x = x.to(A.dtype)
+        h = self.hook_rank[name](F.linear(x, A))  # (B, T, r)
+        out = F.linear(h, B, self.lora_bias[name] if name in self.lora_bias else None)  # (B, T, out)
+        if name in self.magnitude:
+            return dora_update(x, self.base_weight(), A, B, self.magnitude[name], self.scaling[name], out)
+        return self.scaling[name] * out  # (B, T, out)
 
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         result = self.base_layer(x, *args, **kwargs)
