@@ -367,11 +367,13 @@ class Workbench:
     def merge_into_base(self, name: str, weight: float = 1.0) -> None:
         """Fold ``weight``·ΔW of an adapter into the base weights (faster inference); exact to undo."""
         self._get(name)
+        holding = [layer for layer in self.layers.values() if name in layer.names]
+        for layer in holding:  # every check before the first change
+            layer.check_merge(name)
         if name in self._composition.names:
             self.use(None)
-        for layer in self.layers.values():
-            if name in layer.names:
-                layer.merge(name, weight)
+        for layer in holding:
+            layer.merge(name, weight)
 
     def unmerge(self, name: str | None = None) -> None:
         """Undo ``merge_into_base`` for one adapter (or all): the base weights come back exactly."""

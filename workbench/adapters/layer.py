@@ -128,16 +128,20 @@ class LoraLayer(nn.Module):
         return self.scaling[name] * self.lora_bias[name] if name in self.lora_bias else None
 
     # -- merging into the base -------------------------------------------------------------------
-    @torch.no_grad()
-    def merge(self, name: str, weight: float = 1.0) -> None:
+    def check_merge(self, name: str) -> None:
+        """Refuse, before anything changes, a merge this layer cannot do."""
         if name in self.merged:
             raise WorkbenchError(f"adapter {name!r} is already merged into {self.path!r}")
-        w, b = self.base_layer.weight, self.base_layer.bias
-        db = self.bias_delta(name)
-        if db is not None and b is None:
+        if name in self.lora_bias and self.base_layer.bias is None:
             raise WorkbenchError(
                 f"adapter {name!r} has a lora_bias on {self.path!r}, whose base layer has no bias to "
                 "fold it into (peft refuses this merge too); use the adapter instead (lab.use)")
+
+    @torch.no_grad()
+    def merge(self, name: str, weight: float = 1.0) -> None:
+        self.check_merge(name)
+        w, b = self.base_layer.weight, self.base_layer.bias
+        db = self.bias_delta(name)
         d = weight * self.delta_weight(name)
         if self._base_backup is None:
             self._base_backup = (w.detach().clone(), None if b is None else b.detach().clone())

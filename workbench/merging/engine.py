@@ -95,6 +95,7 @@ def merge(adapters: list[Adapter], method: str, weights: list[float] | None = No
         factors = spec.run(inputs, full)
     modules = {p: LoraFactors(A.detach().to(torch.float32).contiguous(), B.detach().to(torch.float32)
                               .contiguous(), float(A.shape[0])) for p, (A, B) in factors.items()}
+    carry_lora_biases(modules, adapters, weights)
     error, total = merge_error(modules, inputs)
     lineage_params = {k: _jsonable(v) for k, v in full.items()}
     adapter = Adapter(
@@ -223,6 +224,24 @@ def merge_error(modules: dict[str, LoraFactors], inputs: MergeInputs) -> tuple[p
     return tidy(rows), _ratio(math.sqrt(num), math.sqrt(den))
 
 
+def carry_lora_biases(modules: dict[str, LoraFactors], adapters: list[Adapter], weights: list[float]) -> None:
+    """Give the merged modules the exact weighted sum of the sources' lora_B biases, Σ wᵢ·sᵢ·bᵢ.
+
+    A bias update adds to the output linearly, so its weighted sum is exact for every method; the
+    method (trimming, rescaling ...) acts on the weight updates only. The merged adapter has s = 1.
+    When any source has a lora_bias, every merged module gets one (zero where no source has it), so
+    the adapter stays one peft kind (``lora_bias=True``).
+    """
+    if not any(f.bias is not None for a in adapters for f in a.modules.values()):
+        return
+    for path, f in modules.items():
+        total = torch.zeros(f.out_features, dtype=torch.float64)
+        for a, w in zip(adapters, weights, strict=True):
+            if path in a.modules and (db := a.bias_delta(path)) is not None:
+                total += w * db.detach().double().cpu()
+        f.bias = total.float().to(f.A.device)
+
+
 def _ratio(diff: float, target: float) -> float:
     if target > 0:
         return diff / target
@@ -235,7 +254,7 @@ def adapter_fingerprint(adapter: Adapter) -> str:
     for path in sorted(adapter.modules):
         f = adapter.modules[path]
         digest.update(f"{path}|{f.alpha}|{tuple(f.A.shape)}|{tuple(f.B.shape)}".encode())
-        for t in (f.A, f.B):
+        for t in (f.A, f.B, *(x for x in (f.magnitude, f.bias) if x is not None)):
             digest.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
     return "sha256:" + digest.hexdigest()[:16]
 
