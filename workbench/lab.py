@@ -28,8 +28,9 @@ from workbench.adapters import (
     resolve_targets,
     write_peft,
 )
-from workbench.adapters.base_copies import check_base_copies
+from workbench.adapters.base_copies import check_base_copies, check_not_tied
 from workbench.adapters.layer import out_in
+from workbench.adapters.targets import adaptable_modules
 from workbench.errors import WorkbenchError
 from workbench.hooks import Cache
 from workbench.hooks import record as record_hooks  # `run` has a parameter named `record`
@@ -173,7 +174,7 @@ class Workbench:
                 f"{adapter.base_fingerprint}, but this lab's base ({self.name}) is {self.fingerprint}; "
                 "load it on its own base, or pass check_base=False if you know the shapes agree"
             )
-        modules = linear_modules(self.model)
+        modules = adaptable_modules(self.model)
         for path, f in adapter.modules.items():
             if path not in modules:
                 near = [n for n in modules if n.split(".")[-1] == path.split(".")[-1]][:3]
@@ -370,6 +371,7 @@ class Workbench:
         holding = [layer for layer in self.layers.values() if name in layer.names]
         for layer in holding:  # every check before the first change
             layer.check_merge(name)
+            check_not_tied(self.model, layer)
         if name in self._composition.names:
             self.use(None)
         for layer in holding:
@@ -398,7 +400,8 @@ class Workbench:
                           base_model_name_or_path=self.name,
                           target_modules=self._compact_targets(adapter),
                           task_type="CAUSAL_LM" if is_causal else None,
-                          fan_in_fan_out=any(layers[p].fan_in_fan_out for p in adapter.modules))
+                          fan_in_fan_out=any(layers[p].fan_in_fan_out and not layers[p].embedding
+                                             for p in adapter.modules))
 
     def _compact_targets(self, adapter: Adapter) -> list[str]:
         """Suffixes (``q_proj``) where the adapter covers every module that ends so, else full paths."""

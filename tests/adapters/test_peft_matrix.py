@@ -40,7 +40,8 @@ VARIANTS = {
     "dora": (lambda a: dict(target_modules=QV[a], use_dora=True), "exact"),
     "dora_rslora_mlp": (lambda a: dict(target_modules=[*QV[a], MLP[a]], use_dora=True, use_rslora=True),
                         "exact"),
-    "embedding": (lambda a: dict(target_modules=[EMBED[a], *QV[a]]), r"lora_embedding_A/B"),
+    "embedding": (lambda a: dict(target_modules=[EMBED[a], *QV[a]]), "exact"),
+    "head": (lambda a: dict(target_modules=[HEAD[a], *QV[a]]), "exact"),
     "modules_to_save": (lambda a: dict(target_modules=QV[a], modules_to_save=[HEAD[a]]),
                         r"modules_to_save=.* is not supported"),
     "trainable_tokens": (lambda a: dict(target_modules=QV[a], trainable_token_indices=[1, 2]),
@@ -54,7 +55,7 @@ VARIANTS = {
     "layer_replication": (lambda a: dict(target_modules=QV[a]), r"layer_replication=.* is not supported"),
 }
 FAST_ARCHS = ["llama", "gpt2", "bert"]  # every variant runs here; the rest run a core subset
-CORE = ["plain", "rslora_patterns", "bias_all_trained", "lora_bias", "dora", "embedding", "raw_pissa"]
+CORE = ["plain", "rslora_patterns", "bias_all_trained", "lora_bias", "dora", "embedding", "head", "raw_pissa"]
 CASES = [(a, v) for a in ARCHS for v in VARIANTS if a in FAST_ARCHS or v in CORE]
 
 
@@ -114,7 +115,7 @@ def test_peft_matrix(arch, variant, tmp_path):
 
 def test_every_refusal_names_its_field_and_fix(tmp_path):
     """A refusal message carries the field (or tensor) and a fix, not only 'unsupported'."""
-    for variant in ("raw_pissa", "modules_to_save", "alora", "layer_replication", "embedding"):
+    for variant in ("raw_pissa", "modules_to_save", "alora", "layer_replication", "trainable_tokens"):
         make_with_peft("llama", variant, tmp_path / variant)
         with pytest.raises(WorkbenchError) as e:
             Workbench(build("llama")).load_adapter(tmp_path / variant)

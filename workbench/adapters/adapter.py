@@ -159,6 +159,17 @@ class Adapter:
         f = self.modules[module]
         return None if f.bias is None else self.scale(module) * f.bias
 
+    def require_plain(self, purpose: str) -> None:
+        """Refuse DoRA, lora_bias and embedding modules for code that reads A and B as the whole update."""
+        odd = {m: ("DoRA" if f.magnitude is not None else "lora_bias" if f.bias is not None else "embedding")
+               for m, f in self.modules.items() if f.kind != "lora" or f.embedding}
+        if odd:
+            module, kind = next(iter(odd.items()))
+            raise WorkbenchError(
+                f"{purpose} takes plain LoRA adapters (the update is s·B·A on linear layers); adapter "
+                f"{self.name!r} is {kind} on {module!r} ({len(odd)} such modules). Use it with lab.use, "
+                "or pick plain LoRA adapters")
+
     def _refuse_dora(self, module: str, what: str) -> None:
         if self.modules[module].magnitude is not None:
             raise WorkbenchError(

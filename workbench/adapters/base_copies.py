@@ -65,3 +65,21 @@ def check_base_copies(adapter: Adapter, model: nn.Module) -> None:
                 "it was saved with"
             )
     adapter.base_copies = {}
+
+
+def check_not_tied(model: nn.Module, layer: nn.Module) -> None:
+    """Refuse to merge into a weight that another module shares (a head tied to the embeddings).
+
+    Folding ΔW into a tied weight changes every module that shares it: merging LoRA on ``lm_head``
+    would also change the input embeddings, so the merged model would not compute what the adapter
+    does. peft merges anyway (in place); the workbench refuses.
+    """
+    weight = layer.base_layer.weight
+    sharing = [name for name, p in model.named_parameters(remove_duplicate=False)
+               if p is weight and not name.startswith(layer.path + ".")]
+    if sharing:
+        raise WorkbenchError(
+            f"{layer.path!r} shares its weight with {sharing[0]!r} (tied embeddings); merging into it "
+            "would change both, so the merged model would not compute what the adapter does. Use the "
+            "adapter instead (lab.use), or untie the weights first"
+        )

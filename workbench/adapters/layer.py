@@ -1,4 +1,8 @@
-"""LoraLayer: wraps an ``nn.Linear`` (or GPT-2's ``Conv1D``) and applies many named adapters.
+"""LoraLayer: wraps an ``nn.Linear`` (or GPT-2's ``Conv1D``, or an ``nn.Embedding``) and applies
+many named adapters.
+
+On an embedding, the input is token ids and A x is a lookup: Δy = s·B·A[:, ids] (peft's
+``lora_embedding_A/B``), times the layer's ``embed_scale`` when it has one (Gemma 3), as peft does.
 
 forward: y = base(x) + Σ_i w_i · s_i · (B_i A_i x + b_i)   (or one adapter per batch row, for mixed
          batches; b_i is peft's ``lora_bias``, zero when absent; a DoRA adapter adds its own Δy, see
@@ -23,15 +27,16 @@ from workbench.adapters.dora import dora_update, effective_delta
 from workbench.errors import WorkbenchError
 from workbench.hooks import HookPoint
 
-WRAPPABLE = (nn.Linear, Conv1D)
+WRAPPABLE = (nn.Linear, Conv1D)  # what targets such as "all-linear" resolve to
+EMBEDDINGS = (nn.Embedding,)  # wrapped only when an adapter names them (peft's lora_embedding_A/B)
 
 
 def out_in(module: nn.Module) -> tuple[int, int]:
-    """(out, in) features of a Linear, a Conv1D (weight stored (in, out)) or a LoraLayer."""
+    """(out, in) of a Linear, a Conv1D or Embedding (weights stored (in, out)) or a LoraLayer."""
     if isinstance(module, LoraLayer):
         return module.out_features, module.in_features
     w = module.weight
-    return (w.shape[1], w.shape[0]) if isinstance(module, Conv1D) else (w.shape[0], w.shape[1])
+    return (w.shape[1], w.shape[0]) if isinstance(module, Conv1D | nn.Embedding) else (w.shape[0], w.shape[1])
 
 
 class LoraLayer(nn.Module):
@@ -44,13 +49,15 @@ class LoraLayer(nn.Module):
 
     def __init__(self, base: nn.Module, name: str):
         super().__init__()
-        if not isinstance(base, WRAPPABLE):
+        if not isinstance(base, WRAPPABLE + EMBEDDINGS):
             raise WorkbenchError(
-                f"module {name!r} is a {type(base).__name__}; adapters wrap nn.Linear or Conv1D only"
+                f"module {name!r} is a {type(base).__name__}; adapters wrap nn.Linear, Conv1D or "
+                "nn.Embedding only"
             )
         self.base_layer = base
         self.path = name
-        self.fan_in_fan_out = isinstance(base, Conv1D)  # Conv1D weight is (in, out)
+        self.embedding = isinstance(base, EMBEDDINGS)  # input is token ids
+        self.fan_in_fan_out = isinstance(base, Conv1D | nn.Embedding)  # weight stored (in, out)
         self.out_features, self.in_features = out_in(base)
         self.lora_A = nn.ParameterDict()  # name -> (r, in)
         self.lora_B = nn.ParameterDict()  # name -> (out, r)
@@ -76,6 +83,13 @@ class LoraLayer(nn.Module):
                 f"ΔW of shape (out={f.out_features}, in={f.in_features}) but the module is "
                 f"(out={self.out_features}, in={self.in_features}); was it made for another base model?"
             )
+        if f.embedding != self.embedding or (self.embedding and f.kind != "lora"):
+            raise WorkbenchError(
+                f"adapter {adapter.name!r} module {self.path!r}: "
+                + ("DoRA and lora_bias are not supported on embeddings (peft refuses lora_bias there)"
+                   if f.embedding and self.embedding else
+                   f"its factors are for {'an embedding' if f.embedding else 'a linear layer'}, "
+                   f"but the module is a {type(self.base_layer).__name__}"))
         dev = self.base_layer.weight.device
         self.lora_A[adapter.name] = nn.Parameter(f.A.to(dev), requires_grad=False)
         self.lora_B[adapter.name] = nn.Parameter(f.B.to(dev), requires_grad=False)
@@ -132,7 +146,7 @@ class LoraLayer(nn.Module):
         """Refuse, before anything changes, a merge this layer cannot do."""
         if name in self.merged:
             raise WorkbenchError(f"adapter {name!r} is already merged into {self.path!r}")
-        if name in self.lora_bias and self.base_layer.bias is None:
+        if name in self.lora_bias and getattr(self.base_layer, "bias", None) is None:
             raise WorkbenchError(
                 f"adapter {name!r} has a lora_bias on {self.path!r}, whose base layer has no bias to "
                 "fold it into (peft refuses this merge too); use the adapter instead (lab.use)")
@@ -140,7 +154,7 @@ class LoraLayer(nn.Module):
     @torch.no_grad()
     def merge(self, name: str, weight: float = 1.0) -> None:
         self.check_merge(name)
-        w, b = self.base_layer.weight, self.base_layer.bias
+        w, b = self.base_layer.weight, getattr(self.base_layer, "bias", None)
         db = self.bias_delta(name)
         d = weight * self.delta_weight(name)
         if self._base_backup is None:
@@ -155,7 +169,7 @@ class LoraLayer(nn.Module):
     @torch.no_grad()
     def unmerge(self, name: str) -> None:
         weight = self.merged.pop(name)
-        w, b = self.base_layer.weight, self.base_layer.bias
+        w, b = self.base_layer.weight, getattr(self.base_layer, "bias", None)
         d = self._merged_delta.pop(name, None)
         if not self.merged:  # nothing left folded in: restore the original exactly
             w.copy_(self._base_backup[0])
@@ -171,6 +185,11 @@ class LoraLayer(nn.Module):
     def update(self, name: str, x: torch.Tensor) -> torch.Tensor:
         """What the forward adds for adapter ``name`` at weight 1: s·(B·A·dropout(x) + b), or DoRA's Δy."""
         A, B = self.lora_A[name], self.lora_B[name]
+        if self.embedding:  # x: token ids (B, T); no dropout on a lookup (as peft)
+            h = self.hook_rank[name](F.embedding(x, A.T))  # (B, T, r)
+            out = self.scaling[name] * F.linear(h, B)  # (B, T, out)
+            scale = getattr(self.base_layer, "embed_scale", None)
+            return out if scale is None else out * torch.as_tensor(scale).to(out.dtype)
         p = self.dropout.get(name, 0.0)
         if p and self.training:
             x = F.dropout(x, p)
@@ -201,7 +220,7 @@ class LoraLayer(nn.Module):
                     f"mixed batch: {len(comp.rows)} adapter names for a batch of {x.shape[0]} rows; "
                     "give one name (or None) per row"
                 )
-            delta = torch.zeros(*x.shape[:-1], self.out_features, dtype=x.dtype, device=x.device)
+            delta = torch.zeros_like(result)  # (B, T, out)
             for name in dict.fromkeys(r for r in comp.rows if r in self.lora_A):
                 idx = torch.tensor([i for i, r in enumerate(comp.rows) if r == name], device=x.device)
                 delta = delta.index_add(0, idx, self.update(name, x[idx]).to(delta.dtype))

@@ -31,12 +31,11 @@ _KEYS = {  # what each LoRA tensor of peft is, by the end of its key
     "B": re.compile(rf"^(?P<module>.+)\.lora_B{_ADAPTER}\.weight$"),
     "bias": re.compile(rf"^(?P<module>.+)\.lora_B{_ADAPTER}\.bias$"),
     "magnitude": re.compile(rf"^(?P<module>.+)\.lora_magnitude_vector{_ADAPTER}(?:\.weight)?$"),
-    "embedding": re.compile(rf"^(?P<module>.+)\.lora_embedding_[AB]{_ADAPTER}$"),
+    "embA": re.compile(rf"^(?P<module>.+)\.lora_embedding_A{_ADAPTER}$"),
+    "embB": re.compile(rf"^(?P<module>.+)\.lora_embedding_B{_ADAPTER}$"),
     "tokens": re.compile(r"^(?P<module>.+)\.token_adapter\.trainable_tokens_delta(?:\.[^.]+)?$"),
 }
 _REFUSED_TENSORS = {
-    "embedding": ("is LoRA on an embedding layer (lora_embedding_A/B), which this loader does not "
-                  "apply yet; merge it with peft (`merge_and_unload()`) and load the merged model"),
     "tokens": ("holds trainable token rows (trainable_token_indices), which this loader does not apply "
                "yet; merge it with peft (`merge_and_unload()`) and load the merged model"),
 }
@@ -99,7 +98,11 @@ def _classify(tensors: dict[str, torch.Tensor], settings: PeftSettings, file: Pa
                 )
             base_copies[short.replace(".base_layer.", ".")] = t
             continue
-        parts.setdefault(m["module"], {})[kind] = t
+        p = parts.setdefault(m["module"], {})
+        if kind in ("embA", "embB"):  # same layout as lora_A/B: A (r, num_embeddings), B (dim, r)
+            p["embedding"] = t
+            kind = kind[-1]
+        p[kind] = t
     if not parts:
         raise WorkbenchError(f"{file} holds no lora_A/lora_B tensors")
     modules = {}
@@ -125,6 +128,7 @@ def _classify(tensors: dict[str, torch.Tensor], settings: PeftSettings, file: Pa
             p["A"].float(), p["B"].float(), settings.alpha_of(mod),
             magnitude=p["magnitude"].float() if "magnitude" in p else None,
             bias=p["bias"].float() if "bias" in p else None,
+            embedding="embedding" in p,
         )
     return modules, base_copies
 
@@ -176,8 +180,10 @@ def write_peft(
     )
     tensors = {}
     for m, f in adapter.modules.items():
-        tensors[f"base_model.model.{m}.lora_A.weight"] = f.A.detach().float().cpu().contiguous()
-        tensors[f"base_model.model.{m}.lora_B.weight"] = f.B.detach().float().cpu().contiguous()
+        a_key, b_key = ("lora_embedding_A", "lora_embedding_B") if f.embedding else \
+            ("lora_A.weight", "lora_B.weight")
+        tensors[f"base_model.model.{m}.{a_key}"] = f.A.detach().float().cpu().contiguous()
+        tensors[f"base_model.model.{m}.{b_key}"] = f.B.detach().float().cpu().contiguous()
         if f.bias is not None:
             tensors[f"base_model.model.{m}.lora_B.bias"] = f.bias.detach().float().cpu().contiguous()
         if f.magnitude is not None:

@@ -95,7 +95,7 @@ def merge(adapters: list[Adapter], method: str, weights: list[float] | None = No
         factors = spec.run(inputs, full)
     modules = {p: LoraFactors(A.detach().to(torch.float32).contiguous(), B.detach().to(torch.float32)
                               .contiguous(), float(A.shape[0])) for p, (A, B) in factors.items()}
-    carry_lora_biases(modules, adapters, weights)
+    carry_extras(modules, adapters, weights)
     error, total = merge_error(modules, inputs)
     lineage_params = {k: _jsonable(v) for k, v in full.items()}
     adapter = Adapter(
@@ -224,14 +224,17 @@ def merge_error(modules: dict[str, LoraFactors], inputs: MergeInputs) -> tuple[p
     return tidy(rows), _ratio(math.sqrt(num), math.sqrt(den))
 
 
-def carry_lora_biases(modules: dict[str, LoraFactors], adapters: list[Adapter], weights: list[float]) -> None:
-    """Give the merged modules the exact weighted sum of the sources' lora_B biases, Σ wᵢ·sᵢ·bᵢ.
+def carry_extras(modules: dict[str, LoraFactors], adapters: list[Adapter], weights: list[float]) -> None:
+    """Keep embedding modules embeddings, and give the merged modules the exact weighted sum of the
+    sources' lora_B biases, Σ wᵢ·sᵢ·bᵢ.
 
     A bias update adds to the output linearly, so its weighted sum is exact for every method; the
     method (trimming, rescaling ...) acts on the weight updates only. The merged adapter has s = 1.
     When any source has a lora_bias, every merged module gets one (zero where no source has it), so
     the adapter stays one peft kind (``lora_bias=True``).
     """
+    for path, f in modules.items():  # an embedding module stays one (its factors are lookups)
+        f.embedding = any(a.modules[path].embedding for a in adapters if path in a.modules)
     if not any(f.bias is not None for a in adapters for f in a.modules.values()):
         return
     for path, f in modules.items():
