@@ -30,6 +30,8 @@ from workbench.adapters import (
 )
 from workbench.adapters.base_copies import check_base_copies, check_not_tied
 from workbench.adapters.layer import out_in
+from workbench.adapters.param_layer import install_params
+from workbench.adapters.peft_extras import peft_extras
 from workbench.adapters.targets import adaptable_modules
 from workbench.errors import WorkbenchError
 from workbench.hooks import Cache
@@ -130,8 +132,8 @@ class Workbench:
             paths = list(layers)
         else:
             paths = [p for p in resolve_targets(self.model, targets) if p in layers]
-            busy = {p: layers[p].names + list(layers[p].routes) for p in paths
-                    if layers[p].names or len(layers[p].routes)}
+            busy = {p: layers[p].held + list(layers[p].routes) for p in paths
+                    if layers[p].held or len(layers[p].routes)}
             if busy:
                 path, names = next(iter(busy.items()))
                 raise WorkbenchError(
@@ -192,6 +194,7 @@ class Workbench:
         check_base_copies(adapter, self.model)  # peft's saved copies of base weights must equal ours
         for path in adapter.modules:
             self._wrap(path).add(adapter)
+        install_params(self.model, self._wrap, adapter)  # trained biases, modules_to_save, tokens
         if adapter.base_fingerprint is None:
             adapter.base_fingerprint = self.fingerprint
         self._adapters[adapter.name] = adapter
@@ -214,7 +217,7 @@ class Workbench:
         if name in self._composition.names:
             self.use(None)
         for layer in self.layers.values():
-            if name in layer.names:
+            if name in layer.held:
                 layer.remove(name)
         return self._adapters.pop(name)
 
@@ -368,7 +371,7 @@ class Workbench:
     def merge_into_base(self, name: str, weight: float = 1.0) -> None:
         """Fold ``weight``·ΔW of an adapter into the base weights (faster inference); exact to undo."""
         self._get(name)
-        holding = [layer for layer in self.layers.values() if name in layer.names]
+        holding = [layer for layer in self.layers.values() if name in layer.held]
         for layer in holding:  # every check before the first change
             layer.check_merge(name)
             check_not_tied(self.model, layer)
@@ -396,7 +399,7 @@ class Workbench:
         adapter = self._get(adapter)
         layers = self.layers
         is_causal = type(self.model).__name__.endswith("ForCausalLM")
-        return write_peft(adapter, path, overwrite=overwrite,
+        return write_peft(adapter, path, overwrite=overwrite, extras=peft_extras(adapter, self.model),
                           base_model_name_or_path=self.name,
                           target_modules=self._compact_targets(adapter),
                           task_type="CAUSAL_LM" if is_causal else None,

@@ -1,4 +1,5 @@
-"""Each supported kind of peft adapter (plain, rsLoRA, lora_bias, DoRA, saved base copies) is exact
+"""Each supported kind of peft adapter (plain, rsLoRA, lora_bias, DoRA, embeddings and heads, trained
+biases, modules_to_save, trainable tokens, saved base copies) is exact
 beyond loading: weighted sums, mixed batches, merge into the base and unmerge (bit for bit), and the
 identity merge (one adapter, weight 1: the same logits; peft issue 3761 must not happen here).
 """
@@ -14,7 +15,9 @@ from tests.adapters.tiny_archs import build, inputs, logits
 from workbench import Workbench
 from workbench.errors import WorkbenchError
 
-KINDS = ["plain", "rslora_patterns", "lora_bias", "dora", "bias_all", "embedding", "head"]
+KINDS = ["plain", "rslora_patterns", "lora_bias", "dora", "bias_all", "embedding", "head",
+         "bias_all_trained", "modules_to_save", "trainable_tokens"]
+TIED = ("embedding", "head", "modules_to_save", "trainable_tokens")  # on GPT-2: its head is tied
 ARCHS = ["llama", "gpt2", "qwen2"]
 
 
@@ -56,7 +59,7 @@ def test_merge_into_base_equals_peft_and_unmerge_restores_bits(arch, kind, tmp_p
             lab.merge_into_base("a")
         assert all(torch.equal(lab.model.state_dict()[k], v) for k, v in before.items())
         return
-    if kind in ("embedding", "head") and arch == "gpt2":  # GPT-2's head is tied to its embeddings
+    if kind in TIED and arch == "gpt2":  # GPT-2's head is tied to its embeddings
         with pytest.raises(WorkbenchError, match=r"shares its weight with .* \(tied embeddings\)"):
             lab.merge_into_base("a")
         assert all(torch.equal(lab.model.state_dict()[k], v) for k, v in before.items())

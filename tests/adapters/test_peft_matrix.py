@@ -33,19 +33,16 @@ VARIANTS = {
     "all_linear": (lambda a: dict(target_modules="all-linear"), "exact"),
     "bias_lora_only": (lambda a: dict(target_modules=QV[a], bias="lora_only"), "exact"),
     "bias_all": (lambda a: dict(target_modules=QV[a], bias="all"), "exact"),
-    "bias_all_trained": (lambda a: dict(target_modules=QV[a], bias="all"),
-                         lambda a: r"copy of base parameter .*bias.* trained bias" if _has_bias(a)
-                         else "exact"),
+    "bias_all_trained": (lambda a: dict(target_modules=QV[a], bias="all"), "exact"),
+    "bias_lora_only_trained": (lambda a: dict(target_modules=QV[a], bias="lora_only"), "exact"),
     "lora_bias": (lambda a: dict(target_modules=QV[a], lora_bias=True), "exact"),
     "dora": (lambda a: dict(target_modules=QV[a], use_dora=True), "exact"),
     "dora_rslora_mlp": (lambda a: dict(target_modules=[*QV[a], MLP[a]], use_dora=True, use_rslora=True),
                         "exact"),
     "embedding": (lambda a: dict(target_modules=[EMBED[a], *QV[a]]), "exact"),
     "head": (lambda a: dict(target_modules=[HEAD[a], *QV[a]]), "exact"),
-    "modules_to_save": (lambda a: dict(target_modules=QV[a], modules_to_save=[HEAD[a]]),
-                        r"modules_to_save=.* is not supported"),
-    "trainable_tokens": (lambda a: dict(target_modules=QV[a], trainable_token_indices=[1, 2]),
-                         r"trainable_token_indices=.* is not supported"),
+    "modules_to_save": (lambda a: dict(target_modules=QV[a], modules_to_save=[HEAD[a]]), "exact"),
+    "trainable_tokens": (lambda a: dict(target_modules=QV[a], trainable_token_indices=[1, 2]), "exact"),
     "raw_pissa": (lambda a: dict(target_modules=QV[a], init_lora_weights="pissa"),
                   r"init_lora_weights='pissa'.*path_initial_model_for_weight_conversion"),
     "raw_olora": (lambda a: dict(target_modules=QV[a], init_lora_weights="olora"),
@@ -55,7 +52,8 @@ VARIANTS = {
     "layer_replication": (lambda a: dict(target_modules=QV[a]), r"layer_replication=.* is not supported"),
 }
 FAST_ARCHS = ["llama", "gpt2", "bert"]  # every variant runs here; the rest run a core subset
-CORE = ["plain", "rslora_patterns", "bias_all_trained", "lora_bias", "dora", "embedding", "head", "raw_pissa"]
+CORE = ["plain", "rslora_patterns", "bias_all_trained", "lora_bias", "dora", "embedding", "head",
+        "modules_to_save", "trainable_tokens", "raw_pissa"]
 CASES = [(a, v) for a in ARCHS for v in VARIANTS if a in FAST_ARCHS or v in CORE]
 
 
@@ -70,8 +68,10 @@ def make_with_peft(arch: str, variant: str, out) -> PeftModel:
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for name, p in model.named_parameters():
-            trained_bias = variant == "bias_all_trained" and name.endswith("bias") and "lora_" not in name
-            if "lora_" in name or trained_bias:  # DoRA magnitudes and lora_B biases must matter
+            saved_bias = "base_layer.bias" in name if "lora_only" in variant else name.endswith("bias")
+            trained = (variant.endswith("_trained") and saved_bias and "lora_" not in name) \
+                or "modules_to_save" in name or "trainable_tokens" in name
+            if "lora_" in name or trained:  # DoRA magnitudes and lora_B biases must matter
                 p.add_(torch.randn(p.shape, generator=g) * 0.1)
     model.save_pretrained(out)
     if variant == "layer_replication":  # peft builds it only for some models; the config is what counts
@@ -115,7 +115,7 @@ def test_peft_matrix(arch, variant, tmp_path):
 
 def test_every_refusal_names_its_field_and_fix(tmp_path):
     """A refusal message carries the field (or tensor) and a fix, not only 'unsupported'."""
-    for variant in ("raw_pissa", "modules_to_save", "alora", "layer_replication", "trainable_tokens"):
+    for variant in ("raw_pissa", "raw_olora", "alora", "layer_replication"):
         make_with_peft("llama", variant, tmp_path / variant)
         with pytest.raises(WorkbenchError) as e:
             Workbench(build("llama")).load_adapter(tmp_path / variant)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from workbench.adapters.params import ParamDelta
 from workbench.errors import WorkbenchError
 from workbench.registry import Registry
 
@@ -84,9 +85,11 @@ class Adapter:
         base_fingerprint: ``workbench.zoo.fingerprint`` of the base it was made for, if known.
         lineage: how it was made (method, parameters, seed, sources); survives export.
         metadata: free user data (JSON-serializable); survives export.
-        base_copies: copies of base-model parameters found in a PEFT file (peft saves the
-            embedding and head weights when they are targeted), by parameter path. ``Workbench``
-            checks that each equals its base and then drops it; one that differs is refused.
+        params: trained base parameters (peft's ``bias``, ``modules_to_save``,
+            ``trainable_token_indices``) as deltas by parameter path; see ``workbench.adapters.params``.
+        base_copies: base parameters as found in a PEFT file (``params.SavedParam``), by parameter
+            path. ``Workbench`` compares each with its base: equal copies are dropped, trained ones
+            become ``params``, anything else is refused.
     """
 
     name: str
@@ -95,7 +98,8 @@ class Adapter:
     base_fingerprint: str | None = None
     lineage: dict = field(default_factory=dict)
     metadata: dict = field(default_factory=dict)
-    base_copies: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+    params: dict[str, ParamDelta] = field(default_factory=dict, repr=False)
+    base_copies: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():
@@ -163,6 +167,8 @@ class Adapter:
         """Refuse DoRA, lora_bias and embedding modules for code that reads A and B as the whole update."""
         odd = {m: ("DoRA" if f.magnitude is not None else "lora_bias" if f.bias is not None else "embedding")
                for m, f in self.modules.items() if f.kind != "lora" or f.embedding}
+        if self.params:
+            odd.update({p: f"trained {d.origin}" for p, d in self.params.items()})
         if odd:
             module, kind = next(iter(odd.items()))
             raise WorkbenchError(
@@ -192,6 +198,7 @@ class Adapter:
             base_fingerprint=self.base_fingerprint,
             lineage=dict(self.lineage),
             metadata=dict(self.metadata),
+            params={p: d.clone() for p, d in self.params.items()},
         )
 
     def __repr__(self) -> str:

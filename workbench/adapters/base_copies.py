@@ -1,9 +1,11 @@
-"""Copies of base parameters inside a PEFT file: accepted when they equal the base, else refused.
+"""Base parameters inside a PEFT file: equal copies are dropped, declared trained ones kept, others refused.
 
 peft writes the embedding and output-head weights beside the factors when they are targeted
-(``save_embedding_layers``), and the base biases with ``bias="all"`` / ``"lora_only"``. An untouched
-copy carries no information; a copy that differs is a trained parameter that this workbench does not
-apply, so the adapter is refused, naming the tensor, rather than loaded with the change lost.
+(``save_embedding_layers``), the base biases with ``bias="all"`` / ``"lora_only"``, whole modules
+with ``modules_to_save`` and new embedding rows with ``trainable_token_indices``. An untouched copy
+carries no information; a trained parameter the config declares becomes a ``ParamDelta``; a copy
+that differs without being declared is refused, naming the tensor, rather than loaded with the
+change lost.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import torch
 from torch import nn
 
 from workbench.adapters.adapter import Adapter
+from workbench.adapters.params import ParamDelta
 from workbench.errors import WorkbenchError
 
 
@@ -36,34 +39,58 @@ def base_parameter(model: nn.Module, path: str) -> torch.Tensor | None:
 
 
 def check_base_copies(adapter: Adapter, model: nn.Module) -> None:
-    """Refuse an adapter whose saved base parameters differ from ``model``'s; drop equal copies.
+    """Compare the adapter's saved base parameters with ``model``'s: drop equal copies, keep trained
+    biases, ``modules_to_save`` parameters and token rows as ``adapter.params`` (deltas), refuse the rest.
+
+    Nothing on the adapter changes when it raises.
 
     Raises:
-        WorkbenchError: a copy names a parameter the model lacks, has another shape, or holds
-            other values (a trained bias, a trained embedding ...): the message names it and the fix.
+        WorkbenchError: a saved tensor names a parameter the model lacks, has another shape, or
+            differs from the base without being a trained parameter peft's config declares.
     """
+    params: dict[str, ParamDelta] = {}
     for path, saved in adapter.base_copies.items():
         base = base_parameter(model, path)
         if base is None:
             raise WorkbenchError(
                 f"adapter {adapter.name!r} holds a tensor for {path!r}, which is not a parameter of this "
                 "model; it was made for another base (or holds modules this workbench does not apply)")
-        if tuple(saved.shape) != tuple(base.shape):
+        value = saved.value
+        if saved.role == "tokens":
+            if value.dim() != 2 or value.shape[1] != base.shape[1] or int(saved.rows.max()) >= base.shape[0]:
+                raise WorkbenchError(
+                    f"adapter {adapter.name!r}: its token rows for {path!r} are {tuple(value.shape)} with "
+                    f"ids up to {int(saved.rows.max())}, but the embedding is {tuple(base.shape)}")
+            rows = saved.rows.to(base.device)
+            params[path] = ParamDelta(value.float() - base.detach()[rows].float().cpu(), saved.rows,
+                                      "tokens", saved.group)
+            continue
+        if tuple(value.shape) != tuple(base.shape):
             raise WorkbenchError(
-                f"adapter {adapter.name!r}: its copy of {path!r} is {tuple(saved.shape)} but the base "
+                f"adapter {adapter.name!r}: its copy of {path!r} is {tuple(value.shape)} but the base "
                 f"has {tuple(base.shape)}; it was made for another base model (or a resized vocabulary)")
-        same = saved.to(device=base.device, dtype=base.dtype)
-        if not torch.equal(same, base.detach()):
-            diff = (saved.float() - base.detach().float().cpu()).abs().max().item()
-            what = ("a trained bias (peft bias='all' or 'lora_only')" if path.endswith("bias")
-                    else "a trained full parameter")
-            raise WorkbenchError(
-                f"adapter {adapter.name!r}: its copy of base parameter {path!r} differs from this base "
-                f"(max |difference| {diff:.3g}): it is {what}, which this workbench does not apply "
-                "yet, and loading without it would change the outputs silently. Merge the adapter "
-                "with peft (`merge_and_unload()`) and load the merged model, or load it on the base "
-                "it was saved with"
-            )
+        if saved.role == "module":
+            params[path] = ParamDelta(value.float() - base.detach().float().cpu(), None, "module",
+                                      saved.group)
+            continue
+        if torch.equal(value.to(device=base.device, dtype=base.dtype), base.detach()):
+            continue
+        if saved.role == "bias":
+            params[path] = ParamDelta(value.float() - base.detach().float().cpu(), None, "bias")
+            continue
+        diff = (value.float() - base.detach().float().cpu()).abs().max().item()
+        raise WorkbenchError(
+            f"adapter {adapter.name!r}: its copy of base parameter {path!r} differs from this base "
+            f"(max |difference| {diff:.3g}), and its config declares no trained parameter there "
+            "(bias, modules_to_save, trainable_token_indices); loading it would change the outputs "
+            "silently. Load it on the base it was saved with, or merge it with peft "
+            "(`merge_and_unload()`) and load the merged model"
+        )
+    for path, d in params.items():
+        if not torch.isfinite(d.delta).all():
+            raise WorkbenchError(f"adapter {adapter.name!r}: its trained {path!r} holds NaN/Inf values; "
+                                 "the adapter is corrupt")
+    adapter.params = {**adapter.params, **params}
     adapter.base_copies = {}
 
 

@@ -24,6 +24,7 @@ from transformers.pytorch_utils import Conv1D
 from workbench.adapters.adapter import Adapter
 from workbench.adapters.composition import Composition
 from workbench.adapters.dora import dora_update, effective_delta
+from workbench.adapters.params import ParamDelta, output_change
 from workbench.errors import WorkbenchError
 from workbench.hooks import HookPoint
 
@@ -73,6 +74,7 @@ class LoraLayer(nn.Module):
         self.merged: dict[str, float] = {}  # name -> weight folded into the base weight
         self._base_backup: tuple[torch.Tensor, torch.Tensor | None] | None = None  # (weight, bias)
         self._merged_delta: dict[str, torch.Tensor] = {}  # DoRA: the ΔW added at merge, to undo it
+        self.param_deltas: dict[str, dict[str, ParamDelta]] = {}  # name -> leaf -> Δ (trained params)
 
     # -- adapters --------------------------------------------------------------------------------
     def add(self, adapter: Adapter) -> None:
@@ -103,9 +105,21 @@ class LoraLayer(nn.Module):
         self.scaling[adapter.name] = adapter.scale(self.path)
         self.hook_rank[adapter.name] = HookPoint()
 
+    def add_param(self, name: str, leaf: str, d: ParamDelta) -> None:
+        """Hold Δ of the base parameter ``leaf`` (weight or bias) for adapter ``name``."""
+        self.param_deltas.setdefault(name, {})[leaf] = d
+
+    @property
+    def held(self) -> list[str]:
+        """Every adapter with something here: factors (``names``) or trained parameters."""
+        return list(dict.fromkeys([*self.lora_A.keys(), *self.param_deltas]))
+
     def remove(self, name: str) -> None:
         if name in self.merged:
             self.unmerge(name)
+        self.param_deltas.pop(name, None)
+        if name not in self.lora_A:
+            return
         for d in (self.lora_A, self.lora_B, self.hook_rank):
             del d[name]
         for d in (self.lora_bias, self.magnitude):
@@ -155,16 +169,24 @@ class LoraLayer(nn.Module):
     def merge(self, name: str, weight: float = 1.0) -> None:
         self.check_merge(name)
         w, b = self.base_layer.weight, getattr(self.base_layer, "bias", None)
-        db = self.bias_delta(name)
-        d = weight * self.delta_weight(name)
         if self._base_backup is None:
             self._base_backup = (w.detach().clone(), None if b is None else b.detach().clone())
-        if name in self.magnitude:
-            self._merged_delta[name] = d
-        w += d.to(w.dtype)
-        if db is not None:
-            b += (weight * db).to(b.dtype)
+        if name in self.lora_A:
+            db = self.bias_delta(name)
+            d = weight * self.delta_weight(name)
+            if name in self.magnitude:
+                self._merged_delta[name] = d
+            w += d.to(w.dtype)
+            if db is not None:
+                b += (weight * db).to(b.dtype)
+        self._fold_params(name, weight)
         self.merged[name] = weight
+
+    def _fold_params(self, name: str, weight: float) -> None:
+        """Add weight·Δ of the adapter's trained parameters to the base parameters (in place)."""
+        for leaf, d in self.param_deltas.get(name, {}).items():
+            P = getattr(self.base_layer, leaf)
+            P += (weight * d.dense(P)).to(P.dtype)
 
     @torch.no_grad()
     def unmerge(self, name: str) -> None:
@@ -177,6 +199,9 @@ class LoraLayer(nn.Module):
                 b.copy_(self._base_backup[1])
             self._base_backup = None
         else:
+            self._fold_params(name, -weight)
+            if name not in self.lora_A:
+                return
             w -= (d if d is not None else weight * self.delta_weight(name)).to(w.dtype)
             if (db := self.bias_delta(name)) is not None:
                 b -= (weight * db).to(b.dtype)
@@ -200,15 +225,30 @@ class LoraLayer(nn.Module):
             return dora_update(x, self.base_weight(), A, B, self.magnitude[name], self.scaling[name], out)
         return self.scaling[name] * out  # (B, T, out)
 
+    def change(self, name: str, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
+        """The whole output change of adapter ``name`` at weight 1: its factors' update plus what its
+        trained parameters add (``workbench.adapters.params``)."""
+        out = self.update(name, x) if name in self.lora_A else torch.zeros_like(result)
+        for leaf, d in self.param_deltas.get(name, {}).items():
+            out = out + output_change(self.base_layer, leaf, d, x, result)
+        return out
+
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         result = self.base_layer(x, *args, **kwargs)
         comp = self.composition
-        if not comp.names & (self.lora_A.keys() | self.routes.keys()):  # nothing used lives here
+        held = set(self.held)
+        if not comp.names & (held | self.routes.keys()):  # nothing used lives here
             return result
         x = self.hook_in(x)
+        # accumulate in float32 at least and round once, as peft does (fp32 adapters on a bf16 base)
+        acc = torch.promote_types(result.dtype, torch.float32)
         if comp.rows is None:
-            delta = sum(w * self.update(n, x) if n in self.lora_A else w * self.routes[n](x, self.base_layer)
-                        for n, w in comp.weights.items() if n in self.lora_A or n in self.routes)
+            delta = torch.zeros(result.shape, dtype=acc, device=result.device)  # (B, T, out)
+            for n, w in comp.weights.items():
+                if n in held:
+                    delta = delta + w * self.change(n, x, result).to(delta.dtype)
+                elif n in self.routes:
+                    delta = delta + w * self.routes[n](x, self.base_layer).to(delta.dtype)
         else:
             if comp.names & self.routes.keys():
                 raise WorkbenchError(
@@ -220,11 +260,11 @@ class LoraLayer(nn.Module):
                     f"mixed batch: {len(comp.rows)} adapter names for a batch of {x.shape[0]} rows; "
                     "give one name (or None) per row"
                 )
-            delta = torch.zeros_like(result)  # (B, T, out)
-            for name in dict.fromkeys(r for r in comp.rows if r in self.lora_A):
+            delta = torch.zeros(result.shape, dtype=acc, device=result.device)  # (B, T, out)
+            for name in dict.fromkeys(r for r in comp.rows if r in held):
                 idx = torch.tensor([i for i, r in enumerate(comp.rows) if r == name], device=x.device)
-                delta = delta.index_add(0, idx, self.update(name, x[idx]).to(delta.dtype))
-        return result + self.hook_delta(delta).to(result.dtype)
+                delta = delta.index_add(0, idx, self.change(name, x[idx], result[idx]).to(delta.dtype))
+        return (result + self.hook_delta(delta)).to(result.dtype)
 
     def extra_repr(self) -> str:
         ranks = {n: self.lora_A[n].shape[0] for n in self.names}

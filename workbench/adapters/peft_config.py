@@ -36,7 +36,7 @@ NEUTRAL = {
 }
 # (b) Fields read exactly (see PeftSettings).
 EXACT = {"r", "lora_alpha", "rank_pattern", "alpha_pattern", "use_rslora", "bias", "lora_bias",
-         "use_dora", "init_lora_weights"}
+         "use_dora", "init_lora_weights", "modules_to_save", "trainable_token_indices"}
 
 # init_lora_weights values after which the trained factors are an ordinary LoRA on the unchanged base.
 PLAIN_INITS = {True, False, "gaussian", "orthogonal", "eva"}
@@ -68,12 +68,6 @@ REFUSED = {
     "arrow_config": "Arrow routing is not supported here; use the adapter with peft",
     "kasa_config": ("KaSA truncates the base weight's singular values and adds a learned diagonal; it is "
                     "not supported. Use it with peft, or merge it there (`merge_and_unload`)"),
-    "modules_to_save": (
-        "modules_to_save trains full copies of modules, which this loader does not apply yet. Merge the "
-        "adapter with peft (`merge_and_unload()`) and load the merged model as a base"),
-    "trainable_token_indices": (
-        "trainable tokens replace rows of the embedding matrix, which this loader does not apply yet. "
-        "Merge the adapter with peft (`merge_and_unload()`) and load the merged model as a base"),
 }
 
 
@@ -89,6 +83,25 @@ class PeftSettings:
     bias: str = "none"  # "none" | "lora_only" | "all": which base biases peft trained and saved
     lora_bias: bool = False  # lora_B carries a bias (scaled by s, like its weight)
     dora: bool = False  # weight-decomposed (lora_magnitude_vector per module)
+    modules_to_save: list = field(default_factory=list)  # modules peft trained whole copies of
+    token_indices: list | dict | None = None  # trainable_token_indices: ids, or module -> ids
+
+    def saved_module(self, path: str) -> str | None:
+        """The ``modules_to_save`` entry that ``path`` (a parameter) lies in, as peft matches it."""
+        parts = path.split(".")
+        for i in range(1, len(parts)):
+            prefix = ".".join(parts[:i])
+            for m in self.modules_to_save:
+                if prefix == m or prefix.endswith("." + m):
+                    return m
+        return None
+
+    def token_rows(self, module: str) -> list[int] | None:
+        """The trainable token ids of embedding ``module``."""
+        if isinstance(self.token_indices, dict):
+            return next((v for k, v in self.token_indices.items()
+                         if module == k or module.endswith("." + k)), None)
+        return self.token_indices
 
     def rank(self, module: str) -> int:
         return _pattern_value(self.rank_pattern, module, self.r)
@@ -133,7 +146,14 @@ def read_settings(cfg: dict, cfg_file: Path) -> PeftSettings:
         bias=bias,
         lora_bias=bool(cfg.get("lora_bias", False)),
         dora=bool(cfg.get("use_dora", False)),
+        modules_to_save=_names(cfg.get("modules_to_save"), "modules_to_save", cfg_file),
+        token_indices=_tokens(cfg.get("trainable_token_indices"), cfg_file),
     )
+    if cfg.get("ensure_weight_tying") and (settings.modules_to_save or settings.token_indices):
+        raise WorkbenchError(
+            f"{cfg_file}: ensure_weight_tying=true with modules_to_save/trainable_token_indices ties the "
+            "trained copies of the embedding and the head, which this loader does not reproduce; save "
+            "the adapter without ensure_weight_tying, or use it with peft")
     for m, v in settings.rank_pattern.items():
         _positive_int(v, f"rank_pattern[{m!r}]", cfg_file)
     for m, v in settings.alpha_pattern.items():
@@ -165,6 +185,24 @@ def _check_init(init, cfg_file: Path) -> None:
                              "is not supported; use the adapter with peft")
     raise WorkbenchError(f"{cfg_file}: init_lora_weights={init!r} is unknown; peft writes true, false, "
                          "'gaussian', 'orthogonal', 'eva', 'pissa', 'olora', 'corda', 'loftq' or 'lora_ga'")
+
+
+def _names(value, key: str, cfg_file: Path) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise WorkbenchError(f"{cfg_file}: {key}={value!r}; it must be a list of module names")
+    return value
+
+
+def _tokens(value, cfg_file: Path):
+    ok = (value is None or (isinstance(value, list) and all(isinstance(i, int) for i in value)) or
+          (isinstance(value, dict) and all(isinstance(v, list) and all(isinstance(i, int) for i in v)
+                                           for v in value.values())))
+    if not ok:
+        raise WorkbenchError(f"{cfg_file}: trainable_token_indices={value!r}; it must be a list of token "
+                             "ids or an object module name -> list of token ids")
+    return value
 
 
 def _is_set(value) -> bool:

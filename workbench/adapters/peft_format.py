@@ -19,6 +19,7 @@ from safetensors.torch import save_file
 
 from workbench.adapters.adapter import Adapter, LoraFactors
 from workbench.adapters.files import atomic_directory, read_safetensors
+from workbench.adapters.params import SavedParam
 from workbench.adapters.peft_config import OUR_KEY, PeftSettings, read_settings
 from workbench.errors import WorkbenchError
 
@@ -35,10 +36,7 @@ _KEYS = {  # what each LoRA tensor of peft is, by the end of its key
     "embB": re.compile(rf"^(?P<module>.+)\.lora_embedding_B{_ADAPTER}$"),
     "tokens": re.compile(r"^(?P<module>.+)\.token_adapter\.trainable_tokens_delta(?:\.[^.]+)?$"),
 }
-_REFUSED_TENSORS = {
-    "tokens": ("holds trainable token rows (trainable_token_indices), which this loader does not apply "
-               "yet; merge it with peft (`merge_and_unload()`) and load the merged model"),
-}
+_REFUSED_TENSORS: dict[str, str] = {}
 
 
 def read_peft(path: str | Path, name: str | None = None) -> Adapter:
@@ -83,7 +81,7 @@ def read_peft(path: str | Path, name: str | None = None) -> Adapter:
 def _classify(tensors: dict[str, torch.Tensor], settings: PeftSettings, file: Path):
     """Sort every tensor into factors, extras or base copies; refuse the rest, naming it."""
     parts: dict[str, dict[str, torch.Tensor]] = {}
-    base_copies: dict[str, torch.Tensor] = {}
+    base_copies: dict[str, SavedParam] = {}
     for key, t in tensors.items():
         short = key[len(_PREFIX):] if key.startswith(_PREFIX) else key
         kind, m = next(((k, rx.match(short)) for k, rx in _KEYS.items() if rx.match(short)), (None, None))
@@ -96,7 +94,19 @@ def _classify(tensors: dict[str, torch.Tensor], settings: PeftSettings, file: Pa
                     "weights, lora_B bias, lora_magnitude_vector); it would change the forward pass, so "
                     "the adapter is refused. Use it with peft"
                 )
-            base_copies[short.replace(".base_layer.", ".")] = t
+            path = short.replace(".base_layer.", ".")
+            group = settings.saved_module(path)
+            role = "module" if group else "bias" if path.endswith(".bias") and settings.bias != "none" \
+                else "copy"
+            base_copies[path] = SavedParam(t, role, group=group or "")
+            continue
+        if kind == "tokens":
+            rows = settings.token_rows(m["module"])
+            if rows is None or len(rows) != t.shape[0]:
+                raise WorkbenchError(
+                    f"{file}: tensor {key!r} holds {t.shape[0]} token rows but trainable_token_indices "
+                    f"gives {rows!r} for {m['module']!r}; config and weights disagree")
+            base_copies[f"{m['module']}.weight"] = SavedParam(t, "tokens", torch.tensor(rows), m["module"])
             continue
         p = parts.setdefault(m["module"], {})
         if kind in ("embA", "embB"):  # same layout as lora_A/B: A (r, num_embeddings), B (dim, r)
@@ -142,6 +152,7 @@ def write_peft(
     task_type: str | None = "CAUSAL_LM",
     fan_in_fan_out: bool = False,
     overwrite: bool = False,
+    extras: tuple[dict, dict] | None = None,
 ) -> Path:
     """Write ``adapter`` as a PEFT LoRA directory, atomically.
 
@@ -151,7 +162,13 @@ def write_peft(
         task_type: peft's task type (``"CAUSAL_LM"``; None for encoders).
         fan_in_fan_out: True for GPT-2's Conv1D layers (weight stored (in, out)); the factors
             themselves are always A (r, in), B (out, r).
+        extras: (tensors, config fields) for trained base parameters (``peft_extras``); an adapter
+            with ``params`` needs them (they hold the trained values, base + Δ).
     """
+    if adapter.params and extras is None:
+        raise WorkbenchError(f"adapter {adapter.name!r} holds trained base parameters; save it with "
+                             "lab.save_adapter, which knows the base values they change")
+    extra_tensors, extra_config = extras or ({}, {})
     from peft import LoraConfig  # peft builds a config that peft itself accepts
 
     kinds = adapter.kinds
@@ -173,7 +190,9 @@ def write_peft(
         use_dora=kinds == {"dora"},
         lora_bias=kinds == {"lora_bias"},
         lora_dropout=0.0,
-        bias="none",
+        bias=extra_config.get("bias", "none"),
+        modules_to_save=extra_config.get("modules_to_save"),
+        trainable_token_indices=extra_config.get("trainable_token_indices"),
         fan_in_fan_out=fan_in_fan_out,
         task_type=task_type,
         base_model_name_or_path=base_model_name_or_path,
@@ -189,6 +208,8 @@ def write_peft(
         if f.magnitude is not None:
             tensors[f"base_model.model.{m}.lora_magnitude_vector"] = \
                 f.magnitude.detach().float().cpu().contiguous()
+    tensors.update({f"base_model.model.{k}": v.detach().float().cpu().contiguous()
+                    for k, v in extra_tensors.items()})
     with atomic_directory(path, overwrite=overwrite) as tmp:
         config.save_pretrained(str(tmp))
         cfg = json.loads((tmp / CONFIG).read_text())

@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 
 from workbench.adapters.adapter import Adapter, LoraFactors
+from workbench.adapters.params import ParamDelta
 from workbench.analysis._inputs import check_comparable, tidy
 from workbench.errors import WorkbenchError
 from workbench.merging.inputs import MergeInputs, get_method
@@ -119,6 +120,7 @@ def merge(adapters: list[Adapter], method: str, weights: list[float] | None = No
             },
         },
     )
+    adapter.params = merged_params(adapters, weights)
     return MergeResult(adapter, error, total)
 
 
@@ -243,6 +245,25 @@ def carry_extras(modules: dict[str, LoraFactors], adapters: list[Adapter], weigh
             if path in a.modules and (db := a.bias_delta(path)) is not None:
                 total += w * db.detach().double().cpu()
         f.bias = total.float().to(f.A.device)
+
+
+def merged_params(adapters: list[Adapter], weights: list[float]) -> dict[str, ParamDelta]:
+    """Σ wᵢ·Δᵢ of the sources' trained base parameters (biases, modules_to_save, token rows): exact,
+    since each changes the output linearly. Token rows must be the same ids in every source."""
+    out: dict[str, ParamDelta] = {}
+    for a, w in zip(adapters, weights, strict=True):
+        for path, d in a.params.items():
+            if path not in out:
+                out[path] = ParamDelta(w * d.delta.detach().float().cpu(), d.rows, d.origin, d.group)
+                continue
+            have = out[path]
+            if (have.rows is None) != (d.rows is None) or (
+                    d.rows is not None and not torch.equal(have.rows, d.rows)):
+                raise WorkbenchError(
+                    f"adapter {a.name!r} trains token rows {d.rows!r} of {path!r} but another source "
+                    f"trains {have.rows!r}; merge adapters that train the same token ids")
+            have.delta = have.delta + w * d.delta.detach().float().cpu()
+    return out
 
 
 def _ratio(diff: float, target: float) -> float:
