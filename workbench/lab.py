@@ -387,7 +387,13 @@ class Workbench:
     # -- files -----------------------------------------------------------------------------------
     def load_adapter(self, path: str | Path, name: str | None = None, *,
                      check_base: bool = True) -> Adapter:
-        """Load any PEFT LoRA directory (rank/alpha patterns, rsLoRA) and add it to the lab."""
+        """Load a PEFT LoRA directory and add it to the lab, exactly as peft applies it.
+
+        Exact: rank/alpha patterns, rsLoRA, DoRA, lora_bias, LoRA on embeddings and heads, trained
+        biases, modules_to_save, trainable tokens. Refused by name with the fix: raw PiSSA/OLoRA/
+        CorDA/LoftQ/LoRA-GA adapters, aLoRA, layer_replication and other variants
+        (``workbench.adapters.peft_config``).
+        """
         return self.add_adapter(read_peft(path, name), check_base=check_base)
 
     def save_adapter(self, adapter: str | Adapter, path: str | Path, *,

@@ -1,9 +1,11 @@
 """PEFT LoRA directories (``adapter_config.json`` + ``adapter_model.safetensors``) <-> ``Adapter``.
 
 Read by allow-list: every config field is read exactly or refused (``peft_config``), and every
-tensor in the file is a LoRA factor, a supported extra (DoRA magnitude, lora_B bias), a copy of a
-base parameter (checked against the base when the adapter joins a lab), or a refusal that names
-it: nothing is skipped. Lineage and metadata travel in the config under the key ``lora_workbench``
+tensor in the file is a LoRA factor (``lora_A/B``, ``lora_embedding_A/B``), a supported extra (DoRA
+magnitude, lora_B bias, trainable token rows), a base parameter (a copy, which must equal the base,
+or a trained bias / ``modules_to_save`` parameter the config declares: ``base_copies``, checked when
+the adapter joins a lab), or a refusal that names it: nothing is skipped. Lineage and metadata
+travel in the config under the key ``lora_workbench``
 (peft ignores unknown keys, with a warning).
 """
 
