@@ -2,9 +2,10 @@
 
 A field either (a) does not change the forward pass (metadata, training-time settings, which modules
 to target: the tensors in the file say that), (b) is implemented exactly (r, lora_alpha, patterns,
-rsLoRA, DoRA, lora_bias, bias), or (c) is refused with a ``WorkbenchError`` that names the field, the
-value and the fix. A field this loader does not know is refused when it holds anything but an empty
-value: a future peft option may change the forward pass, and guessing would be silent.
+rsLoRA, DoRA, lora_bias, bias, modules_to_save, trainable_token_indices), or (c) is refused with a
+``WorkbenchError`` that names the field, the value and the fix. A field this loader does not know is
+refused when it holds anything but an empty value: a future peft option may change the forward
+pass, and guessing would be silent.
 
 Reference: peft 0.21 ``peft/tuners/lora/config.py`` (``LoraConfig``) and ``layer.py``.
 """
