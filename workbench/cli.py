@@ -62,7 +62,9 @@ def _lab(args: argparse.Namespace) -> int:
            f"--port={args.port}", f"{tutorials.name}/{QUICKSTART}.ipynb"]
     if args.no_browser:
         cmd.append("--no-browser")
-    if os.geteuid() == 0:
+    if os.geteuid() == 0 and "--allow-root" not in args.extra:
+        print("note: running as root, so --allow-root is passed to JupyterLab (it refuses root "
+              "otherwise); run as a normal user to avoid it", file=sys.stderr)
         cmd.append("--allow-root")
     cmd += args.extra
     print("starting:", " ".join(cmd), flush=True)
@@ -91,6 +93,7 @@ def _serve(args: argparse.Namespace) -> int:
     """Serve the dashboard of a folder of adapters (Panel, offline) on 127.0.0.1."""
     from workbench import ready
 
+    token = check_host(args.host, args.token)
     check_port(args.host, args.port)
     folder = Path(args.adapters) if args.adapters else ready.root()
     if not folder.is_dir():
@@ -98,8 +101,29 @@ def _serve(args: argparse.Namespace) -> int:
                              "PEFT adapter directories (e.g. the repository's adapters/)")
     from widgets.dashboard import serve
 
-    serve(folder, args.host, args.port, show=not args.no_browser, load_base=not args.no_model)
+    serve(folder, args.host, args.port, show=not args.no_browser, load_base=not args.no_model,
+          **({"token": token} if token else {}))
     return 0
+
+
+def check_host(host: str, token: str | None) -> str | None:
+    """A loopback host needs nothing; any other address is reachable from the network: warn, and
+    require ``--token`` (or the LORA_WORKBENCH_TOKEN variable), the password the page then asks for."""
+    import ipaddress
+
+    token = token or os.environ.get("LORA_WORKBENCH_TOKEN") or None
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback:
+        return token
+    print(f"warning: --host {host} makes the dashboard reachable from other machines; anyone who can "
+          "reach it can run merges and evaluations on this machine", file=sys.stderr)
+    if not token:
+        raise WorkbenchError(f"--host {host} is not a loopback address, so a token is required: pass "
+                             "--token SECRET (or set LORA_WORKBENCH_TOKEN), or serve on 127.0.0.1")
+    return token
 
 
 def check_port(host: str, port: int) -> None:
@@ -136,6 +160,8 @@ def parser() -> argparse.ArgumentParser:
                      help="a folder of PEFT adapter directories (default: the ready adapters, ./adapters)")
     srv.add_argument("--host", default="127.0.0.1", help="the address to listen on (default: 127.0.0.1)")
     srv.add_argument("--port", type=int, default=5006, help="the port (default: 5006)")
+    srv.add_argument("--token", default=None,
+                     help="a password the page asks for; required with a non-loopback --host")
     srv.add_argument("--no-browser", action="store_true", help="do not open a browser (headless)")
     srv.add_argument("--no-model", action="store_true",
                      help="do not load the adapters' base model: geometry views only, no merge or evaluation")
@@ -150,8 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     args.extra = extra
     try:
         return COMMANDS.get(args.command)(args)
-    except ValueError as e:  # WorkbenchError: a clear message, no traceback
-        print(f"error: {e}", file=sys.stderr)
+    except (WorkbenchError, ValueError, OSError) as e:  # a user error: one clear line, no traceback
+        message = str(e) if isinstance(e, WorkbenchError) else f"{type(e).__name__}: {e}"
+        print(f"error: {' '.join(message.split())}", file=sys.stderr)
         return 2
 
 

@@ -76,7 +76,7 @@ class Adapter:
     metadata: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not self.name.isidentifier():
+        if not isinstance(self.name, str) or not self.name.isidentifier():
             raise WorkbenchError(
                 f"adapter name {self.name!r} is not a Python identifier; use letters, digits and _"
             )
@@ -85,6 +85,13 @@ class Adapter:
             raise WorkbenchError(f"adapter {self.name!r} has no modules; give at least one")
         for module, f in self.modules.items():
             check_factors(module, f.A, f.B, source=f"adapter {self.name!r}")
+            if f.A.shape[0] < 1:
+                raise WorkbenchError(f"adapter {self.name!r}: module {module!r} has rank 0; "
+                                     "ranks must be at least 1")
+            alpha = f.alpha
+            if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not math.isfinite(alpha):
+                raise WorkbenchError(f"adapter {self.name!r}: module {module!r} has alpha={alpha!r}; "
+                                     "alpha must be a finite number")
 
     # -- what it is ----------------------------------------------------------------------------
     @property

@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import save_file
 
 from workbench.adapters.adapter import Adapter, LoraFactors
+from workbench.adapters.config_checks import read_adapter_config
 from workbench.adapters.files import atomic_directory, read_safetensors
 from workbench.errors import WorkbenchError
 
@@ -46,10 +47,7 @@ def read_peft(path: str | Path, name: str | None = None) -> Adapter:
     cfg_file = path / CONFIG
     if not cfg_file.exists():
         raise WorkbenchError(f"{cfg_file} is missing; is {path} a PEFT adapter directory?")
-    try:
-        cfg = json.loads(cfg_file.read_text())
-    except json.JSONDecodeError as e:
-        raise WorkbenchError(f"{cfg_file} is not valid JSON ({e}); it may be truncated") from None
+    cfg = read_adapter_config(cfg_file)  # JSON types, ranges, regexes and UTF-8 checked there
     peft_type = str(cfg.get("peft_type", "LORA")).upper()
     if peft_type != "LORA":
         raise WorkbenchError(f"{cfg_file}: peft_type is {peft_type}; only LoRA adapters can be read")
