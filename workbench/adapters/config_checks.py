@@ -120,3 +120,13 @@ def _bad(file, field: str, value, want: str):
 def _kind(value) -> str:
     return {dict: "object", list: "list", str: "string", bool: "boolean", type(None): "null",
             int: "integer", float: "number"}.get(type(value), type(value).__name__)
+
+
+def check_lora_tensors(tensors: dict, file: Path | str) -> None:
+    """Every tensor named like a LoRA factor (``...lora_A...`` / ``...lora_B...``) is a 2-D float matrix."""
+    for key, t in tensors.items():
+        if (".lora_A" in key or ".lora_B" in key) and (t.dim() != 2 or not t.is_floating_point()):
+            raise WorkbenchError(
+                f"{file}: tensor {key!r} has shape {tuple(t.shape)} and dtype {t.dtype}; a LoRA factor is a "
+                "2-D float matrix (A: (r, in), B: (out, r)). The file is damaged or not a LoRA adapter"
+            )

@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import save_file
 
 from workbench.adapters.adapter import Adapter, LoraFactors
-from workbench.adapters.config_checks import read_adapter_config
+from workbench.adapters.config_checks import check_lora_tensors, read_adapter_config
 from workbench.adapters.files import atomic_directory, read_safetensors
 from workbench.errors import WorkbenchError
 
@@ -62,6 +62,7 @@ def read_peft(path: str | Path, name: str | None = None) -> Adapter:
             "which are not LoRA factors; export the adapter without them"
         )
     tensors = read_safetensors(path / WEIGHTS)
+    check_lora_tensors(tensors, path / WEIGHTS)  # 2-D float factors, before any shape is read
     pairs: dict[str, dict[str, torch.Tensor]] = {}
     for key, t in tensors.items():
         m = _KEY.match(key)

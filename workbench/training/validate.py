@@ -38,9 +38,9 @@ def check_training(lab, *, name: str | None = None, new: str | None = None, task
     if "seed" in values and (isinstance(values["seed"], bool) or not isinstance(values["seed"], int)):
         raise WorkbenchError(f"seed={values['seed']!r} must be a whole number")
     if "lr" in values:
-        lr = _number("lr", values["lr"], "the learning rate, e.g. lr=1e-3")
-        if lr <= 0:
-            raise WorkbenchError(f"lr={lr} must be greater than 0 (the learning rate, e.g. lr=1e-3)")
+        lr = values["lr"]
+        if isinstance(lr, bool) or not isinstance(lr, int | float) or not math.isfinite(lr) or lr <= 0:
+            raise WorkbenchError(f"learning rate must be a finite number > 0; got lr={lr!r} (e.g. lr=1e-3)")
     if "dropout" in values:
         d = _number("dropout", values["dropout"], "a probability in [0, 1), e.g. dropout=0.05")
         if not 0 <= d < 1:
