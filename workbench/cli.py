@@ -58,19 +58,25 @@ def _lab(args: argparse.Namespace) -> int:
         return 2
     build_notebooks(tutorials)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={tutorials.parent.resolve()}",
-           f"--port={args.port}", f"{tutorials.name}/{QUICKSTART}.ipynb"]
-    if args.no_browser:
-        cmd.append("--no-browser")
-    if os.geteuid() == 0 and "--allow-root" not in args.extra:
-        print("note: running as root, so --allow-root is passed to JupyterLab (it refuses root "
-              "otherwise); run as a normal user to avoid it", file=sys.stderr)
-        cmd.append("--allow-root")
-    cmd += args.extra
+    cmd = lab_command(tutorials, args, root=os.geteuid() == 0)
     print("starting:", " ".join(cmd), flush=True)
     if os.name == "posix":  # become JupyterLab: a signal to this process (Ctrl-C, terminate) reaches it
         os.execve(sys.executable, cmd, env)
     return subprocess.call(cmd, env=env)
+
+
+def lab_command(tutorials: Path, args: argparse.Namespace, *, root: bool) -> list[str]:
+    """The JupyterLab command line. As root it adds ``--allow-root`` (JupyterLab refuses root
+    otherwise) and says so on stderr: nothing is added silently."""
+    cmd = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={tutorials.parent.resolve()}",
+           f"--port={args.port}", f"{tutorials.name}/{QUICKSTART}.ipynb"]
+    if args.no_browser:
+        cmd.append("--no-browser")
+    if root and "--allow-root" not in args.extra:
+        print("note: running as root, so --allow-root is passed to JupyterLab (it refuses root "
+              "otherwise); run as a normal user to avoid it", file=sys.stderr)
+        cmd.append("--allow-root")
+    return cmd + list(args.extra)
 
 
 @COMMANDS.register("inspect")
