@@ -1,7 +1,7 @@
 """The catalogue: every bad input is refused with a WorkbenchError that names the problem, and nothing
 changes (base weights, the lab's adapters and routers, what it uses, the files around).
 
-Add a row to ``cases_files.py`` or ``cases_calls.py`` for every new refusal.
+Add a row to ``cases_files.py``, ``cases_calls.py`` or ``cases_apps.py`` for every new refusal.
 """
 
 from __future__ import annotations
@@ -10,12 +10,13 @@ import re
 
 import pytest
 
+from tests.reliability.cases_apps import CASES as APPS
 from tests.reliability.cases_calls import CASES as CALLS
 from tests.reliability.cases_files import CASES as FILES
 from tests.reliability.world import make_template, make_world, snapshot
 from workbench.errors import WorkbenchError
 
-CASES = [*FILES, *CALLS]
+CASES = [*FILES, *CALLS, *APPS]
 
 
 def test_the_catalogue_is_large_and_ids_are_unique():

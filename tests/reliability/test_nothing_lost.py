@@ -26,13 +26,21 @@ def _task():
 
 
 def _state(lab) -> tuple:
-    return (sorted(lab.adapters), sorted(lab.routers), sorted(lab.layers), dict(lab.active.weights),
-            {n: [t.clone() for t in r.state_dict().values()] for n, r in lab.routers.items()})
+    return (
+        sorted(lab.adapters),
+        sorted(lab.routers),
+        sorted(lab.layers),
+        dict(lab.active.weights),
+        {n: [t.clone() for t in r.state_dict().values()] for n, r in lab.routers.items()},
+    )
 
 
 def _same(a: tuple, b: tuple) -> bool:
-    return a[:4] == b[:4] and a[4].keys() == b[4].keys() and all(
-        torch.equal(x, y) for n in a[4] for x, y in zip(a[4][n], b[4][n], strict=True))
+    return (
+        a[:4] == b[:4]
+        and a[4].keys() == b[4].keys()
+        and all(torch.equal(x, y) for n in a[4] for x, y in zip(a[4][n], b[4][n], strict=True))
+    )
 
 
 # -- overwrite replaces only our folders --------------------------------------------------------------
