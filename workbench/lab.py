@@ -32,7 +32,14 @@ from workbench.adapters.layer import out_in
 from workbench.errors import WorkbenchError
 from workbench.hooks import Cache
 from workbench.hooks import record as record_hooks  # `run` has a parameter named `record`
-from workbench.lab_checks import check_model, check_router_params, finite, rollback
+from workbench.lab_checks import (
+    check_addable,
+    check_model,
+    check_router_params,
+    finite,
+    mark_owner,
+    rollback,
+)
 from workbench.routing import ROUTERS, Routed, RoutedBlock
 from workbench.routing.block import resolve_blocks
 from workbench.zoo import fingerprint as fingerprint_of
@@ -163,6 +170,7 @@ class Workbench:
             WorkbenchError: name taken, made for another base (fingerprint), unknown module or
                 mismatched shapes. Nothing is changed when it raises.
         """
+        check_addable(self, adapter)
         if adapter.name in self._adapters or adapter.name in self._routers or adapter.name in RESERVED:
             raise WorkbenchError(
                 f"an adapter named {adapter.name!r} is already in this lab (or reserved); "
@@ -193,6 +201,7 @@ class Workbench:
             self._wrap(path).add(adapter)
         if adapter.base_fingerprint is None:
             adapter.base_fingerprint = self.fingerprint
+        mark_owner(adapter, self)
         self._adapters[adapter.name] = adapter
         return adapter
 
@@ -216,7 +225,7 @@ class Workbench:
         for layer in self.layers.values():
             if name in layer.names:
                 layer.remove(name)
-        return self._adapters.pop(name)
+        return mark_owner(self._adapters.pop(name), None)
 
     def _get(self, name_or_adapter: str | Adapter, *, own: bool = True) -> Adapter:
         """The adapter of this lab named so (or this Adapter, when ``own``: it must be this lab's)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import weakref
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from numbers import Real
@@ -47,6 +48,33 @@ def check_model(model, where: str = "Workbench") -> None:
         raise WorkbenchError(
             f"{where}(model=...) takes a torch nn.Module (a transformers model), got "
             f"{type(model).__name__}; load the model first and pass it"
+        )
+
+
+# -- adapters of one lab -------------------------------------------------------------------------------
+_OWNER = "_workbench_lab"  # attribute on an Adapter: a weak reference to the lab that holds it
+
+
+def mark_owner(adapter, lab):
+    """Record (or, with ``lab=None``, clear) which lab holds ``adapter``; returns the adapter."""
+    setattr(adapter, _OWNER, None if lab is None else weakref.ref(lab))
+    return adapter
+
+
+def check_addable(lab, adapter) -> None:
+    """An ``Adapter`` that no other live lab holds (a lab's layers own its factors: sharing one object
+    between two labs would make both train and merge the same tensors)."""
+    from workbench.adapters import Adapter
+
+    if not isinstance(adapter, Adapter):
+        raise WorkbenchError(f"add_adapter takes an Adapter, got {type(adapter).__name__} {adapter!r:.60}; "
+                             "to read a folder use lab.load_adapter(path)")
+    ref = getattr(adapter, _OWNER, None)
+    owner = ref() if ref is not None else None
+    if owner is not None and owner is not lab:
+        raise WorkbenchError(
+            f"adapter {adapter.name!r} belongs to another lab ({owner.name}); add a copy: "
+            f"lab.add_adapter(adapter.copy())"
         )
 
 

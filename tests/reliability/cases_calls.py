@@ -81,6 +81,18 @@ COMPOSITION = [
         lambda w: w.lab.remove_adapter(w.other.adapters["a"]),
         "not one of this lab's adapters",
     ),
+    Case(
+        "add-adapter:other-labs-adapter",
+        lambda w: w.lab.add_adapter(w.other.adapters["a"]),
+        "belongs to another lab .*adapter.copy\\(\\)",
+    ),
+    Case("add-adapter:a-name", lambda w: w.lab.add_adapter("a"), "takes an Adapter, got str"),
+    Case("add-adapter:a-path", lambda w: w.lab.add_adapter(w.adapter_dir), "lab.load_adapter\\(path\\)"),
+    Case("adapter:nan-alpha", lambda w: _adapter_with(alpha=NAN), "alpha=nan"),
+    Case("adapter:inf-alpha", lambda w: _adapter_with(alpha=INF), "alpha=inf"),
+    Case("adapter:rank-zero", lambda w: _adapter_with(r=0), "rank 0"),
+    Case("adapter:nan-factor", lambda w: _adapter_with(fill=NAN), "NaN/Inf"),
+    Case("adapter:3d-factor", lambda w: _adapter_with(dims=3), "2-D factors"),
     Case("remove-router:unknown", lambda w: w.lab.remove_router("zz"), "no router 'zz'"),
     Case("detach:busy", lambda w: w.lab.detach(["q_proj"]), "still holds adapter"),
     Case("new-adapter:name-taken", lambda w: w.lab.new_adapter("a"), "already in this lab"),
@@ -114,6 +126,13 @@ COMPOSITION = [
     ),
     Case("new-adapter:seed-string", lambda w: w.lab.new_adapter("c", seed="x"), "seed='x'"),
 ]
+
+
+def _adapter_with(alpha=4.0, r=2, fill=0.1, dims=2):
+    from workbench.adapters import Adapter, LoraFactors
+
+    A = torch.full((r, 8) if dims == 2 else (1, r, 8), fill)
+    return Adapter("n", {"model.layers.0.self_attn.q_proj": LoraFactors(A, torch.zeros(8, r), alpha)})
 
 
 def _merge(names, method="task_arithmetic", weights=None, **kw):

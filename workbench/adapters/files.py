@@ -58,7 +58,10 @@ def is_leftover(entry: Path) -> bool:
     """True for a hidden ``.name.XXXXXXXX`` / ``.name.old`` folder that an interrupted save left."""
     if not _LEFTOVER.match(entry.name) or not entry.is_dir() or entry.is_symlink():
         return False
-    names = {p.name for p in entry.iterdir()}
+    try:
+        names = {p.name for p in entry.iterdir()}
+    except OSError:  # unreadable: not ours to judge (or to delete)
+        return False
     return PARTIAL in names or names <= ADAPTER_FILES | ROUTER_FILES
     # (the contents check keeps a user's own hidden folder that happens to match the pattern)
 
