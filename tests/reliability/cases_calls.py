@@ -339,7 +339,16 @@ def _images(images, size=32, multiple=1):
     return lambda w: prepare_images(images, size, multiple)
 
 
+def _stage(**kw):
+    from workbench.multimodal import Stage
+
+    return lambda w: Stage("s", **kw)
+
+
 MULTIMODAL = [
+    Case("stage:lr-nan", _stage(lr=NAN), "lr=nan"),
+    Case("stage:lr-negative", _stage(lr=-1.0), "lr=-1.0"),
+    Case("stage:steps-zero", _stage(steps=0), "steps=0"),
     Case("images:rgba", _images([np.zeros((4, 8, 8), np.uint8)]), "4 channels"),
     Case("images:two-channels", _images([torch.zeros(2, 8, 8)]), "2 channels"),
     Case("images:empty", _images([torch.zeros(3, 0, 8)]), "is empty"),

@@ -46,6 +46,15 @@ class Stage:
     adapters: bool = True
     extra: Sequence[torch.nn.Parameter] | Callable[[], Sequence[torch.nn.Parameter]] = ()
 
+    def __post_init__(self) -> None:
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
+            raise WorkbenchError(f"stage {self.name!r}: steps={self.steps!r} must be a whole number "
+                                 "of at least 1")
+        lr = self.lr
+        if isinstance(lr, bool) or not isinstance(lr, int | float) or not math.isfinite(lr) or lr <= 0:
+            raise WorkbenchError(f"stage {self.name!r}: learning rate must be a finite number > 0; "
+                                 f"got lr={lr!r}")
+
 
 def _used_params(model, use) -> list[torch.nn.Parameter]:
     names = [] if use is None else [use] if isinstance(use, str) else list(use)
