@@ -15,7 +15,6 @@ adapters' base model loads), and evaluation (scores shipped beside the adapters,
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 import sys
@@ -192,7 +191,15 @@ class Dashboard(param.Parameterized):
         folder = Path(folder)
         skipped: dict[str, str] = {}
         adapters = load_folder(folder, skipped)
-        scores = pd.read_csv(folder / "scores.csv") if (folder / "scores.csv").exists() else None
+        scores = None
+        if (folder / "scores.csv").exists():
+            try:
+                scores = pd.read_csv(folder / "scores.csv")
+                missing = {"adapter", "task", "value"} - set(scores.columns)
+                if missing:
+                    raise ValueError(f"it lacks the column(s) {sorted(missing)}")
+            except (ValueError, OSError, UnicodeDecodeError) as e:  # pandas' parser errors are ValueErrors
+                scores, skipped["scores.csv"] = None, f"not a readable table of scores ({e})"
         lab, base = None, _base_of(folder)
         if load_base and base:
             from workbench import Workbench, zoo

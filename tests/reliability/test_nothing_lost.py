@@ -101,15 +101,17 @@ def test_the_serve_listing_skips_leftovers_and_unreadable_entries_and_takes_any_
     lab.save_adapter("a", tmp_path / "broken")
     (tmp_path / "broken" / "adapter_config.json").write_text("[1]")
     shutil.copytree(tmp_path / "my-adapter", tmp_path / ".my-adapter.old")
+    (tmp_path / "scores.csv").write_bytes(b"\xff\xfe not a table")
     with pytest.raises(WorkbenchError, match="JSON list"):
         load_folder(tmp_path)  # strict without a place to note what was skipped
     board = Dashboard.from_folder(tmp_path, load_base=False)
     assert sorted(board.adapters) == ["adapter_2nd_adapter", "my_adapter"]
-    assert list(board.skipped) == ["broken"] and "JSON list" in board.skipped["broken"]
+    assert sorted(board.skipped) == ["broken", "scores.csv"] and "JSON list" in board.skipped["broken"]
+    assert board.scores is None
     note = skipped_note(board.skipped)
-    assert "Skipped 1 unreadable entry" in note and "`broken`" in note
+    assert "Skipped 2 unreadable entries" in note and "`broken`" in note
     title = board.app()[0].object
-    assert "Skipped 1 unreadable entry" in title
+    assert "Skipped 2 unreadable entries" in title
 
 
 # -- a failed call leaves the lab as it was ---------------------------------------------------------
