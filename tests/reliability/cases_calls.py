@@ -43,6 +43,12 @@ def _use(spec=None, **kw):
     return lambda w: w.lab.use(spec, **kw)
 
 
+def _composition(weights):
+    from workbench.adapters import Composition
+
+    return Composition(weights)
+
+
 def _merged_a(w: World) -> None:
     w.lab.merge_into_base("a")
 
@@ -64,6 +70,7 @@ COMPOSITION = [
     Case("use:bool-weight", _use({"a": True}), "weight of 'a' is True"),
     Case("use:tensor-weights", _use({"a": torch.tensor([1.0, 2.0])}), "weight of 'a'"),
     Case("use:number", _use(42), "cannot use 42"),
+    Case("use:composition-nan", lambda w: w.lab.use(_composition({"a": NAN})), "weight of 'a' is nan"),
     Case("use:float", _use(0.5), "cannot use 0.5"),
     Case(
         "use:adapter-object", lambda w: w.lab.use([w.lab.adapters["a"]]), "names \\(strings\\), got Adapter"

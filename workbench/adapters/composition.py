@@ -36,6 +36,8 @@ def composition_of(spec, known: Iterable[str]) -> Composition:
     known = set(known)
     if isinstance(spec, Composition):
         comp = spec
+        for k, v in comp.weights.items():
+            _weight(k, v)
     elif spec is None:
         comp = Composition()
     elif isinstance(spec, str):
