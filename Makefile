@@ -57,6 +57,7 @@ browser: $(STAMP) debs notebooks-build
 
 lint: $(STAMP) $(NODE_MODULES)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 	cd $(FRONTEND) && npm run typecheck
 
 js-test: $(NODE_MODULES)   # the widget front ends' unit tests (node's test runner, no browser)

@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from workbench import ready
+from workbench.adapters import read_peft
 from workbench.errors import WorkbenchError
 from workbench.registry import Registry
 
@@ -82,8 +84,6 @@ def lab_command(tutorials: Path, args: argparse.Namespace, *, root: bool) -> lis
 @COMMANDS.register("inspect")
 def _inspect(args: argparse.Namespace) -> int:
     """Summarize a PEFT LoRA directory: modules, ranks, alphas, scaling, lineage."""
-    from workbench.adapters import read_peft
-
     a = read_peft(args.path)
     print(a)
     ranks = sorted(set(a.ranks.values()))
@@ -97,15 +97,13 @@ def _inspect(args: argparse.Namespace) -> int:
 @COMMANDS.register("serve")
 def _serve(args: argparse.Namespace) -> int:
     """Serve the dashboard of a folder of adapters (Panel, offline) on 127.0.0.1."""
-    from workbench import ready
-
     token = check_host(args.host, args.token)
     check_port(args.host, args.port)
     folder = Path(args.adapters) if args.adapters else ready.root()
     if not folder.is_dir():
         raise WorkbenchError(f"adapter folder {folder} does not exist; pass --adapters DIR, a folder of "
                              "PEFT adapter directories (e.g. the repository's adapters/)")
-    from widgets.dashboard import serve
+    from widgets.dashboard import serve  # late: Panel and plotly load only for `serve`
 
     serve(folder, args.host, args.port, show=not args.no_browser, load_base=not args.no_model,
           **({"token": token} if token else {}))

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pandas as pd
 from tqdm.auto import tqdm
 
-from workbench.adapters import Adapter
+from workbench.adapters import Adapter, composition_of
 from workbench.errors import WorkbenchError
+from workbench.tasks import METRICS, Task
 
 BASE = "base"
 
@@ -25,8 +26,6 @@ def evaluate(lab, adapters, tasks, *, limit: int | None = None, batch_size: int 
         DataFrame with columns ``adapter, task, metric, value, higher_is_better, n``; the base model's
         rows say ``adapter == "base"``.
     """
-    from workbench.tasks import METRICS
-
     if lab.tokenizer is None:
         raise WorkbenchError("evaluate needs a tokenizer; build the lab with Workbench(model, tokenizer)")
     runs = _runs(adapters)
@@ -58,9 +57,6 @@ def evaluate(lab, adapters, tasks, *, limit: int | None = None, batch_size: int 
 
 def _check(lab, runs, task_list, limit, batch_size) -> None:
     """Everything ``evaluate`` needs is checked before the first example runs."""
-    from workbench.adapters import composition_of
-    from workbench.tasks import Task
-
     if not task_list:
         raise WorkbenchError("evaluate needs at least one task (workbench.tasks.load(names))")
     for t in task_list:

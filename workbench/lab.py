@@ -16,6 +16,7 @@ from types import MappingProxyType
 import torch
 from torch import nn
 
+from workbench import zoo
 from workbench.adapters import (
     Adapter,
     Composition,
@@ -30,6 +31,7 @@ from workbench.adapters import (
 )
 from workbench.adapters.layer import out_in
 from workbench.errors import WorkbenchError
+from workbench.evaluation import evaluate
 from workbench.hooks import Cache
 from workbench.hooks import record as record_hooks  # `run` has a parameter named `record`
 from workbench.lab_checks import (
@@ -40,8 +42,12 @@ from workbench.lab_checks import (
     mark_owner,
     rollback,
 )
+from workbench.merging import merge
+from workbench.merging.base import get_method
 from workbench.routing import ROUTERS, Routed, RoutedBlock
 from workbench.routing.block import resolve_blocks
+from workbench.routing.files import read_config, read_weights, write_routed
+from workbench.training import train_lora, train_multitask, train_router
 from workbench.zoo import fingerprint as fingerprint_of
 
 RESERVED = {"base"}
@@ -75,8 +81,6 @@ class Workbench:
     @classmethod
     def from_zoo(cls, name: str) -> Workbench:
         """A lab on a zoo model: ``Workbench.from_zoo("smollm2-135m")``."""
-        from workbench import zoo
-
         z = zoo.load(name)
         return cls(z.model, z.tokenizer, name=name, fingerprint=z.fingerprint)
 
@@ -310,16 +314,12 @@ class Workbench:
 
     def save_router(self, name: str, path: str | Path, *, overwrite: bool = False) -> Path:
         """Write a router (its mechanism, parameters and weights) to a folder, atomically."""
-        from workbench.routing.files import write_routed
-
         if name not in self._routers:
             raise WorkbenchError(f"no router {name!r} in this lab; it has: {list(self._routers) or '(none)'}")
         return write_routed(self._routers[name], path, base_fingerprint=self.fingerprint, overwrite=overwrite)
 
     def load_router(self, path: str | Path, name: str | None = None, *, check_base: bool = True) -> Routed:
         """Add a router saved by ``save_router`` (a bank router needs its adapters in the lab first)."""
-        from workbench.routing.files import read_config, read_weights
-
         config = read_config(path)
         if not isinstance(config.get("mechanism"), str) or not isinstance(config.get("params"), dict):
             raise WorkbenchError(f"{path}: router.json needs \"mechanism\" (a string) and \"params\" (an "
@@ -386,9 +386,6 @@ class Workbench:
         weights, seed, sources and total error; ``lab.last_merge`` keeps the whole ``MergeResult``
         (with the per-module error frame). The sources are not changed.
         """
-        from workbench.merging import merge
-        from workbench.merging.inputs import get_method
-
         if isinstance(names, str):
             raise WorkbenchError(f"merge takes a list of adapter names, got the string {names!r}")
         if not isinstance(names, list | tuple) or not names:
@@ -505,15 +502,11 @@ class Workbench:
 
     def train_lora(self, name: str, task, **kwargs):
         """Train a new LoRA on ``task``; see ``workbench.training.train_lora`` for the arguments."""
-        from workbench.training import train_lora
-
         with rollback(self):  # a failure midway removes the half-trained adapter
             return train_lora(self, name, task, **kwargs)
 
     def train_router(self, name: str, tasks, **kwargs):
         """Train a router's parameters on tasks; see ``workbench.training.train_router``."""
-        from workbench.training import train_router
-
         keep = [t for r in self._routers[name].modules.values()
                 for t in r.state_dict(keep_vars=True).values()] if name in self._routers else []
         with rollback(self, keep=keep):  # a failure midway puts the router's weights back
@@ -522,8 +515,6 @@ class Workbench:
     def train_multitask(self, name: str, tasks, **kwargs):
         """Train one adapter on several tasks at once (gradient methods, conflict capture);
         see ``workbench.training.MultiTaskTrainer`` for the arguments."""
-        from workbench.training import train_multitask
-
         keep = [p for layer in self.layers.values() if name in layer.names
                 for p in (layer.lora_A[name], layer.lora_B[name])]
         with rollback(self, keep=keep):  # a failure midway removes the new adapter (or restores it)
@@ -531,6 +522,4 @@ class Workbench:
 
     def evaluate(self, adapters, tasks, **kwargs):
         """Score adapters (None = the base) on tasks; see ``workbench.evaluation.evaluate``."""
-        from workbench.evaluation import evaluate
-
         return evaluate(self, adapters, tasks, **kwargs)

@@ -19,7 +19,9 @@ from numbers import Real
 import torch
 from torch import nn
 
+from workbench.adapters import Adapter, LoraLayer
 from workbench.errors import WorkbenchError
+from workbench.routing import RoutedBlock
 
 
 def finite(value, what: str, *, fix: str = "give a finite number") -> float:
@@ -64,8 +66,6 @@ def mark_owner(adapter, lab):
 def check_addable(lab, adapter) -> None:
     """An ``Adapter`` that no other live lab holds (a lab's layers own its factors: sharing one object
     between two labs would make both train and merge the same tensors)."""
-    from workbench.adapters import Adapter
-
     if not isinstance(adapter, Adapter):
         raise WorkbenchError(f"add_adapter takes an Adapter, got {type(adapter).__name__} {adapter!r:.60}; "
                              "to read a folder use lab.load_adapter(path)")
@@ -138,9 +138,6 @@ def rollback(lab, keep: Iterable[torch.Tensor] = ()) -> Iterator[None]:
         keep: tensors the block may change in place (a router's or adapter's weights being trained):
             their values are restored too.
     """
-    from workbench.adapters import LoraLayer
-    from workbench.routing import RoutedBlock
-
     adapters, routers = dict(lab._adapters), dict(lab._routers)
     wrapped = {p for p, m in lab.model.named_modules() if isinstance(m, LoraLayer | RoutedBlock)}
     composition, last_merge, training = lab._composition, lab.last_merge, lab.model.training

@@ -17,8 +17,8 @@ from workbench.merging import merge
 from workbench.merging.dare_linear import dare_linear
 from workbench.merging.dare_ties import dare_ties
 from workbench.merging.magnitude_prune import magnitude_prune
-from workbench.merging.sparsify import magnitude_prune_
 from workbench.merging.ties import ties
+from workbench.ops.sparsify import magnitude_prune_
 
 warnings.filterwarnings("ignore", message="The density .* no pruning")
 

@@ -21,12 +21,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
-
+from workbench.errors import WorkbenchError
+from workbench.merging.inputs import ModuleFactors, run_elementwise, run_factored
 from workbench.registry import Registry
-
-# A merge: module path -> (A' (r', in), B' (out, r')), the new adapter's factors with scale 1.
-ModuleFactors = dict[str, tuple[torch.Tensor, torch.Tensor]]
 
 
 @dataclass(frozen=True)
@@ -61,6 +58,13 @@ class MergeMethod:
 
 MERGES: Registry[MergeMethod] = Registry("merge method")
 
+def get_method(name: str) -> MergeMethod:
+    """The registered method, or a WorkbenchError listing the registered ones."""
+    if not isinstance(name, str) or name not in MERGES:
+        raise WorkbenchError(f"unknown merge method {name!r}; choose one of: {', '.join(MERGES.names())}")
+    return MERGES.get(name)
+
+
 RANK_DEFAULTS = ("sum", "max")  # rank=None means Σrᵢ ("sum") or max rᵢ ("max") per module
 
 
@@ -82,8 +86,6 @@ def factored(name: str, *, reference: str, rank_default: str | None = "max", sto
     weights (floats), ``rank`` is resolved from None to Σrᵢ or max rᵢ (``rank_default``) unless the
     method has no rank (``rank_default=None``). A stochastic method gets ``generators`` (one per part).
     """
-    from workbench.merging.inputs import run_factored
-
     def register(fn: Callable) -> Callable:
         params = _defaults(fn, skip=("generators",))
         MERGES.register(name)(MergeMethod(
@@ -107,8 +109,6 @@ def elementwise(name: str, *, reference: str, stochastic: bool = False, peft: bo
     randomized SVD for large modules). With ``peft=True`` peft has the same ``combination_type``:
     ``peft_compat=True`` then reproduces it (factor space for ``name``, peft's sign election for both).
     """
-    from workbench.merging.inputs import run_elementwise
-
     def register(fn: Callable) -> Callable:
         own = _defaults(fn, skip=("generators", "peft_compat"))
         for variant, rank_default in ((name, "sum"), (f"{name}_svd", "max")):
@@ -137,6 +137,4 @@ def method_params(method: str) -> dict[str, Any]:
     ``rank=None`` means the method's default output rank (see its docstring); parameters named in
     ``MERGES.get(method).needs`` (``lab`` for ``cat_learned``) must be given.
     """
-    from workbench.merging.inputs import get_method
-
     return dict(get_method(method).params)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from workbench.merging.base import elementwise
-from workbench.merging.sparsify import random_prune_, weighted_sum_
+from workbench.ops.sparsify import random_prune_, weighted_sum_
 
 
 @elementwise("dare_linear", reference="Yu et al., DARE (Super Mario), ICML 2024", stochastic=True, peft=True)

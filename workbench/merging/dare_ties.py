@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from workbench.merging.base import elementwise
-from workbench.merging.sparsify import random_prune_, ties_merge_
+from workbench.ops.sparsify import random_prune_, ties_merge_
 
 
 @elementwise("dare_ties", reference="Yu et al., DARE, ICML 2024 + Yadav et al., TIES, NeurIPS 2023",

@@ -26,8 +26,8 @@ from workbench.merging.base import factored
 from workbench.merging.dare_linear import dare_linear
 from workbench.merging.dare_ties import dare_ties
 from workbench.merging.magnitude_prune import magnitude_prune
-from workbench.merging.sparsify import weighted_sum_
 from workbench.merging.ties import ties
+from workbench.ops.sparsify import weighted_sum_
 
 
 def _sum(deltas, weights, *, generators, peft_compat, density=1.0, majority_sign_method="total"):

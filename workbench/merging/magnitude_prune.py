@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from workbench.merging.base import elementwise
-from workbench.merging.sparsify import magnitude_prune_, weighted_sum_
+from workbench.ops.sparsify import magnitude_prune_, weighted_sum_
 
 
 @elementwise("magnitude_prune", reference="peft merge_utils.magnitude_prune; Yadav et al. 2023", peft=True)

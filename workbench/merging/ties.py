@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from workbench.merging.base import elementwise
-from workbench.merging.sparsify import magnitude_prune_, ties_merge_
+from workbench.ops.sparsify import magnitude_prune_, ties_merge_
 
 
 @elementwise("ties", reference="Yadav et al., TIES-Merging, NeurIPS 2023", peft=True,

@@ -9,6 +9,7 @@ Every mechanism is a ``Router`` (one file each) registered in ``ROUTERS``; its d
 ids, token types, prompt scales) come from ``routing_context``.
 """
 
+from workbench.hooks.routing_record import RoutingRecord
 from workbench.routing import mechanisms  # noqa: F401  (registers every mechanism)
 from workbench.routing.base import ROUTERS, Router
 from workbench.routing.block import RoutedBlock
@@ -16,24 +17,24 @@ from workbench.routing.context import context_value, routing_context
 from workbench.routing.dmoerm import DMoERM, pairwise_loss
 from workbench.routing.freeze import freeze
 from workbench.routing.losses import AUX_LOSSES, aux_loss
-from workbench.routing.observe import Observation, observe, task_prompts
-from workbench.routing.record import RoutingRecord
+from workbench.routing.mechanisms.prompt_scale import constant_scale
+from workbench.routing.prompt_scaler import PromptScaler, prompt_states
 from workbench.routing.routed import Routed
 
 __all__ = [
     "AUX_LOSSES",
     "DMoERM",
-    "Observation",
+    "PromptScaler",
     "ROUTERS",
     "Routed",
     "RoutedBlock",
     "Router",
     "RoutingRecord",
     "aux_loss",
+    "constant_scale",
     "context_value",
     "freeze",
-    "observe",
     "pairwise_loss",
+    "prompt_states",
     "routing_context",
-    "task_prompts",
 ]

@@ -11,6 +11,7 @@ import math
 from collections.abc import Mapping
 
 from workbench.errors import WorkbenchError
+from workbench.tasks import Task
 
 
 def check_training(lab, *, name: str | None = None, new: str | None = None, tasks=None,
@@ -69,8 +70,6 @@ def check_training(lab, *, name: str | None = None, new: str | None = None, task
 
 
 def _tasks(tasks) -> None:
-    from workbench.tasks import Task
-
     if isinstance(tasks, str):
         raise WorkbenchError(f"tasks={tasks!r} is a name; pass Task objects: "
                              f"workbench.tasks.load([{tasks!r}])[{tasks!r}]")
