@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from types import MappingProxyType
@@ -363,15 +363,40 @@ class Workbench:
                 module.composition = comp
         return self
 
-    @contextmanager
-    def using(self, spec=None, *, rows: list[str | None] | None = None) -> Iterator[Workbench]:
+    def using(self, spec=None, *, rows: list[str | None] | None = None):
         """``with lab.using("a"): ...`` applies ``a`` inside the block, then restores what was used."""
-        before = self._composition
-        self.use(spec, rows=rows)
+        return self.session(spec, rows=rows)
+
+    @contextmanager
+    def session(self, use=..., *, rows: list[str | None] | None = None, train: bool | None = None,
+                trainable: Iterable[nn.Parameter] = (),
+                module: nn.Module | None = None) -> Iterator[Workbench]:
+        """Inside the block: apply ``use`` (as ``use()``; ``...`` keeps what is used), put ``module``
+        (default ``lab.model``) in train (``train=True``) or eval (``False``) mode, and let ``trainable``
+        require gradients. After it, what was used, the mode and each parameter's ``requires_grad``
+        come back, and those parameters' ``.grad`` are cleared.
+        """
+        module = self.model if module is None else module
+        before, was_training = self._composition, module.training
+        params = list({id(p): p for p in trainable}.values())
+        wanted = [p.requires_grad for p in params]
+        change = use is not ... or rows is not None
         try:
+            for p in params:
+                p.requires_grad_(True)
+            if change:
+                self.use(None if use is ... else use, rows=rows)
+            if train is not None:
+                module.train(train)
             yield self
         finally:
-            self.use(before)
+            for p, w in zip(params, wanted, strict=True):
+                p.requires_grad_(w)
+                p.grad = None
+            if train is not None:
+                module.train(was_training)
+            if change:
+                self.use(before)
 
     # -- merging adapters into a new one -----------------------------------------------------------
     def merge(self, names: list[str], method: str = "task_arithmetic", weights: list[float] | None = None,
