@@ -119,7 +119,7 @@ def test_training_that_fails_midway_removes_the_half_trained_adapter():
     lab = tiny_text_lab()
     lab.new_adapter("keep", r=2)
     before = _state(lab)
-    with pytest.raises(WorkbenchError, match="diverged"):
+    with pytest.raises(WorkbenchError, match="lr=1e\\+30"):  # the loss became non-finite
         lab.train_lora("t", _task(), r=2, steps=20, lr=1e30, batch_size=2, progress=False)
     assert _same(_state(lab), before)
     lab.train_lora("t", _task(), r=2, steps=1, batch_size=2, progress=False)  # the retry works
@@ -130,7 +130,7 @@ def test_router_training_that_fails_midway_puts_the_weights_back():
     lab = tiny_text_lab()
     lab.add_router("rt", "smora", r=4, k=2)
     before = _state(lab)
-    with pytest.raises(WorkbenchError, match="diverged"):
+    with pytest.raises(WorkbenchError, match="lr=1e\\+30"):  # the loss became non-finite
         lab.train_router("rt", _task(), steps=20, lr=1e30, batch_size=2, progress=False)
     assert _same(_state(lab), before)
 
