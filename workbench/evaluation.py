@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 from tqdm.auto import tqdm
 
-from workbench.adapters import Adapter
+from workbench.adapters import Adapter, composition_of
 from workbench.errors import WorkbenchError
-from workbench.tasks import METRICS
+from workbench.tasks import METRICS, Task
 
 BASE = "base"
 
@@ -31,6 +31,7 @@ def evaluate(lab, adapters, tasks, *, limit: int | None = None, batch_size: int 
     runs = _runs(adapters)
     task_list = list(tasks.values()) if isinstance(tasks, dict) else (
         list(tasks) if isinstance(tasks, list | tuple) else [tasks])
+    _check(lab, runs, task_list, limit, batch_size)
     rows = []
     before, was_training = lab.active, lab.model.training
     lab.model.eval()
@@ -52,6 +53,22 @@ def evaluate(lab, adapters, tasks, *, limit: int | None = None, batch_size: int 
         lab.use(before)
         lab.model.train(was_training)
     return pd.DataFrame(rows)
+
+
+def _check(lab, runs, task_list, limit, batch_size) -> None:
+    """Everything ``evaluate`` needs is checked before the first example runs."""
+    if not task_list:
+        raise WorkbenchError("evaluate needs at least one task (workbench.tasks.load(names))")
+    for t in task_list:
+        if not isinstance(t, Task):
+            hint = f": workbench.tasks.load([{t!r}])" if isinstance(t, str) else ""
+            raise WorkbenchError(f"evaluate takes Task objects, got {type(t).__name__} {t!r:.40}{hint}")
+    for name, value in (("limit", limit), ("batch_size", batch_size)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise WorkbenchError(f"{name}={value!r} must be a whole number of at least 1"
+                                 + (" (or None for all)" if name == "limit" else ""))
+    for _label, spec in runs:
+        composition_of(spec, [*lab.adapters, *lab.routers])  # unknown names fail before any work
 
 
 def _runs(adapters) -> list[tuple[str, object]]:

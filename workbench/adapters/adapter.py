@@ -102,7 +102,7 @@ class Adapter:
     base_copies: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        if not self.name.isidentifier():
+        if not isinstance(self.name, str) or not self.name.isidentifier():
             raise WorkbenchError(
                 f"adapter name {self.name!r} is not a Python identifier; use letters, digits and _"
             )
@@ -111,6 +111,13 @@ class Adapter:
             raise WorkbenchError(f"adapter {self.name!r} has no modules; give at least one")
         for module, f in self.modules.items():
             check_factors(module, f.A, f.B, source=f"adapter {self.name!r}")
+            if f.A.shape[0] < 1:
+                raise WorkbenchError(f"adapter {self.name!r}: module {module!r} has rank 0; "
+                                     "ranks must be at least 1")
+            alpha = f.alpha
+            if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not math.isfinite(alpha):
+                raise WorkbenchError(f"adapter {self.name!r}: module {module!r} has alpha={alpha!r}; "
+                                     "alpha must be a finite number")
             for label, t in (("DoRA magnitude", f.magnitude), ("lora_B bias", f.bias)):
                 if t is not None and (t.shape != (f.out_features,) or not torch.isfinite(t).all()):
                     raise WorkbenchError(

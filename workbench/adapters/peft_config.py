@@ -166,6 +166,9 @@ def read_settings(cfg: dict, cfg_file: Path) -> PeftSettings:
 
 
 def _check_init(init, cfg_file: Path) -> None:
+    if not isinstance(init, bool | str):
+        raise WorkbenchError(f"{cfg_file}: init_lora_weights is {init!r}; it must be true, false or the "
+                             "name of an initialization (a string). Fix that field")
     if init in PLAIN_INITS:
         return
     text = str(init).lower()

@@ -20,6 +20,7 @@ import torch
 from safetensors.torch import save_file
 
 from workbench.adapters.adapter import Adapter, LoraFactors
+from workbench.adapters.config_checks import check_lora_tensors, read_adapter_config
 from workbench.adapters.files import atomic_directory, read_safetensors
 from workbench.adapters.params import SavedParam
 from workbench.adapters.peft_config import OUR_KEY, PeftSettings, read_settings
@@ -58,14 +59,11 @@ def read_peft(path: str | Path, name: str | None = None) -> Adapter:
     cfg_file = path / CONFIG
     if not cfg_file.exists():
         raise WorkbenchError(f"{cfg_file} is missing; is {path} a PEFT adapter directory?")
-    try:
-        cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as e:
-        raise WorkbenchError(f"{cfg_file} is not UTF-8 text ({e}); it is not an adapter config") from None
-    except json.JSONDecodeError as e:
-        raise WorkbenchError(f"{cfg_file} is not valid JSON ({e}); it may be truncated") from None
+    cfg = read_adapter_config(cfg_file)  # JSON types, ranges, regexes and UTF-8 checked there
     settings = read_settings(cfg, cfg_file)
-    modules, base_copies = _classify(read_safetensors(path / WEIGHTS), settings, path / WEIGHTS)
+    tensors = read_safetensors(path / WEIGHTS)
+    check_lora_tensors(tensors, path / WEIGHTS)  # 2-D float factors, before any shape is read
+    modules, base_copies = _classify(tensors, settings, path / WEIGHTS)
     ours = cfg.get(OUR_KEY) or {}
     if not isinstance(ours, dict):
         ours = {}

@@ -152,6 +152,10 @@ def _check_weights(weights, adapters: list[Adapter]) -> list[float]:
         return [1.0] * len(adapters)
     if isinstance(weights, int | float):
         raise WorkbenchError(f"weights is one number ({weights}); give a list with one weight per adapter")
+    nonnumbers = [w for w in weights if isinstance(w, bool) or not isinstance(w, int | float)]
+    if nonnumbers:
+        raise WorkbenchError(f"weights {list(weights)} hold {nonnumbers[0]!r}, not a number; "
+                             "give one number per adapter, e.g. weights=[1.0, 0.5]")
     weights = [float(w) for w in weights]
     if len(weights) != len(adapters):
         raise WorkbenchError(
