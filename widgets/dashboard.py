@@ -15,7 +15,9 @@ adapters' base model loads), and evaluation (scores shipped beside the adapters,
 
 from __future__ import annotations
 
-import json
+import re
+import secrets
+import sys
 from pathlib import Path
 
 import anywidget
@@ -26,6 +28,8 @@ import traitlets as t
 from tornado.web import RequestHandler
 
 from workbench.adapters import read_peft
+from workbench.adapters.config_checks import read_adapter_config
+from workbench.adapters.files import visible_entries
 from workbench.errors import WorkbenchError
 
 # traitlets type -> param type for the twin's parameters (anything else: a plain Parameter)
@@ -117,23 +121,49 @@ def twin(widget: anywidget.AnyWidget, **layout) -> pn.custom.AnyWidgetComponent:
     return comp
 
 
-def load_folder(folder: str | Path) -> dict:
-    """name -> Adapter for every PEFT adapter directory directly under ``folder`` (sorted by name)."""
+def adapter_dirs(folder: Path) -> list[Path]:
+    """The adapter folders directly under ``folder``: hidden entries and leftovers of saves skipped."""
+    return [p for p in visible_entries(folder) if (p / "adapter_config.json").is_file()]
+
+
+def load_folder(folder: str | Path, skipped: dict[str, str] | None = None) -> dict:
+    """name -> Adapter for every PEFT adapter directory directly under ``folder`` (sorted by name).
+
+    A folder name that is not an identifier (``my-adapter``) becomes one (``my_adapter``). An entry
+    that cannot be read is skipped and recorded in ``skipped`` (folder name -> why), when given;
+    without ``skipped`` it is an error.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise WorkbenchError(f"adapter folder {folder} does not exist; pass --adapters DIR, a folder of "
                              "PEFT adapter directories (e.g. the repository's adapters/)")
-    dirs = sorted(p for p in folder.iterdir() if (p / "adapter_config.json").exists())
+    dirs = adapter_dirs(folder)
     if not dirs:
         raise WorkbenchError(f"{folder} holds no adapter (no */adapter_config.json); pass --adapters DIR, "
                              "a folder of PEFT adapter directories")
-    return {p.name: read_peft(p, name=p.name) for p in dirs}
+    adapters = {}
+    for p in dirs:
+        name = re.sub(r"\W", "_", p.name)
+        name = name if name.isidentifier() else f"adapter_{name}"
+        try:
+            if name in adapters:
+                raise WorkbenchError(f"its name reads as {name!r}, like another folder's")
+            adapters[name] = read_peft(p, name=name)
+        except (WorkbenchError, OSError) as e:
+            if skipped is None:
+                raise
+            skipped[p.name] = str(e)
+    return adapters
 
 
 def _base_of(folder: Path) -> str | None:
     """The base model the adapters name (``base_model_name_or_path``), if they agree on one."""
-    names = {json.loads((p / "adapter_config.json").read_text()).get("base_model_name_or_path")
-             for p in folder.iterdir() if (p / "adapter_config.json").exists()}
+    names = set()
+    for p in adapter_dirs(folder):
+        try:
+            names.add(read_adapter_config(p / "adapter_config.json").get("base_model_name_or_path"))
+        except WorkbenchError:
+            continue  # unreadable: skipped by load_folder too
     return names.pop() if len(names) == 1 else None
 
 
@@ -152,24 +182,36 @@ class Dashboard(param.Parameterized):
             raise WorkbenchError(f"the dashboard compares adapters; give at least two, got {list(adapters)}")
         super().__init__(**params)
         self.adapters, self.lab, self.scores = adapters, lab, scores
+        self.skipped: dict[str, str] = {}  # folder name -> why it was not loaded (shown on the page)
         self._loaded_tasks: dict = {}  # name -> Task, loaded once (every page and Evaluate click reuses them)
 
     @classmethod
     def from_folder(cls, folder: str | Path, *, load_base: bool = True) -> Dashboard:
         """Read the adapters of ``folder``; load their base (a zoo name) into a Workbench if possible."""
         folder = Path(folder)
-        adapters = load_folder(folder)
-        scores = pd.read_csv(folder / "scores.csv") if (folder / "scores.csv").exists() else None
+        skipped: dict[str, str] = {}
+        adapters = load_folder(folder, skipped)
+        scores = None
+        if (folder / "scores.csv").exists():
+            try:
+                scores = pd.read_csv(folder / "scores.csv")
+                missing = {"adapter", "task", "value"} - set(scores.columns)
+                if missing:
+                    raise ValueError(f"it lacks the column(s) {sorted(missing)}")
+            except (ValueError, OSError, UnicodeDecodeError) as e:  # pandas' parser errors are ValueErrors
+                scores, skipped["scores.csv"] = None, f"not a readable table of scores ({e})"
         lab, base = None, _base_of(folder)
         if load_base and base:
             from workbench import Workbench, zoo
 
             if base in zoo.ZOO.names():
                 lab = Workbench.from_zoo(base)
-                for name in adapters:
-                    lab.load_adapter(folder / name, name=name)
+                for adapter in adapters.values():
+                    lab.add_adapter(adapter)
                 adapters = dict(lab.adapters)
-        return cls(adapters, lab=lab, scores=scores, folder=str(folder))
+        board = cls(adapters, lab=lab, scores=scores, folder=str(folder))
+        board.skipped = skipped
+        return board
 
     def views(self) -> dict:
         """Tab title -> Panel object."""
@@ -241,8 +283,17 @@ class Dashboard(param.Parameterized):
         n = len(self.adapters)
         base = f" on {self.lab.name}" if self.lab is not None else ""
         title = pn.pane.Markdown(f"# LoRA Workbench\n{n} adapters from `{self.folder}`{base}: "
-                                 f"{', '.join(self.adapters)}")
+                                 f"{', '.join(self.adapters)}" + skipped_note(self.skipped),
+                                 css_classes=["lw-title"])
         return pn.Column(title, pn.Tabs(*self.views().items(), dynamic=False), sizing_mode="stretch_width")
+
+
+def skipped_note(skipped: dict[str, str]) -> str:
+    """Markdown naming the entries of the folder that were not loaded, and why ("" when none)."""
+    if not skipped:
+        return ""
+    lines = "".join(f"\n- `{name}`: {why}" for name, why in sorted(skipped.items()))
+    return f"\n\n**Skipped {len(skipped)} unreadable entr{'y' if len(skipped) == 1 else 'ies'}:**{lines}"
 
 
 HEALTH = "/health"  # answers 200 once the adapters (and base) are loaded, without building a page
@@ -254,15 +305,18 @@ class _Health(RequestHandler):
 
 
 def serve(folder: str | Path, host: str = "127.0.0.1", port: int = 5006, *, show: bool = False,
-          load_base: bool = True) -> None:
+          load_base: bool = True, token: str | None = None) -> None:
     """Serve the dashboard of ``folder`` until interrupted; every page gets its own views.
 
     ``GET /health`` answers ``{"status": "ok"}`` cheaply (a page builds all views, which takes a while:
     probe this instead).
     """
     board = Dashboard.from_folder(folder, load_base=load_base)
+    for name, why in board.skipped.items():
+        print(f"skipped {name}: {why}", file=sys.stderr, flush=True)
+    auth = {"basic_auth": token, "cookie_secret": secrets.token_hex(32)} if token else {}
     pn.config.inline = True  # bokeh and panel JS from this server, never from a CDN: works offline
     print(f"LoRA Workbench dashboard: http://{host}:{port}/  (Ctrl-C stops it)", flush=True)
     pn.serve({"/": board.app}, address=host, port=port, show=show, title="LoRA Workbench",
              websocket_origin=[f"{host}:{port}", f"localhost:{port}", f"127.0.0.1:{port}"],
-             threaded=False, print_url=False, extra_patterns=[(HEALTH, _Health)])
+             threaded=False, print_url=False, extra_patterns=[(HEALTH, _Health)], **auth)

@@ -60,17 +60,25 @@ def _lab(args: argparse.Namespace) -> int:
         return 2
     build_notebooks(tutorials)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={tutorials.parent.resolve()}",
-           f"--port={args.port}", f"{tutorials.name}/{QUICKSTART}.ipynb"]
-    if args.no_browser:
-        cmd.append("--no-browser")
-    if os.geteuid() == 0:
-        cmd.append("--allow-root")
-    cmd += args.extra
+    cmd = lab_command(tutorials, args, root=os.geteuid() == 0)
     print("starting:", " ".join(cmd), flush=True)
     if os.name == "posix":  # become JupyterLab: a signal to this process (Ctrl-C, terminate) reaches it
         os.execve(sys.executable, cmd, env)
     return subprocess.call(cmd, env=env)
+
+
+def lab_command(tutorials: Path, args: argparse.Namespace, *, root: bool) -> list[str]:
+    """The JupyterLab command line. As root it adds ``--allow-root`` (JupyterLab refuses root
+    otherwise) and says so on stderr: nothing is added silently."""
+    cmd = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={tutorials.parent.resolve()}",
+           f"--port={args.port}", f"{tutorials.name}/{QUICKSTART}.ipynb"]
+    if args.no_browser:
+        cmd.append("--no-browser")
+    if root and "--allow-root" not in args.extra:
+        print("note: running as root, so --allow-root is passed to JupyterLab (it refuses root "
+              "otherwise); run as a normal user to avoid it", file=sys.stderr)
+        cmd.append("--allow-root")
+    return cmd + list(args.extra)
 
 
 @COMMANDS.register("inspect")
@@ -89,6 +97,7 @@ def _inspect(args: argparse.Namespace) -> int:
 @COMMANDS.register("serve")
 def _serve(args: argparse.Namespace) -> int:
     """Serve the dashboard of a folder of adapters (Panel, offline) on 127.0.0.1."""
+    token = check_host(args.host, args.token)
     check_port(args.host, args.port)
     folder = Path(args.adapters) if args.adapters else ready.root()
     if not folder.is_dir():
@@ -96,8 +105,29 @@ def _serve(args: argparse.Namespace) -> int:
                              "PEFT adapter directories (e.g. the repository's adapters/)")
     from widgets.dashboard import serve  # late: Panel and plotly load only for `serve`
 
-    serve(folder, args.host, args.port, show=not args.no_browser, load_base=not args.no_model)
+    serve(folder, args.host, args.port, show=not args.no_browser, load_base=not args.no_model,
+          **({"token": token} if token else {}))
     return 0
+
+
+def check_host(host: str, token: str | None) -> str | None:
+    """A loopback host needs nothing; any other address is reachable from the network: warn, and
+    require ``--token`` (or the LORA_WORKBENCH_TOKEN variable), the password the page then asks for."""
+    import ipaddress
+
+    token = token or os.environ.get("LORA_WORKBENCH_TOKEN") or None
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback:
+        return token
+    print(f"warning: --host {host} makes the dashboard reachable from other machines; anyone who can "
+          "reach it can run merges and evaluations on this machine", file=sys.stderr)
+    if not token:
+        raise WorkbenchError(f"--host {host} is not a loopback address, so a token is required: pass "
+                             "--token SECRET (or set LORA_WORKBENCH_TOKEN), or serve on 127.0.0.1")
+    return token
 
 
 def check_port(host: str, port: int) -> None:
@@ -134,6 +164,8 @@ def parser() -> argparse.ArgumentParser:
                      help="a folder of PEFT adapter directories (default: the ready adapters, ./adapters)")
     srv.add_argument("--host", default="127.0.0.1", help="the address to listen on (default: 127.0.0.1)")
     srv.add_argument("--port", type=int, default=5006, help="the port (default: 5006)")
+    srv.add_argument("--token", default=None,
+                     help="a password the page asks for; required with a non-loopback --host")
     srv.add_argument("--no-browser", action="store_true", help="do not open a browser (headless)")
     srv.add_argument("--no-model", action="store_true",
                      help="do not load the adapters' base model: geometry views only, no merge or evaluation")
@@ -148,8 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     args.extra = extra
     try:
         return COMMANDS.get(args.command)(args)
-    except ValueError as e:  # WorkbenchError: a clear message, no traceback
-        print(f"error: {e}", file=sys.stderr)
+    except (WorkbenchError, ValueError, OSError) as e:  # a user error: one clear line, no traceback
+        message = str(e) if isinstance(e, WorkbenchError) else f"{type(e).__name__}: {e}"
+        print(f"error: {' '.join(message.split())}", file=sys.stderr)
         return 2
 
 

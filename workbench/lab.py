@@ -29,11 +29,23 @@ from workbench.adapters import (
     resolve_targets,
     write_peft,
 )
+from workbench.adapters.base_copies import check_base_copies, check_not_tied
 from workbench.adapters.layer import out_in
+from workbench.adapters.param_layer import install_params
+from workbench.adapters.peft_extras import peft_extras
+from workbench.adapters.targets import adaptable_modules
 from workbench.errors import WorkbenchError
 from workbench.evaluation import evaluate
 from workbench.hooks import Cache
 from workbench.hooks import record as record_hooks  # `run` has a parameter named `record`
+from workbench.lab_checks import (
+    check_addable,
+    check_model,
+    check_router_params,
+    finite,
+    mark_owner,
+    rollback,
+)
 from workbench.merging import merge
 from workbench.merging.base import get_method
 from workbench.routing import ROUTERS, Routed, RoutedBlock
@@ -59,6 +71,7 @@ class Workbench:
 
     def __init__(self, model: nn.Module, tokenizer=None, *, name: str | None = None,
                  fingerprint: str | None = None):
+        check_model(model)
         self.model = model
         self.tokenizer = tokenizer
         self.name = name or getattr(getattr(model, "config", None), "name_or_path", None) \
@@ -132,8 +145,8 @@ class Workbench:
             paths = list(layers)
         else:
             paths = [p for p in resolve_targets(self.model, targets) if p in layers]
-            busy = {p: layers[p].names + list(layers[p].routes) for p in paths
-                    if layers[p].names or len(layers[p].routes)}
+            busy = {p: layers[p].held + list(layers[p].routes) for p in paths
+                    if layers[p].held or len(layers[p].routes)}
             if busy:
                 path, names = next(iter(busy.items()))
                 raise WorkbenchError(
@@ -165,6 +178,7 @@ class Workbench:
             WorkbenchError: name taken, made for another base (fingerprint), unknown module or
                 mismatched shapes. Nothing is changed when it raises.
         """
+        check_addable(self, adapter)
         if adapter.name in self._adapters or adapter.name in self._routers or adapter.name in RESERVED:
             raise WorkbenchError(
                 f"an adapter named {adapter.name!r} is already in this lab (or reserved); "
@@ -176,7 +190,7 @@ class Workbench:
                 f"{adapter.base_fingerprint}, but this lab's base ({self.name}) is {self.fingerprint}; "
                 "load it on its own base, or pass check_base=False if you know the shapes agree"
             )
-        modules = linear_modules(self.model)
+        modules = adaptable_modules(self.model)
         for path, f in adapter.modules.items():
             if path not in modules:
                 near = [n for n in modules if n.split(".")[-1] == path.split(".")[-1]][:3]
@@ -191,10 +205,13 @@ class Workbench:
                     f"(out={f.out_features}, in={f.in_features}) but the model's layer is "
                     f"(out={out_f}, in={in_f}); it was made for another base model"
                 )
+        check_base_copies(adapter, self.model)  # peft's saved copies of base weights must equal ours
         for path in adapter.modules:
             self._wrap(path).add(adapter)
+        install_params(self.model, self._wrap, adapter)  # trained biases, modules_to_save, tokens
         if adapter.base_fingerprint is None:
             adapter.base_fingerprint = self.fingerprint
+        mark_owner(adapter, self)
         self._adapters[adapter.name] = adapter
         return adapter
 
@@ -207,7 +224,8 @@ class Workbench:
             base_fingerprint=self.fingerprint,
             lineage={"method": "new", "init": init, "seed": seed, "targets": targets},
         )
-        return self.add_adapter(adapter)
+        with rollback(self):
+            return self.add_adapter(adapter)
 
     def remove_adapter(self, name: str) -> Adapter:
         """Remove an adapter from every layer (unmerging it first if merged) and return it."""
@@ -215,13 +233,28 @@ class Workbench:
         if name in self._composition.names:
             self.use(None)
         for layer in self.layers.values():
-            if name in layer.names:
+            if name in layer.held:
                 layer.remove(name)
-        return self._adapters.pop(name)
+        return mark_owner(self._adapters.pop(name), None)
 
-    def _get(self, name_or_adapter: str | Adapter) -> Adapter:
+    def _get(self, name_or_adapter: str | Adapter, *, own: bool = True) -> Adapter:
+        """The adapter of this lab named so (or this Adapter, when ``own``: it must be this lab's)."""
         if isinstance(name_or_adapter, Adapter):
-            return name_or_adapter
+            a = name_or_adapter
+            if own and self._adapters.get(a.name) is not a:
+                raise WorkbenchError(
+                    f"adapter {a.name!r} is not one of this lab's adapters (it belongs to another lab, "
+                    f"or was never added); add it with lab.add_adapter(adapter.copy()) or pass a name "
+                    f"of this lab: {list(self._adapters) or '(none)'}"
+                )
+            if not own and a.base_fingerprint not in (None, self.fingerprint):
+                raise WorkbenchError(
+                    f"adapter {a.name!r} was made on another base (fingerprint {a.base_fingerprint}, "
+                    f"this lab's is {self.fingerprint}); save it from the lab it belongs to"
+                )
+            return a
+        if not isinstance(name_or_adapter, str):
+            raise WorkbenchError(f"give an adapter name (a string) or an Adapter; got {name_or_adapter!r}")
         try:
             return self._adapters[name_or_adapter]
         except KeyError:
@@ -245,7 +278,17 @@ class Workbench:
         """
         if name in self._adapters or name in self._routers or name in RESERVED:
             raise WorkbenchError(f"the name {name!r} is taken in this lab (or reserved); pick another")
+        if not isinstance(name, str) or not name.isidentifier():
+            raise WorkbenchError(f"router name {name!r} is not a Python identifier; "
+                                 "use letters, digits and _")
         cls = ROUTERS.get(mechanism)
+        check_router_params(cls, mechanism, params)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise WorkbenchError(f"seed must be a whole number, got {seed!r}")
+        with rollback(self):
+            return self._add_router(name, mechanism, cls, targets, seed, params)
+
+    def _add_router(self, name, mechanism, cls, targets, seed, params) -> Routed:
         targets = cls.targets_for(self, **params) if targets is None else targets
         paths = (resolve_blocks(self.model, targets) if cls.level == "block"
                  else resolve_targets(self.model, targets))
@@ -284,6 +327,9 @@ class Workbench:
     def load_router(self, path: str | Path, name: str | None = None, *, check_base: bool = True) -> Routed:
         """Add a router saved by ``save_router`` (a bank router needs its adapters in the lab first)."""
         config = read_config(path)
+        if not isinstance(config.get("mechanism"), str) or not isinstance(config.get("params"), dict):
+            raise WorkbenchError(f"{path}: router.json needs \"mechanism\" (a string) and \"params\" (an "
+                                 "object); the file is damaged: save the router again")
         if check_base and config.get("base_fingerprint") not in (None, self.fingerprint):
             raise WorkbenchError(
                 f"router {path} was trained on a base with fingerprint {config['base_fingerprint']}, "
@@ -292,13 +338,13 @@ class Workbench:
         params = dict(config["params"])
         params.pop("training", None)
         weights = read_weights(path)
-        routed = self.add_router(name or config["name"], config["mechanism"], **params)
-        try:
-            routed.load_state_dict(weights)
-        except RuntimeError as e:
-            self.remove_router(routed.name)
-            raise WorkbenchError(
-                f"{path}: the saved weights do not fit {config['mechanism']} ({e})") from None
+        with rollback(self):
+            routed = self.add_router(name or config.get("name"), config["mechanism"], **params)
+            try:
+                routed.load_state_dict(weights)
+            except (RuntimeError, KeyError, ValueError) as e:
+                raise WorkbenchError(
+                    f"{path}: the saved weights do not fit {config['mechanism']} ({e})") from None
         if "training" in config["params"]:
             routed.params["training"] = config["params"]["training"]
         return routed
@@ -373,25 +419,39 @@ class Workbench:
         """
         if isinstance(names, str):
             raise WorkbenchError(f"merge takes a list of adapter names, got the string {names!r}")
+        if not isinstance(names, list | tuple) or not names:
+            raise WorkbenchError(f"merge takes a non-empty list of adapter names, got {names!r}")
         sources = [self._get(n) for n in names]
         if name is not None and (name in self._adapters or name in self._routers or name in RESERVED):
             raise WorkbenchError(f"the name {name!r} is taken in this lab (or reserved); pick another")
         if "lab" in get_method(method).params and params.get("lab") is None:
             params["lab"] = self
-        result = merge(sources, method, weights, name=name, **params)
-        self.add_adapter(result.adapter)
-        self.last_merge = result
+        with rollback(self):
+            result = merge(sources, method, weights, name=name, **params)
+            self.add_adapter(result.adapter)
+            self.last_merge = result
         return result.adapter
 
     # -- merging into the base weights -------------------------------------------------------------
     def merge_into_base(self, name: str, weight: float = 1.0) -> None:
         """Fold ``weight``·ΔW of an adapter into the base weights (faster inference); exact to undo."""
-        self._get(name)
+        name = self._get(name).name
+        weight = finite(weight, "merge_into_base weight", fix="e.g. weight=1.0")
+        holding = [layer for layer in self.layers.values() if name in layer.held]
+        for layer in holding:  # every check before the first change
+            layer.check_merge(name)
+            check_not_tied(self.model, layer)
         if name in self._composition.names:
             self.use(None)
-        for layer in self.layers.values():
-            if name in layer.names:
+        done = []
+        try:
+            for layer in holding:
                 layer.merge(name, weight)
+                done.append(layer)
+        except BaseException:
+            for layer in done:
+                layer.unmerge(name)
+            raise
 
     def unmerge(self, name: str | None = None) -> None:
         """Undo ``merge_into_base`` for one adapter (or all): the base weights come back exactly."""
@@ -403,20 +463,29 @@ class Workbench:
     # -- files -----------------------------------------------------------------------------------
     def load_adapter(self, path: str | Path, name: str | None = None, *,
                      check_base: bool = True) -> Adapter:
-        """Load any PEFT LoRA directory (rank/alpha patterns, rsLoRA) and add it to the lab."""
-        return self.add_adapter(read_peft(path, name), check_base=check_base)
+        """Load a PEFT LoRA directory and add it to the lab, exactly as peft applies it.
+
+        Exact: rank/alpha patterns, rsLoRA, DoRA, lora_bias, LoRA on embeddings and heads, trained
+        biases, modules_to_save, trainable tokens. Refused by name with the fix: raw PiSSA/OLoRA/
+        CorDA/LoftQ/LoRA-GA adapters, aLoRA, layer_replication and other variants
+        (``workbench.adapters.peft_config``). A failed load leaves the lab as it was.
+        """
+        adapter = read_peft(path, name)
+        with rollback(self):
+            return self.add_adapter(adapter, check_base=check_base)
 
     def save_adapter(self, adapter: str | Adapter, path: str | Path, *,
                      overwrite: bool = False) -> Path:
         """Write an adapter as a PEFT directory that ``peft.PeftModel.from_pretrained`` loads."""
-        adapter = self._get(adapter)
+        adapter = self._get(adapter, own=False)
         layers = self.layers
         is_causal = type(self.model).__name__.endswith("ForCausalLM")
-        return write_peft(adapter, path, overwrite=overwrite,
+        return write_peft(adapter, path, overwrite=overwrite, extras=peft_extras(adapter, self.model),
                           base_model_name_or_path=self.name,
                           target_modules=self._compact_targets(adapter),
                           task_type="CAUSAL_LM" if is_causal else None,
-                          fan_in_fan_out=any(layers[p].fan_in_fan_out for p in adapter.modules))
+                          fan_in_fan_out=any(layers[p].fan_in_fan_out and not layers[p].embedding
+                                             for p in adapter.modules))
 
     def _compact_targets(self, adapter: Adapter) -> list[str]:
         """Suffixes (``q_proj``) where the adapter covers every module that ends so, else full paths."""
@@ -471,16 +540,23 @@ class Workbench:
 
     def train_lora(self, name: str, task, **kwargs):
         """Train a new LoRA on ``task``; see ``workbench.training.train_lora`` for the arguments."""
-        return train_lora(self, name, task, **kwargs)
+        with rollback(self):  # a failure midway removes the half-trained adapter
+            return train_lora(self, name, task, **kwargs)
 
     def train_router(self, name: str, tasks, **kwargs):
         """Train a router's parameters on tasks; see ``workbench.training.train_router``."""
-        return train_router(self, name, tasks, **kwargs)
+        keep = [t for r in self._routers[name].modules.values()
+                for t in r.state_dict(keep_vars=True).values()] if name in self._routers else []
+        with rollback(self, keep=keep):  # a failure midway puts the router's weights back
+            return train_router(self, name, tasks, **kwargs)
 
     def train_multitask(self, name: str, tasks, **kwargs):
         """Train one adapter on several tasks at once (gradient methods, conflict capture);
         see ``workbench.training.MultiTaskTrainer`` for the arguments."""
-        return train_multitask(self, name, tasks, **kwargs)
+        keep = [p for layer in self.layers.values() if name in layer.names
+                for p in (layer.lora_A[name], layer.lora_B[name])]
+        with rollback(self, keep=keep):  # a failure midway removes the new adapter (or restores it)
+            return train_multitask(self, name, tasks, **kwargs)
 
     def evaluate(self, adapters, tasks, **kwargs):
         """Score adapters (None = the base) on tasks; see ``workbench.evaluation.evaluate``."""

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import torch
 
 from workbench.adapters.adapter import Adapter, LoraFactors
+from workbench.errors import WorkbenchError
 from workbench.registry import Registry
 
 # init(shape_out, shape_in, r, generator) -> (A (r, in), B (out, r))
@@ -53,11 +54,18 @@ def new_adapter(
 
     ``alpha`` defaults to 2·r (a common choice: s = 2 with the standard rule). Deterministic for a seed.
     """
+    _check_ranks(name, r, shapes)
+    if alpha is not None and (isinstance(alpha, bool) or not isinstance(alpha, int | float)
+                              or not math.isfinite(alpha)):
+        raise WorkbenchError(f"adapter {name!r}: alpha={alpha!r} must be a finite number (or None for 2·r)")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise WorkbenchError(f"adapter {name!r}: seed={seed!r} must be a whole number")
+    init_fn = INITS.get(init)  # an unknown name is refused, listing the known ones
     g = torch.Generator().manual_seed(seed)
     modules = {}
     for path, (out_f, in_f) in shapes.items():
         rank = r[path] if isinstance(r, dict) else r
-        A, B = INITS.get(init)(out_f, in_f, rank, g)
+        A, B = init_fn(out_f, in_f, rank, g)
         modules[path] = LoraFactors(A, B, float(alpha if alpha is not None else 2 * rank))
     return Adapter(
         name=name,
@@ -66,3 +74,18 @@ def new_adapter(
         base_fingerprint=base_fingerprint,
         lineage=lineage or {"method": "new", "init": init, "seed": seed},
     )
+
+
+def _check_ranks(name: str, r, shapes: dict) -> None:
+    """Ranks are whole numbers of at least 1 (per module when ``r`` is a dict covering every module)."""
+    ranks = r if isinstance(r, dict) else {"r": r}
+    for where, rank in ranks.items():
+        if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
+            label = "r" if where == "r" else f"r[{where!r}]"
+            raise WorkbenchError(f"adapter {name!r}: {label}={rank!r}; the rank must be a whole number "
+                                 "of at least 1 (e.g. r=8)")
+    if isinstance(r, dict):
+        missing = [p for p in shapes if p not in r]
+        if missing:
+            raise WorkbenchError(f"adapter {name!r}: r is a dict but gives no rank for {missing[:3]}; "
+                                 "give one per target module (or one int for all)")

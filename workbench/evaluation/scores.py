@@ -7,10 +7,10 @@ from contextlib import ExitStack
 import pandas as pd
 from tqdm.auto import tqdm
 
-from workbench.adapters import Adapter
+from workbench.adapters import Adapter, composition_of
 from workbench.errors import WorkbenchError
 from workbench.evaluation.private import installed
-from workbench.tasks import METRICS
+from workbench.tasks import METRICS, Task
 
 BASE = "base"
 
@@ -38,6 +38,7 @@ def evaluate(lab, adapters, tasks, *, limit: int | None = None, batch_size: int 
     with ExitStack() as private:
         runs = [(label, private.enter_context(installed(lab, spec)) if isinstance(spec, Adapter) else spec)
                 for label, spec in _runs(lab, adapters)]
+        _check(lab, runs, task_list, limit, batch_size)
         rows = _score(lab, runs, task_list, limit=limit, batch_size=batch_size, progress=progress)
     return pd.DataFrame(rows)
 
@@ -66,6 +67,22 @@ def _score(lab, runs: list[tuple[str, object]], task_list: list, *, limit: int |
         lab.use(before)
         lab.model.train(was_training)
     return rows
+
+
+def _check(lab, runs, task_list, limit, batch_size) -> None:
+    """Everything ``evaluate`` needs is checked before the first example runs."""
+    if not task_list:
+        raise WorkbenchError("evaluate needs at least one task (workbench.tasks.load(names))")
+    for t in task_list:
+        if not isinstance(t, Task):
+            hint = f": workbench.tasks.load([{t!r}])" if isinstance(t, str) else ""
+            raise WorkbenchError(f"evaluate takes Task objects, got {type(t).__name__} {t!r:.40}{hint}")
+    for name, value in (("limit", limit), ("batch_size", batch_size)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise WorkbenchError(f"{name}={value!r} must be a whole number of at least 1"
+                                 + (" (or None for all)" if name == "limit" else ""))
+    for _label, spec in runs:
+        composition_of(spec, [*lab.adapters, *lab.routers])  # unknown names fail before any work
 
 
 def _runs(lab, adapters) -> list[tuple[str, object]]:

@@ -11,6 +11,7 @@ A joined model's inputs are embeddings with media tokens inside, so its stages r
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -43,6 +44,15 @@ class Stage:
     front: bool = True
     adapters: bool = True
     extra: Sequence[torch.nn.Parameter] | Callable[[], Sequence[torch.nn.Parameter]] = ()
+
+    def __post_init__(self) -> None:
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
+            raise WorkbenchError(f"stage {self.name!r}: steps={self.steps!r} must be a whole number "
+                                 "of at least 1")
+        lr = self.lr
+        if isinstance(lr, bool) or not isinstance(lr, int | float) or not math.isfinite(lr) or lr <= 0:
+            raise WorkbenchError(f"stage {self.name!r}: learning rate must be a finite number > 0; "
+                                 f"got lr={lr!r}")
 
 
 def _used_params(model, use) -> list[torch.nn.Parameter]:

@@ -32,9 +32,21 @@ def write_routed(routed: Routed, path: str | Path, *, base_fingerprint: str | No
 
 def read_config(path: str | Path) -> dict:
     file = Path(path) / CONFIG
-    if not file.exists():
+    if not file.is_file():
         raise WorkbenchError(f"{path} is not a saved router: {CONFIG} is missing (save with lab.save_router)")
-    return json.loads(file.read_text())
+    try:
+        config = json.loads(file.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise WorkbenchError(f"{file} is not UTF-8 text (at byte {e.start}); save the router again") from None
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise WorkbenchError(f"{file} is not valid JSON ({e}); it may be truncated: "
+                             "save the router again") from None
+    if not isinstance(config, dict):
+        raise WorkbenchError(f"{file} holds a JSON {type(config).__name__}, not an object; "
+                             "save the router again")
+    if config.get("name") is not None and not isinstance(config["name"], str):
+        raise WorkbenchError(f"{file}: name is {config['name']!r}; it must be a string (or pass name=...)")
+    return config
 
 
 def read_weights(path: str | Path):

@@ -32,6 +32,7 @@ from workbench.training.objectives import ExampleLoss
 from workbench.training.optimizers import OPTIMIZERS
 from workbench.training.sampling import SAMPLINGS
 from workbench.training.sources import ByTask
+from workbench.training.validate import check_training
 from workbench.training.variants import resolve
 from workbench.training.weighting import LOSS_WEIGHTINGS
 
@@ -88,6 +89,9 @@ class MultiTaskTrainer:
                  variant: str = "lora", optimizer: str | None = None, optimizer_options: dict | None = None,
                  capture_every: int = 0, checkpoint_every: int = 0, seed: int = 0,
                  weight_decay: float = 0.0, warmup: float = 0.1, progress: bool = True):
+        check_training(lab, name=name, tasks=tasks, r=r, alpha=alpha, steps=steps, lr=lr,
+                       batch_size=batch_size, accumulate=accumulate, seed=seed, weight_decay=weight_decay,
+                       warmup=warmup, temperature=temperature)
         if not lr > 0 or not math.isfinite(lr):
             raise WorkbenchError(f"learning rate must be a finite number > 0; got lr={lr}")
         for label, value in (("steps", steps), ("batch_size", batch_size), ("accumulate", accumulate)):

@@ -10,6 +10,7 @@ import pandas as pd
 from workbench.errors import WorkbenchError
 from workbench.routing import Routed
 from workbench.training.fit import encode_tasks, fit
+from workbench.training.validate import check_training
 
 
 @dataclass
@@ -38,6 +39,8 @@ def train_router(lab, name: str, tasks, *, steps: int = 60, lr: float = 2e-3, ba
             ``loraplus``) and its options.
         accumulate: micro-batches per optimizer step.
     """
+    check_training(lab, name=name, new="router", tasks=tasks, steps=steps, lr=lr, batch_size=batch_size,
+                   seed=seed, weight_decay=weight_decay, warmup=warmup, accumulate=accumulate)
     if name not in lab.routers:
         raise WorkbenchError(f"no router {name!r} in this lab; add it with lab.add_router first "
                              f"(it has: {list(lab.routers) or '(none)'})")

@@ -9,6 +9,7 @@ import pandas as pd
 
 from workbench.adapters import Adapter
 from workbench.training.fit import encode_tasks, fit
+from workbench.training.validate import check_training
 from workbench.training.variants import resolve
 
 
@@ -60,6 +61,9 @@ def train_lora(
     Returns:
         TrainResult(adapter, history) with one row per step: ``step, loss, lr``.
     """
+    check_training(lab, name=name, new="adapter", tasks=task, r=r, alpha=alpha, steps=steps, lr=lr,
+                   batch_size=batch_size, seed=seed, dropout=dropout, weight_decay=weight_decay,
+                   warmup=warmup)
     tasks = list(task) if isinstance(task, list | tuple) else [task]
     features = encode_tasks(lab, tasks)
     v, run = resolve(variant, init=init, scaling=scaling, optimizer=optimizer,
