@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from workbench.adapters.adapter import Adapter, LoraFactors
+from workbench.adapters.adapter import SCALINGS, Adapter, LoraFactors
 from workbench.adapters.files import atomic_directory, read_safetensors
 from workbench.errors import WorkbenchError
 
@@ -132,7 +132,7 @@ def write_peft(
         target_modules=sorted(target_modules or adapter.modules),
         rank_pattern={re.escape(m): f.r for m, f in adapter.modules.items() if f.r != r0},
         alpha_pattern={re.escape(m): f.alpha for m, f in adapter.modules.items() if f.alpha != alpha0},
-        use_rslora=adapter.scaling == "rslora",
+        use_rslora=SCALINGS.has(adapter.scaling, "rank_stabilized"),
         lora_dropout=0.0,
         bias="none",
         fan_in_fan_out=fan_in_fan_out,

@@ -25,9 +25,7 @@ PROGRESS_FROM = 64  # merges of at least this many modules show a tqdm progress 
 
 
 def get_method(name: str) -> MergeMethod:
-    """The registered method, or a WorkbenchError listing the registered ones."""
-    if not isinstance(name, str) or name not in MERGES:
-        raise WorkbenchError(f"unknown merge method {name!r}; choose one of: {', '.join(MERGES.names())}")
+    """The registered method (``MERGES.get``), or an UnknownNameError listing the registered ones."""
     return MERGES.get(name)
 
 

@@ -9,7 +9,6 @@ Every mechanism is a ``Router`` (one file each) registered in ``ROUTERS``; its d
 ids, token types, prompt scales) come from ``routing_context``.
 """
 
-from workbench.routing import mechanisms  # noqa: F401  (registers every mechanism)
 from workbench.routing.base import ROUTERS, Router
 from workbench.routing.block import RoutedBlock
 from workbench.routing.context import context_value, routing_context

@@ -84,4 +84,21 @@ class Router(nn.Module):
         return [p for p in self.parameters() if p.requires_grad]
 
 
-ROUTERS: Registry[type[Router]] = Registry("router")
+INIT_NAMES = ("lora", "gaussian", "random")  # the factor initializations a router takes (adapters.INITS)
+
+# Capability flags (``ROUTERS.has(mechanism, flag)``, ``Routed.has(flag)``); call sites read these,
+# never a mechanism's name. ``needs_*``: what the routing context must carry (``routing_context``).
+FLAGS = {
+    "bank": "routes over a bank of the lab's existing adapters (``bank=[names]``)",
+    "freezable": "``routing.freeze`` turns it into one static adapter (its bank at the average gate weights)",
+    "needs_task_labels": "reads each example's task id (``task``) from the routing context in training",
+    "needs_token_types": "routes each token by its type id (``token_types``), e.g. vision vs language",
+    "needs_prompt_scale": "reads its per-channel scale σ from the routing context (``prompt_scale``)",
+    "needs_context_vector": "reads a per-example context vector (``context``)",
+    "needs_token_masks": "reads per-adapter token masks (``token_masks``)",
+}
+
+ROUTERS: Registry[type[Router]] = Registry("router", base=Router, package="workbench.routing.mechanisms",
+                                           flags=FLAGS, skip={"generator", "factors"})
+"""name -> Router subclass; params are its ``__init__`` keywords but ``generator`` and ``factors``,
+which ``build`` passes (a bank router's factors come from the lab's adapters)."""
