@@ -305,11 +305,12 @@ _REFERENCE = re.compile(r"^\s*Reference:\s*(.+?)(?:\n\s*\n|\Z)", re.M | re.S)
 
 def _reference(obj: object) -> str | None:
     """The ``Reference:`` paragraph of the object's own docstring, else its own ``reference`` attribute
-    (a class's, not inherited; an instance's), else (for classes and functions) its module docstring's."""
+    (set on the class itself or the instance itself: not inherited, not a property), else (for classes
+    and functions) its module docstring's."""
     m = _REFERENCE.search(_doc(obj))
     if m:
         return " ".join(m.group(1).split())
-    attr = obj.__dict__.get("reference") if inspect.isclass(obj) else getattr(obj, "reference", None)
+    attr = getattr(obj, "__dict__", {}).get("reference")  # its own: not inherited, not a property
     if isinstance(attr, str) and attr.strip():
         return " ".join(attr.split())
     if inspect.isclass(obj) or callable(obj) and hasattr(obj, "__qualname__"):

@@ -72,6 +72,14 @@ class MergeMethod:
         return {n: None if p.required else p.default for n, p in self.info.params.items()}
 
     @property
+    def summary(self) -> str:
+        return self.info.summary
+
+    @property
+    def reference(self) -> str:
+        return self.info.reference or ""
+
+    @property
     def needs(self) -> tuple[str, ...]:
         """The parameters that must be given (no usable default)."""
         return tuple(n for n, p in self.info.params.items() if p.required)

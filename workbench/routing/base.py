@@ -5,10 +5,16 @@ the update Δ(x) added to the base output), or inside a ``RoutedBlock`` that wra
 as an FFN (``level = "block"``: it returns the block's output). ``Workbench.add_router`` builds one
 router per target module and names the set; ``lab.use(name)`` turns it on like an adapter.
 
-Writing a mechanism (one file each, registered by name)::
+Writing a mechanism (one file in ``mechanisms/``, found by ``ROUTERS``' package scan)::
 
-    @ROUTERS.register("my-router")
+    @ROUTERS.register("my-router", bounds={"r": (1, None), "k": (1, None)}, flags=("needs_task_labels",))
     class MyRouter(Router):
+        '''One line: what it routes and how (the registry's summary).
+
+        Args:
+            r: ...             (every keyword of __init__ but generator: documented, bounded)
+            k: ...
+        '''
         reference = "Author et al., Title (arXiv ...)"
         def __init__(self, in_features, out_features, *, generator, r=8, k=2): ...
         def forward(self, x, base):            # x (B, T, in)  ->  Δ (B, T, out)
@@ -32,7 +38,8 @@ from workbench.routing.record import RoutingRecord
 
 
 class Router(nn.Module):
-    """Base class. Subclasses set ``reference`` and implement ``__init__`` and ``forward``.
+    """Base class. Subclasses have their own docstring (summary, ``Args:``), set ``reference`` and
+    implement ``__init__`` and ``forward``; capabilities are ``ROUTERS`` flags (``FLAGS``).
 
     Class attributes:
         level: ``"linear"`` (forward(x, base) returns Δ) or ``"block"`` (forward(x, block) returns
