@@ -401,3 +401,19 @@ def test_every_declared_flag_is_used_by_some_entry(key):
     reg = _registry(key)
     unused = sorted(f for f in reg.flags if not reg.names(flag=f))
     assert not unused, f"{reg.kind}: flags {unused} are declared but no entry has them"
+
+
+@pytest.mark.parametrize(("package", "marker"), [
+    ("workbench/merging/methods", re.compile(r"@(?:factored|elementwise)\(|MERGES\.register\(")),
+    ("workbench/routing/mechanisms", re.compile(r"@ROUTERS\.register\(")),
+])
+def test_plugin_packages_hold_one_plugin_per_file(package, marker):
+    """Found by package scan: every file there registers its plugin (plumbing lives one level up)."""
+    files = [p for p in (ROOT / package).glob("*.py") if not p.name.startswith("_")]
+    assert files and all(marker.search(p.read_text()) for p in files), package
+
+
+def test_routers_live_in_the_scanned_package():
+    from workbench.routing import ROUTERS
+
+    assert {ROUTERS.get(n).__module__.rsplit(".", 1)[0] for n in ROUTERS.names()} == {ROUTERS.package}
