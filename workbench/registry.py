@@ -5,15 +5,20 @@ about a plugin is a declared capability flag (``MERGES.has("ties", "svd_variant"
 parameter (``MERGES.info("ties").params["density"]``), never its name. Every entry carries:
 
 - ``name``: lowercase, unique in its registry;
-- ``summary``: one line (the first paragraph of its docstring unless given);
-- ``reference``: the paper or code it follows (a ``Reference:`` line of its docstring or of its module's
-  docstring unless given);
+- ``summary``: one line (the first paragraph of its OWN docstring unless given: a class's inherited
+  docstring, or the class docstring an instance shows, does not count);
+- ``reference``: the paper or code it follows (a ``Reference:`` line of its docstring, its own
+  ``reference`` attribute, or a ``Reference:`` line of its module's docstring, unless given);
 - ``params``: its own parameters (``Param``: default, bounds or choices, a doc string), read from the
   signature and the ``Args:`` section of the docstring unless given, refined by ``bounds``/``choices``;
 - ``flags``: capability flags from the registry's declared vocabulary (a typo is an error).
 
 A registry may check the base type of what registers (``base=Router``) and may find its plugins by
-scanning a package (``package="workbench.merging.methods"``), so that adding a plugin is adding one file.
+scanning a package (``package="workbench.merging.methods"``: every module not starting with ``_`` is
+imported on the first lookup), so that adding a plugin is adding one file. A wrapper registered for a
+function names it with ``source=`` (what the contract is read from); ``describe(fn)`` reads the same
+for a registration that adds parameters of its own. The default of a parameter always passes
+``check`` (a sentinel such as ``-inf`` may sit outside the bounds one would choose).
 Tests parametrize over ``registry.names()`` so a new entry is checked against the shared invariants.
 """
 
