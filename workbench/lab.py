@@ -242,6 +242,7 @@ class Workbench:
         if name in self._adapters or name in self._routers or name in RESERVED:
             raise WorkbenchError(f"the name {name!r} is taken in this lab (or reserved); pick another")
         cls = ROUTERS.get(mechanism)
+        ROUTERS.check(mechanism, params)  # unknown names, bounds, choices, required ones: before any work
         targets = cls.targets_for(self, **params) if targets is None else targets
         paths = (resolve_blocks(self.model, targets) if cls.level == "block"
                  else resolve_targets(self.model, targets))

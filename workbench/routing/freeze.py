@@ -49,8 +49,9 @@ def freeze(lab, routed_name: str, prompts, *, name: str | None = None,
     routed = lab.routers[routed_name]
     if not routed.has("freezable"):
         raise WorkbenchError(
-            f"router {routed_name!r} ({routed.mechanism}) cannot be frozen into an adapter; freeze works for "
-            f"the mechanisms flagged 'freezable': {', '.join(ROUTERS.names(flag='freezable'))}"
+            f"router {routed_name!r} ({routed.mechanism}) does not route over a bank of whole adapters, so "
+            f"it cannot be frozen into one; freeze works for the mechanisms flagged 'freezable': "
+            f"{', '.join(ROUTERS.names(flag='freezable'))}"
         )
     name = name or f"{routed_name}_frozen"
     batches = _batches(lab, prompts, batch_size)
