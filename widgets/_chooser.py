@@ -6,7 +6,8 @@ import anywidget
 import pandas as pd
 import traitlets as t
 
-from widgets._heatmap import css, esm, payload
+from widgets._frontend import bundle, stylesheet
+from widgets._heatmap import payload
 
 
 class Chooser(anywidget.AnyWidget):
@@ -17,8 +18,8 @@ class Chooser(anywidget.AnyWidget):
     ``selected`` ``[row, col]`` and ``describe`` fills ``detail``.
     """
 
-    _esm = esm("chooser.js")
-    _css = css()
+    _esm = bundle("chooser")
+    _css = stylesheet("chooser")
 
     choices = t.List(t.Unicode()).tag(sync=True)
     choice = t.Unicode().tag(sync=True)

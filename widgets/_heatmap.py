@@ -1,6 +1,6 @@
 """What the heatmap widgets share: a binary heatmap payload (Python side) and their ES module source.
 
-A payload is one synced ``Dict`` trait that ``static/heatmap.js`` draws as a grid::
+A payload is one synced ``Dict`` trait that ``frontend/src/lib/heatmap.ts`` draws as a grid::
 
     {"values": <float32 bytes, row-major>, "shape": [rows, cols], "rows": [...], "cols": [...],
      "title": "...", "lo": -0.3, "hi": 0.3, "scale": "diverging" | "sequential"}
@@ -11,12 +11,8 @@ front end gets a DataView, never a JSON list of numbers.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
-
-STATIC = Path(__file__).parent / "static"
 
 
 def payload(table: pd.DataFrame, title: str, lo: float, hi: float, scale: str = "diverging") -> dict:
@@ -55,11 +51,3 @@ def decode(p: dict) -> np.ndarray:
     """The (rows, cols) float32 array of a payload (what the front end reads from the DataView)."""
     return np.frombuffer(p["values"], dtype=np.float32).reshape(p["shape"])
 
-
-def esm(name: str) -> str:
-    """The ES module of a widget: the shared drawing code of ``heatmap.js``, then ``name``."""
-    return (STATIC / "heatmap.js").read_text() + "\n" + (STATIC / name).read_text()
-
-
-def css() -> str:
-    return (STATIC / "heatmap.css").read_text()

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import traitlets as t
 
-from widgets._heatmap import css, esm, module_by_layer, payload
+from widgets._frontend import bundle, stylesheet
+from widgets._heatmap import module_by_layer, payload
 from workbench import analysis
 from workbench.adapters.adapter import Adapter
 from workbench.errors import WorkbenchError
@@ -35,8 +36,8 @@ class AngleMatrix(anywidget.AnyWidget):
         m.frame, m.by_module                      # the frames behind the views
     """
 
-    _esm = esm("angle_matrix.js")
-    _css = css()
+    _esm = bundle("angle_matrix")
+    _css = stylesheet("angle_matrix")
 
     value = t.Unicode("cosine").tag(sync=True)
     """What the cells show: ``"cosine"`` or ``"angle_deg"`` (read-only after construction)."""

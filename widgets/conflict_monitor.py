@@ -14,8 +14,9 @@ import numpy as np
 import pandas as pd
 import traitlets as t
 
+from widgets._frontend import bundle, stylesheet
 from widgets._heatmap import payload
-from widgets.training_monitor import TrainingMonitor, esm_of
+from widgets.training_monitor import TrainingMonitor
 from workbench.errors import WorkbenchError
 
 
@@ -37,7 +38,8 @@ class ConflictMonitor(TrainingMonitor):
         mon.wait(); mon.capture.cosines(by="layer")   # the frames behind the views
     """
 
-    _esm = esm_of("conflict_monitor.js")
+    _esm = bundle("conflict_monitor")
+    _css = stylesheet("conflict_monitor")
 
     matrix = t.Dict().tag(sync=True)
     """The task × task cosine payload shown (last capture in total, or the selected layer and step);

@@ -1,7 +1,8 @@
 """The dashboard of ``lora-workbench serve``: a folder of adapters in a Panel app, fully offline.
 
 The views are the notebook widgets themselves. ``twin(widget)`` wraps any anywidget of ``widgets/`` in
-a ``panel.custom.AnyWidgetComponent`` that runs the same ES module in the page; the widget object stays
+a ``panel.custom.AnyWidgetComponent`` that runs the same ES module in the page (the bundle of
+``widgets/frontend``, whose ``host.ts`` adapts it to Panel's model); the widget object stays
 the controller: a change from the page sets its trait, its observers compute in Python, and the traits
 they set travel back. So the dashboard and the notebook share one front end and one Python side.
 
@@ -31,31 +32,10 @@ from workbench.errors import WorkbenchError
 PARAMS = {t.Unicode: param.String, t.Int: param.Integer, t.Float: param.Number, t.Bool: param.Boolean,
           t.List: param.List, t.Dict: param.Dict, t.Bytes: param.Bytes}
 RESERVED = set(param.Parameterized.param) | set(pn.custom.AnyWidgetComponent.param)
-MESSAGE = "lw_msg"  # the parameter that carries the view's model.send(...) to Python
-
-# Wraps the widget's own module: renames traits that clash with Panel's parameters (``name``) and
-# turns model.send(msg) into a parameter change (Panel's adapter has no send).
-SHIM = """
-const __lw_rename = %s;
-const __lw_key = (k) => __lw_rename[k] ?? k;
-const __lw_event = (e) => e.startsWith("change:") ? "change:" + __lw_key(e.slice(7)) : e;
-let __lw_sent = 0;
-function __lw_model(model) {
-  return {
-    get: (k) => model.get(__lw_key(k)),
-    set: (k, v) => (typeof k === "object"  // Backbone's set({a: 1, b: 2}) as well as set("a", 1)
-      ? Object.entries(k).forEach(([key, value]) => model.set(__lw_key(key), value))
-      : model.set(__lw_key(k), v)),
-    save_changes: () => model.save_changes(),
-    on: (e, cb) => model.on(__lw_event(e), cb),
-    off: (e, cb) => model.off(__lw_event(e), cb),
-    send: (msg) => { model.set("%s", {n: ++__lw_sent, msg}); model.save_changes(); },
-  };
-}
-export default {
-  render: (props) => __lw_widget.render({...props, model: __lw_model(props.model)}),
-};
-"""
+# The two parameters through which a widget module (frontend/src/lib/host.ts) talks to a twin: Panel's
+# model has no `send`, and a trait that clashes with a Panel parameter (``name``) is renamed.
+MESSAGE = "lw_msg"  # the view's latest model.send(msg), as {"n": count, "msg": msg}
+RENAME = "lw_rename"  # trait name -> parameter name, for the renamed traits only
 
 _TWINS: dict[type, type] = {}
 
@@ -67,7 +47,10 @@ def _synced(cls: type) -> list[str]:
 
 
 def _twin_class(widget: anywidget.AnyWidget) -> type:
-    """A ``pn.custom.AnyWidgetComponent`` subclass: one parameter per synced trait of the widget's class."""
+    """A ``pn.custom.AnyWidgetComponent`` subclass: one parameter per synced trait of the widget's class.
+
+    Its ``_esm`` is the widget's own module, as it is (the bundle adapts itself to Panel's model).
+    """
     cls = type(widget)
     if cls in _TWINS:
         return _TWINS[cls]
@@ -80,15 +63,23 @@ def _twin_class(widget: anywidget.AnyWidget) -> type:
         body[rename.get(n, n)] = kind(default=default, allow_None=default is None,
                                       doc=trait.help or f"the widget's trait {n}")
     body[MESSAGE] = param.Dict(default={}, doc="the latest model.send(...) of the view, numbered")
-    source = str(widget._esm)  # the instance's: anywidget makes the class attribute a trait
-    head, sep, tail = source.rpartition("export default")
-    if not sep:
-        raise WorkbenchError(f"{cls.__name__}._esm has no `export default`; it cannot be twinned")
-    body["_esm"] = head + "const __lw_widget =" + tail + SHIM % (json.dumps(rename), MESSAGE)
+    body[RENAME] = param.Dict(default=rename, constant=True,
+                              doc="trait -> parameter, for the traits whose names Panel reserves")
+    body["_esm"] = str(widget._esm)  # the instance's: anywidget makes the class attribute a trait
     body["_stylesheets"] = [str(widget._css)] if getattr(widget, "_css", None) else []
-    body["_lw_rename"] = rename
     _TWINS[cls] = type(f"{cls.__name__}Panel", (pn.custom.AnyWidgetComponent,), body)
     return _TWINS[cls]
+
+
+def deliver(widget: anywidget.AnyWidget, msg: dict) -> None:
+    """Hand ``msg`` to the widget as a custom message from its front end (its ``on_msg`` callbacks run).
+
+    It goes through the widget's comm, as a Jupyter widget message ``{"method": "custom"}`` from a
+    kernel's front end would.
+    """
+    if widget.comm is None:
+        raise WorkbenchError(f"{type(widget).__name__} is closed; it cannot receive the view's message {msg}")
+    widget.comm.handle_msg({"content": {"data": {"method": "custom", "content": msg}}, "buffers": []})
 
 
 def twin(widget: anywidget.AnyWidget, **layout) -> pn.custom.AnyWidgetComponent:
@@ -101,7 +92,7 @@ def twin(widget: anywidget.AnyWidget, **layout) -> pn.custom.AnyWidgetComponent:
     """
     cls = _twin_class(widget)
     names = _synced(type(widget))
-    rename = cls._lw_rename
+    rename = getattr(cls, RENAME)
     comp = cls(**{rename.get(n, n): getattr(widget, n) for n in names}, **layout)
     back = {v: k for k, v in rename.items()}
 
@@ -111,7 +102,7 @@ def twin(widget: anywidget.AnyWidget, **layout) -> pn.custom.AnyWidgetComponent:
     def to_widget(*events) -> None:
         for e in events:
             if e.name == MESSAGE:
-                widget._handle_custom_msg(e.new.get("msg", {}), [])
+                deliver(widget, e.new.get("msg", {}))
                 continue
             try:
                 setattr(widget, back.get(e.name, e.name), e.new)

@@ -7,7 +7,8 @@ from collections.abc import Iterable, Mapping, Sequence
 import anywidget
 import traitlets as t
 
-from widgets._heatmap import css, esm, module_by_layer, payload
+from widgets._frontend import bundle, stylesheet
+from widgets._heatmap import module_by_layer, payload
 from widgets._traits import known_names
 from workbench import analysis
 from workbench.adapters.adapter import Adapter
@@ -35,8 +36,8 @@ class InterferenceMap(anywidget.AnyWidget):
         m.frame                                             # the frame behind the map
     """
 
-    _esm = esm("interference_map.js")
-    _css = css()
+    _esm = bundle("interference_map")
+    _css = stylesheet("interference_map")
 
     names = t.List(t.Unicode()).tag(sync=True)
     """Every adapter on offer, in order (read-only)."""
@@ -48,6 +49,8 @@ class InterferenceMap(anywidget.AnyWidget):
     """The fraction of entries the trim keeps, in (0, 1]."""
     metric = t.Unicode("conflict_rate").tag(sync=True)
     """The column shown: ``conflict_rate``, ``overlap`` or ``mass_lost``."""
+    metric_labels = t.Dict(METRICS).tag(sync=True)
+    """metric -> the label the view's menu and the map's title show (read-only; ``METRICS``)."""
     status = t.Unicode("computing…").tag(sync=True)
     """``"current"`` when ``heatmap`` matches the settings; otherwise what is going on."""
     heatmap = t.Dict().tag(sync=True)

@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 import traitlets as t
 
-from widgets._heatmap import STATIC, css, esm, module_by_layer, payload
+from widgets._frontend import bundle, stylesheet
+from widgets._heatmap import module_by_layer, payload
 from widgets._merge_controls import coerce, controls
 from widgets._merge_eval import quick_scores
 from widgets._traits import known_names
@@ -57,8 +58,8 @@ class MergeBuilder(anywidget.AnyWidget):
         b.result.total_error, b.evaluate(), b.commit("my_merge"), b.export("out/my_merge")
     """
 
-    _esm = esm("merge_builder.js")
-    _css = css() + "\n" + (STATIC / "merge_builder.css").read_text()
+    _esm = bundle("merge_builder")
+    _css = stylesheet("merge_builder")
 
     # -- on offer (read-only) ------------------------------------------------------------------
     names = t.List(t.Unicode()).tag(sync=True)
@@ -83,6 +84,8 @@ class MergeBuilder(anywidget.AnyWidget):
     """The seed of random methods (DARE's drops, k-means starts)."""
     metric = t.Unicode("conflict_rate").tag(sync=True)
     """The interference column shown: ``conflict_rate``, ``overlap`` or ``mass_lost``."""
+    metric_labels = t.Dict(INTERFERENCE_METRICS).tag(sync=True)
+    """metric -> the label the view's menu and the map's title show (read-only)."""
     request = t.Int(0).tag(sync=True)
     """The number of the latest settings; the view increments it with every change it sends."""
     # -- the previews ----------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import anywidget
 import numpy as np
 import traitlets as t
 
-from widgets._heatmap import css, esm
+from widgets._frontend import bundle, stylesheet
 from workbench.errors import WorkbenchError
 
 
@@ -19,8 +19,8 @@ class ModalityMap(anywidget.AnyWidget):
         ModalityMap.from_run(modality_map(vlm, "mm", task, task.eval[0]))
     """
 
-    _esm = esm("modality_map.js")
-    _css = css()
+    _esm = bundle("modality_map")
+    _css = stylesheet("modality_map")
 
     tokens = t.List(t.Unicode()).tag(sync=True)
     """A label per position, in sequence order."""

@@ -8,7 +8,7 @@ import ipywidgets as ipw
 import numpy as np
 import traitlets as t
 
-from widgets._heatmap import css, esm
+from widgets._frontend import bundle, stylesheet
 from workbench.errors import WorkbenchError
 
 
@@ -20,8 +20,8 @@ class ScaleScatter(anywidget.AnyWidget):
         ScaleScatter.from_scales(prompt_scales(slm, "wav", {"digits": [...], "voice": [...]}))
     """
 
-    _esm = esm("prompt_scale_explorer.js")
-    _css = css()
+    _esm = bundle("prompt_scale_explorer")
+    _css = stylesheet("prompt_scale_explorer")
 
     points = t.Dict().tag(sync=True)
     """{"x": float32 bytes (N,), "y": float32 bytes (N,), "tasks": [...], "prompts": [...], "mean": [...]}."""

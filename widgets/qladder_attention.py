@@ -6,7 +6,7 @@ import anywidget
 import numpy as np
 import traitlets as t
 
-from widgets._heatmap import STATIC, css
+from widgets._frontend import bundle, stylesheet
 from workbench.errors import WorkbenchError
 
 
@@ -20,8 +20,8 @@ class QLadderAttention(anywidget.AnyWidget):
     The view's selects set ``stage`` and ``query``; Python answers with that rung's map.
     """
 
-    _esm = STATIC / "qladder_attention.js"
-    _css = css()
+    _esm = bundle("qladder_attention")
+    _css = stylesheet("qladder_attention")
 
     image = t.Dict().tag(sync=True)
     """{"values": uint8 bytes (S, S) grayscale, "shape": [S, S]}."""

@@ -8,7 +8,7 @@ import anywidget
 import numpy as np
 import traitlets as t
 
-from widgets._heatmap import css, esm
+from widgets._frontend import bundle, stylesheet
 from workbench.analysis.routing import records
 from workbench.errors import WorkbenchError
 
@@ -26,8 +26,8 @@ class TokenRouting(anywidget.AnyWidget):
         TokenRouting(cache, lab.tokenizer.convert_ids_to_tokens(lab.encode(prompt)["input_ids"][0]))
     """
 
-    _esm = esm("token_routing.js")
-    _css = css()
+    _esm = bundle("token_routing")
+    _css = stylesheet("token_routing")
 
     tokens = t.List(t.Unicode()).tag(sync=True)
     modules = t.List(t.Unicode()).tag(sync=True)

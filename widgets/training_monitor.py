@@ -16,7 +16,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import traitlets as t
 
-from widgets._heatmap import STATIC, css
+from widgets._frontend import bundle, stylesheet
 
 
 def losses_payload(history: pd.DataFrame, title: str = "loss per task") -> dict:
@@ -33,10 +33,6 @@ def losses_payload(history: pd.DataFrame, title: str = "loss per task") -> dict:
             "names": [str(n) for n in names], "title": title}
 
 
-def esm_of(name: str) -> str:
-    return "\n".join((STATIC / f).read_text() for f in ("heatmap.js", "loss_chart.js", name))
-
-
 class TrainingMonitor(anywidget.AnyWidget):
     """Loss curves per task and a pause/resume button for a trainer running in the background.
 
@@ -48,8 +44,8 @@ class TrainingMonitor(anywidget.AnyWidget):
         mon.wait()     # block until done (or paused); mon.result() is the trainer's result
     """
 
-    _esm = esm_of("training_monitor.js")
-    _css = css() + (STATIC / "training.css").read_text()
+    _esm = bundle("training_monitor")
+    _css = stylesheet("training_monitor")
 
     losses = t.Dict().tag(sync=True)
     """Loss curves: ``{"steps": float32 bytes (S,), "values": float32 bytes (K, S), "names", "title"}``."""

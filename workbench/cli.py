@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from workbench import ready
+from workbench.adapters import read_peft
 from workbench.errors import WorkbenchError
 from workbench.registry import Registry
 
@@ -77,8 +79,6 @@ def _lab(args: argparse.Namespace) -> int:
                    reference="the PEFT LoRA format (Mangrulkar et al., PEFT, github.com/huggingface/peft)")
 def _inspect(args: argparse.Namespace) -> int:
     """Summarize a PEFT LoRA directory: modules, ranks, alphas, scaling, lineage."""
-    from workbench.adapters import read_peft
-
     a = read_peft(args.path)
     print(a)
     ranks = sorted(set(a.ranks.values()))
@@ -92,14 +92,12 @@ def _inspect(args: argparse.Namespace) -> int:
 @COMMANDS.register("serve", reference="Panel (HoloViz, panel.holoviz.org)")
 def _serve(args: argparse.Namespace) -> int:
     """Serve the dashboard of a folder of adapters (Panel, offline) on 127.0.0.1."""
-    from workbench import ready
-
     check_port(args.host, args.port)
     folder = Path(args.adapters) if args.adapters else ready.root()
     if not folder.is_dir():
         raise WorkbenchError(f"adapter folder {folder} does not exist; pass --adapters DIR, a folder of "
                              "PEFT adapter directories (e.g. the repository's adapters/)")
-    from widgets.dashboard import serve
+    from widgets.dashboard import serve  # late: Panel and plotly load only for `serve`
 
     serve(folder, args.host, args.port, show=not args.no_browser, load_base=not args.no_model)
     return 0

@@ -7,6 +7,7 @@ from tqdm.auto import tqdm
 
 from workbench.adapters import Adapter
 from workbench.errors import WorkbenchError
+from workbench.tasks import METRICS
 
 BASE = "base"
 
@@ -25,8 +26,6 @@ def evaluate(lab, adapters, tasks, *, limit: int | None = None, batch_size: int 
         DataFrame with columns ``adapter, task, metric, value, higher_is_better, n``; the base model's
         rows say ``adapter == "base"``.
     """
-    from workbench.tasks import METRICS
-
     if lab.tokenizer is None:
         raise WorkbenchError("evaluate needs a tokenizer; build the lab with Workbench(model, tokenizer)")
     runs = _runs(adapters)

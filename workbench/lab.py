@@ -16,6 +16,7 @@ from types import MappingProxyType
 import torch
 from torch import nn
 
+from workbench import zoo
 from workbench.adapters import (
     Adapter,
     Composition,
@@ -30,10 +31,15 @@ from workbench.adapters import (
 )
 from workbench.adapters.layer import out_in
 from workbench.errors import WorkbenchError
+from workbench.evaluation import evaluate
 from workbench.hooks import Cache
 from workbench.hooks import record as record_hooks  # `run` has a parameter named `record`
+from workbench.merging import merge
+from workbench.merging.base import get_method
 from workbench.routing import ROUTERS, Routed, RoutedBlock
 from workbench.routing.block import resolve_blocks
+from workbench.routing.files import read_config, read_weights, write_routed
+from workbench.training import train_lora, train_multitask, train_router
 from workbench.zoo import fingerprint as fingerprint_of
 
 RESERVED = {"base"}
@@ -66,8 +72,6 @@ class Workbench:
     @classmethod
     def from_zoo(cls, name: str) -> Workbench:
         """A lab on a zoo model: ``Workbench.from_zoo("smollm2-135m")``."""
-        from workbench import zoo
-
         z = zoo.load(name)
         return cls(z.model, z.tokenizer, name=name, fingerprint=z.fingerprint)
 
@@ -274,16 +278,12 @@ class Workbench:
 
     def save_router(self, name: str, path: str | Path, *, overwrite: bool = False) -> Path:
         """Write a router (its mechanism, parameters and weights) to a folder, atomically."""
-        from workbench.routing.files import write_routed
-
         if name not in self._routers:
             raise WorkbenchError(f"no router {name!r} in this lab; it has: {list(self._routers) or '(none)'}")
         return write_routed(self._routers[name], path, base_fingerprint=self.fingerprint, overwrite=overwrite)
 
     def load_router(self, path: str | Path, name: str | None = None, *, check_base: bool = True) -> Routed:
         """Add a router saved by ``save_router`` (a bank router needs its adapters in the lab first)."""
-        from workbench.routing.files import read_config, read_weights
-
         config = read_config(path)
         if check_base and config.get("base_fingerprint") not in (None, self.fingerprint):
             raise WorkbenchError(
@@ -347,9 +347,6 @@ class Workbench:
         weights, seed, sources and total error; ``lab.last_merge`` keeps the whole ``MergeResult``
         (with the per-module error frame). The sources are not changed.
         """
-        from workbench.merging import merge
-        from workbench.merging.inputs import get_method
-
         if isinstance(names, str):
             raise WorkbenchError(f"merge takes a list of adapter names, got the string {names!r}")
         sources = [self._get(n) for n in names]
@@ -450,25 +447,17 @@ class Workbench:
 
     def train_lora(self, name: str, task, **kwargs):
         """Train a new LoRA on ``task``; see ``workbench.training.train_lora`` for the arguments."""
-        from workbench.training import train_lora
-
         return train_lora(self, name, task, **kwargs)
 
     def train_router(self, name: str, tasks, **kwargs):
         """Train a router's parameters on tasks; see ``workbench.training.train_router``."""
-        from workbench.training import train_router
-
         return train_router(self, name, tasks, **kwargs)
 
     def train_multitask(self, name: str, tasks, **kwargs):
         """Train one adapter on several tasks at once (gradient methods, conflict capture);
         see ``workbench.training.MultiTaskTrainer`` for the arguments."""
-        from workbench.training import train_multitask
-
         return train_multitask(self, name, tasks, **kwargs)
 
     def evaluate(self, adapters, tasks, **kwargs):
         """Score adapters (None = the base) on tasks; see ``workbench.evaluation.evaluate``."""
-        from workbench.evaluation import evaluate
-
         return evaluate(self, adapters, tasks, **kwargs)

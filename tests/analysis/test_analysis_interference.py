@@ -10,7 +10,7 @@ import torch
 from tests.analysis.helpers import from_factors, negated, random_adapter
 from workbench.analysis import interference, trim_mask
 from workbench.errors import WorkbenchError
-from workbench.merging.sparsify import magnitude_prune_
+from workbench.ops.sparsify import magnitude_prune_
 
 
 def test_identical_adapters_overlap_fully_and_never_conflict():

@@ -18,7 +18,7 @@ from workbench.merging.methods.dare_linear import dare_linear
 from workbench.merging.methods.dare_ties import dare_ties
 from workbench.merging.methods.magnitude_prune import magnitude_prune
 from workbench.merging.methods.ties import ties
-from workbench.merging.sparsify import magnitude_prune_
+from workbench.ops.sparsify import magnitude_prune_
 
 warnings.filterwarnings("ignore", message="The density .* no pruning")
 

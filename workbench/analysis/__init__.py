@@ -10,10 +10,12 @@ update only, not on how it is split into A and B::
     analysis.subspaces(lab.adapters)              # column / row space overlap per module
     analysis.interference(lab.adapters, density=0.2)  # TIES-trim sign conflicts per module (dense,
                                                       # one module at a time: elementwise work)
+    analysis.observe(lab, "smora", analysis.task_prompts(lab, ["arithmetic", "topic"]))  # routing
 """
 
 from workbench.analysis.angles import angles, flattened_factor_cosine
 from workbench.analysis.interference import interference, trim_mask
+from workbench.analysis.observe import Observation, observe, task_prompts
 from workbench.analysis.output_interference import output_interference
 from workbench.analysis.reparametrize import reparametrize
 from workbench.analysis.spectrum import effective_rank, spectrum
@@ -21,14 +23,17 @@ from workbench.analysis.subspaces import subspaces
 from workbench.analysis.variance import between_share
 
 __all__ = [
+    "Observation",
     "angles",
     "between_share",
     "effective_rank",
     "flattened_factor_cosine",
     "interference",
+    "observe",
     "output_interference",
     "reparametrize",
     "spectrum",
     "subspaces",
+    "task_prompts",
     "trim_mask",
 ]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-import pandas as pd
 import torch
 
 from workbench.adapters.adapter import Adapter
+from workbench.adapters.comparable import check_comparable
 from workbench.errors import WorkbenchError
 
 
@@ -38,30 +38,6 @@ def as_named(adapters: Mapping[str, Adapter] | Iterable[Adapter]) -> dict[str, A
     return named
 
 
-def check_comparable(named: Mapping[str, Adapter], *,
-                     why: str = "geometry compares updates of the same weights, so compare adapters "
-                                "of one base") -> None:
-    """Refuse adapters for different base models or with different shapes on a shared module.
-
-    ``why`` ends the base-model error: what the caller does with the updates (compare, merge ...).
-    """
-    prints = {n: a.base_fingerprint for n, a in named.items() if a.base_fingerprint is not None}
-    if len(set(prints.values())) > 1:
-        listing = ", ".join(f"{n}: {p}" for n, p in prints.items())
-        raise WorkbenchError(f"the adapters were made for different base models ({listing}); {why}")
-    seen: dict[str, tuple[str, tuple[int, int]]] = {}
-    for n, a in named.items():
-        for path, f in a.modules.items():
-            shape = (f.out_features, f.in_features)
-            if path in seen and seen[path][1] != shape:
-                first, first_shape = seen[path]
-                raise WorkbenchError(
-                    f"module {path!r} is {first_shape} (out, in) in adapter {first!r} but {shape} "
-                    f"in adapter {n!r}; these adapters do not target the same weights"
-                )
-            seen.setdefault(path, (n, shape))
-
-
 def module_paths(named: Mapping[str, Adapter]) -> list[str]:
     """Union of the adapters' module paths, in first-seen order."""
     paths: dict[str, None] = {}
@@ -74,11 +50,3 @@ def factors64(adapter: Adapter, path: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(A (r, in), s·B (out, r)) of one module in float64, so that small Gram matrices are exact."""
     A, sB = adapter.factors(path)
     return A.detach().to(torch.float64), sB.detach().to(torch.float64)
-
-
-def tidy(rows: list[dict]) -> pd.DataFrame:
-    """Rows -> DataFrame with ``layer`` as nullable integers (modules outside a block get <NA>)."""
-    frame = pd.DataFrame(rows)
-    if "layer" in frame.columns:
-        frame["layer"] = frame["layer"].astype("Int64")
-    return frame

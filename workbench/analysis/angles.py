@@ -15,9 +15,10 @@ import pandas as pd
 import torch
 
 from workbench.adapters.adapter import Adapter
-from workbench.analysis._inputs import as_named, module_paths, tidy
+from workbench.analysis._inputs import as_named, module_paths
 from workbench.errors import WorkbenchError
 from workbench.naming import split_module_name
+from workbench.ops.frames import tidy
 
 BY = ("total", "layer", "module")
 

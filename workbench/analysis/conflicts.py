@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from workbench.errors import WorkbenchError
 from workbench.naming import split_module_name
 
 
@@ -111,8 +112,6 @@ def norm_frame(steps: Sequence[int], grams: Sequence[np.ndarray], modules: Seque
 def _groups(modules: Sequence[str], by: str) -> list[tuple[dict, list[int]]]:
     """(frame columns of the group, module indices) for each group of ``modules``."""
     if by not in ("module", "layer", "total"):
-        from workbench.errors import WorkbenchError
-
         raise WorkbenchError(f"by={by!r}: choose one of module, layer, total")
     out: dict[tuple, list[int]] = {}
     for m, path in enumerate(modules):

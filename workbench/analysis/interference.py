@@ -14,10 +14,11 @@ import pandas as pd
 import torch
 
 from workbench.adapters.adapter import Adapter
-from workbench.analysis._inputs import as_named, module_paths, tidy
+from workbench.analysis._inputs import as_named, module_paths
 from workbench.errors import WorkbenchError
-from workbench.merging.sparsify import top_magnitude_mask
 from workbench.naming import split_module_name
+from workbench.ops.frames import tidy
+from workbench.ops.sparsify import top_magnitude_mask
 
 
 def trim_mask(delta: torch.Tensor, density: float) -> torch.Tensor:

@@ -22,9 +22,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from workbench.analysis._inputs import tidy
+from workbench import tasks
 from workbench.errors import WorkbenchError
+from workbench.hooks import hooks
 from workbench.naming import split_module_name
+from workbench.ops.frames import tidy
+from workbench.tasks.encoding import left_pad, pad_id, prompt_ids
 
 BY = ("module", "layer")
 
@@ -126,33 +129,27 @@ def _input_grams(lab, stacks: dict[str, _Stack], batch: dict[str, torch.Tensor],
     grams = {p: s.A.new_zeros(len(s.A), len(s.A)) for p, s in stacks.items()}  # (Σr, Σr) each
     mask: list[torch.Tensor] = []  # the current chunk's (B, T) token mask, read by the hooks
 
-    def take(path: str):
-        def hook(module, args):
-            x = args[0]  # (B, T, in)
-            if x.shape[:-1] != mask[0].shape:
-                raise WorkbenchError(
-                    f"module {path!r} got input of shape {tuple(x.shape)}, not (batch, tokens, features) "
-                    f"matching the attention mask {tuple(mask[0].shape)}; output_interference needs "
-                    "per-token inputs"
-                )
-            H = x[mask[0]].to(torch.float64) @ stacks[path].A.T  # (N, Σr)
-            grams[path] += H.T @ H
+    def take(path: str, _module, args) -> None:
+        x = args[0]  # (B, T, in)
+        if x.shape[:-1] != mask[0].shape:
+            raise WorkbenchError(
+                f"module {path!r} got input of shape {tuple(x.shape)}, not (batch, tokens, features) "
+                f"matching the attention mask {tuple(mask[0].shape)}; output_interference needs "
+                "per-token inputs"
+            )
+        H = x[mask[0]].to(torch.float64) @ stacks[path].A.T  # (N, Σr)
+        grams[path] += H.T @ H
 
-        return hook
-
-    layers = lab.layers
-    handles = [layers[p].register_forward_pre_hook(take(p)) for p in stacks]
     was_training = lab.model.training
     lab.model.eval()
     try:
-        with lab.using(None):  # the base alone: x is what the base produces
+        # the base alone (x is what the base produces); each stacked module's input goes to ``take``
+        with lab.using(None), hooks(lab.model, dict.fromkeys(stacks, take), pre=True):
             for start in range(0, len(batch["input_ids"]), batch_size):
                 chunk = {k: v[start:start + batch_size].to(lab.device) for k, v in batch.items()}
                 mask[:] = [chunk["attention_mask"].bool()]
                 lab.model(**chunk)
     finally:
-        for h in handles:
-            h.remove()
         lab.model.train(was_training)
     return grams
 
@@ -227,9 +224,6 @@ def _sources(lab, names: list[str], inputs, n: int) -> dict[str, dict[str, torch
 
 def _task_sources(lab, names: list[str], n: int) -> dict[str, dict[str, torch.Tensor]]:
     """The default inputs: the first ``n`` eval prompts of each task the adapters were trained on."""
-    from workbench import tasks
-    from workbench.tasks.encoding import left_pad, pad_id, prompt_ids
-
     _need_tokenizer(lab)
     task_names: dict[str, None] = {}
     for name in names:

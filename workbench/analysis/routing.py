@@ -20,9 +20,9 @@ import pandas as pd
 import torch
 
 from workbench.errors import WorkbenchError
-from workbench.hooks.cache import _split_hook_key
+from workbench.hooks.cache import split_hook_key
+from workbench.hooks.routing_record import RoutingRecord
 from workbench.naming import split_module_name
-from workbench.routing.record import RoutingRecord
 
 KEYS = ["layer", "module", "router"]
 
@@ -32,7 +32,7 @@ def records(cache: Mapping) -> dict[tuple, RoutingRecord]:
     out = {}
     for key, value in cache.items():
         if isinstance(value, RoutingRecord):
-            path, _, router = _split_hook_key(key)
+            path, _, router = split_hook_key(key)
             out[(*split_module_name(path), router)] = value
     if not out:
         raise WorkbenchError(

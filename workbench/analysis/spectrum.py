@@ -13,8 +13,9 @@ import pandas as pd
 import torch
 
 from workbench.adapters.adapter import Adapter
-from workbench.analysis._inputs import factors64, tidy
+from workbench.analysis._inputs import factors64
 from workbench.naming import split_module_name
+from workbench.ops.frames import tidy
 
 
 def module_svd(adapter: Adapter, path: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -9,9 +9,10 @@ import pandas as pd
 import torch
 
 from workbench.adapters.adapter import Adapter
-from workbench.analysis._inputs import as_named, module_paths, tidy
+from workbench.analysis._inputs import as_named, module_paths
 from workbench.analysis.spectrum import module_svd, numerical_rank
 from workbench.naming import split_module_name
+from workbench.ops.frames import tidy
 
 
 def _bases(adapter: Adapter, path: str) -> dict[str, torch.Tensor]:

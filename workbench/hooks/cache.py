@@ -56,7 +56,7 @@ class Cache(Mapping[str, torch.Tensor]):
         """
         frames = []
         for key in keys if keys is not None else list(self._values):
-            module_path, hook, adapter = _split_hook_key(key)
+            module_path, hook, adapter = split_hook_key(key)
             layer, module = split_module_name(module_path)
             if hasattr(self[key], "to_frame"):  # a structured record (e.g. a RoutingRecord)
                 frame = self[key].to_frame()
@@ -82,7 +82,7 @@ class Cache(Mapping[str, torch.Tensor]):
         return pd.concat(frames, ignore_index=True)
 
 
-def _split_hook_key(key: str) -> tuple[str, str, str | None]:
+def split_hook_key(key: str) -> tuple[str, str, str | None]:
     """``a.b.hook_rank.arith`` -> ``("a.b", "hook_rank", "arith")``; ``a.b.hook_in`` -> (.., None);
     ``a.b.routes.smora.hook_route`` -> ``("a.b", "hook_route", "smora")``."""
     parts = key.split(".")

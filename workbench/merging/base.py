@@ -35,12 +35,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
+from workbench.merging.inputs import ModuleFactors, run_elementwise, run_factored
 from workbench.registry import Param, Plugin, Registry, describe
-
-# A merge: module path -> (A' (r', in), B' (out, r')), the new adapter's factors with scale 1.
-ModuleFactors = dict[str, tuple[torch.Tensor, torch.Tensor]]
 
 FLAGS = ("stochastic", "factored", "elementwise", "svd_variant", "peft_equivalent", "needs_data")
 
@@ -96,6 +92,13 @@ class MergeMethod:
 MERGES: Registry[MergeMethod] = Registry("merge method", base=MergeMethod, flags=FLAGS,
                                          package="workbench.merging.methods")
 
+
+
+def get_method(name: str) -> MergeMethod:
+    """The registered method (``MERGES.get``), or an UnknownNameError listing the registered ones."""
+    return MERGES.get(name)
+
+
 RANK_DEFAULTS = ("sum", "max")  # rank=None means Σrᵢ ("sum") or max rᵢ ("max") per module
 
 RANK = Param("rank", None, "output rank per module (None: the method's default, Σrᵢ or max rᵢ)", low=1)
@@ -118,8 +121,6 @@ def factored(name: str, *, reference: str | None = None, rank_default: str | Non
     Summary and parameters come from ``fn`` (docstring, ``Args:``, keyword defaults), the reference
     from its module's ``Reference:`` unless given; ``bounds``/``choices`` refine the parameters.
     """
-    from workbench.merging.inputs import run_factored
-
     def register(fn: Callable) -> Callable:
         summary, ref, params = describe(fn, skip=("generators",))
         if "rank" in params:
@@ -146,8 +147,6 @@ def elementwise(name: str, *, reference: str | None = None, stochastic: bool = F
     randomized SVD for large modules). With ``peft=True`` peft has the same ``combination_type``:
     ``peft_compat=True`` then reproduces it (factor space for ``name``, peft's sign election for both).
     """
-    from workbench.merging.inputs import run_elementwise
-
     def register(fn: Callable) -> Callable:
         summary, ref, own = describe(fn, skip=("generators", "peft_compat"))
         params = {**own, "rank": RANK, "truncate": TRUNCATE, **({"peft_compat": PEFT_COMPAT} if peft else {})}
@@ -174,6 +173,4 @@ def method_params(method: str) -> dict[str, Any]:
     (``lab`` for ``cat_learned``) is listed with None; ``MERGES.info(method).params`` has the full
     declarations (doc, bounds, choices).
     """
-    from workbench.merging.inputs import get_method
-
     return dict(get_method(method).params)

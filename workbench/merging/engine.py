@@ -21,13 +21,14 @@ import pandas as pd
 import torch
 
 from workbench.adapters.adapter import Adapter, LoraFactors
-from workbench.analysis._inputs import check_comparable, tidy
+from workbench.adapters.comparable import check_comparable
 from workbench.errors import WorkbenchError
-from workbench.merging.base import MERGES, MergeMethod
-from workbench.merging.inputs import MergeInputs, get_method
-from workbench.merging.lowrank import difference_norms, stack
-from workbench.merging.sparsify import check_density
+from workbench.merging.base import MERGES, MergeMethod, get_method
+from workbench.merging.inputs import MergeInputs
 from workbench.naming import split_module_name
+from workbench.ops.frames import tidy
+from workbench.ops.lowrank import difference_norms, stack
+from workbench.ops.sparsify import check_density
 
 TARGETS = ("same", "union", "intersection")
 

@@ -18,15 +18,12 @@ from tqdm.auto import tqdm
 
 from workbench.adapters.adapter import Adapter
 from workbench.errors import WorkbenchError
-from workbench.merging.base import MERGES, MergeMethod, ModuleFactors
-from workbench.merging.lowrank import dense_svd
+from workbench.ops.lowrank import dense_svd
 
 PROGRESS_FROM = 64  # merges of at least this many modules show a tqdm progress bar
 
-
-def get_method(name: str) -> MergeMethod:
-    """The registered method (``MERGES.get``), or an UnknownNameError listing the registered ones."""
-    return MERGES.get(name)
+# A merge: module path -> (A' (r', in), B' (out, r')), the new adapter's factors with scale 1.
+ModuleFactors = dict[str, tuple[torch.Tensor, torch.Tensor]]
 
 
 @dataclass

@@ -19,7 +19,10 @@ import torch
 from workbench.analysis.variance import between_share
 from workbench.errors import WorkbenchError
 from workbench.hooks import record
-from workbench.tasks.base import Example
+from workbench.routing import prompt_states
+from workbench.tasks.base import Example, Task
+from workbench.tasks.encoding import chat_prompt
+from workbench.tasks.multimodal.speech import SYSTEM
 
 
 @dataclass
@@ -120,15 +123,9 @@ class PromptScales:
 @torch.no_grad()
 def sigma_of(slm, name: str, prompts: list[str], width: int | None = None) -> np.ndarray:
     """σ (N, width) of prompt-aware router ``name`` for text prompts (the system prompt of the tasks)."""
-    from workbench.tasks.encoding import chat_prompt
-    from workbench.tasks.multimodal.speech import SYSTEM
-
     if name not in slm.scalers:
         raise WorkbenchError(f"{name!r} has no PromptScaler; add it with slm.add_prompt_aware({name!r})")
     tok = slm.lab.tokenizer
-    from workbench.routing.prompt_scaler import prompt_states
-    from workbench.tasks.base import Task
-
     task = Task("prompt", "", "loss", [], [], system=SYSTEM)
     ids = [tok(chat_prompt(tok, task, Example(p, "")), add_special_tokens=False)["input_ids"]
            for p in prompts]

@@ -27,10 +27,9 @@ import torch.nn.functional as F
 
 from workbench.errors import WorkbenchError
 from workbench.multimodal.joined import JoinedLM
-from workbench.multimodal.training import Stage
+from workbench.multimodal.training import Stage, train_stages
 from workbench.multimodal.vlm import mlp_projector
-from workbench.routing.mechanisms.prompt_scale import constant_scale
-from workbench.routing.prompt_scaler import PromptScaler, prompt_states
+from workbench.routing import PromptScaler, constant_scale, prompt_states
 from workbench.zoo.whisper import encode_window, to_mono_16k
 
 MODES = ("constant", "prompt")
@@ -144,8 +143,6 @@ class SpeechLanguageModel(JoinedLM):
 def run_curriculum(slm: SpeechLanguageModel, plan, *, batch_size: int = 8, seed: int = 0, progress=True):
     """Run (tasks, Stage, scale_mode) steps in order; the history has a ``stage`` column."""
     import pandas as pd
-
-    from workbench.multimodal.training import train_stages
 
     frames = []
     for k, (tasks, stage, mode) in enumerate(plan):

@@ -9,30 +9,31 @@ Every mechanism is a ``Router`` (one file each) registered in ``ROUTERS``; its d
 ids, token types, prompt scales) come from ``routing_context``.
 """
 
+from workbench.hooks.routing_record import RoutingRecord
 from workbench.routing.base import ROUTERS, Router
 from workbench.routing.block import RoutedBlock
 from workbench.routing.context import context_value, routing_context
 from workbench.routing.dmoerm import DMoERM, pairwise_loss
 from workbench.routing.freeze import freeze
 from workbench.routing.losses import AUX_LOSSES, aux_loss
-from workbench.routing.observe import Observation, observe, task_prompts
-from workbench.routing.record import RoutingRecord
+from workbench.routing.mechanisms.prompt_scale import constant_scale
+from workbench.routing.prompt_scaler import PromptScaler, prompt_states
 from workbench.routing.routed import Routed
 
 __all__ = [
     "AUX_LOSSES",
     "DMoERM",
-    "Observation",
+    "PromptScaler",
     "ROUTERS",
     "Routed",
     "RoutedBlock",
     "Router",
     "RoutingRecord",
     "aux_loss",
+    "constant_scale",
     "context_value",
     "freeze",
-    "observe",
     "pairwise_loss",
+    "prompt_states",
     "routing_context",
-    "task_prompts",
 ]

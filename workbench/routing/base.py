@@ -26,15 +26,24 @@ Writing a mechanism (one file in ``mechanisms/``, found by ``ROUTERS``' package 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
 from torch import nn
 
 from workbench.hooks import HookPoint
+from workbench.hooks.routing_record import RoutingRecord
 from workbench.registry import Registry
-from workbench.routing.losses import AuxTerm
-from workbench.routing.record import RoutingRecord
+
+
+@dataclass
+class AuxTerm:
+    """One queued auxiliary loss term: the ``AUX_LOSSES`` name, its coefficient, what it reads."""
+
+    loss: str
+    coef: float
+    payload: dict = field(default_factory=dict)
 
 
 class Router(nn.Module):

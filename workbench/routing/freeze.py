@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from workbench.adapters import Adapter
 from workbench.adapters.adapter import LoraFactors
 from workbench.errors import WorkbenchError
+from workbench.hooks import hooks, module_paths
 from workbench.routing.base import ROUTERS
 
 
@@ -75,24 +76,21 @@ def average_weights(lab, routed_name: str, batches: list[dict]) -> dict[str, tor
     sums = {p: 0.0 for p in routers}
     mask: torch.Tensor | None = None
 
-    def hook_for(path):
-        def hook(_module, _inputs, record):
-            w = record.weights.float()  # (B, T, L)
-            keep = mask if mask is not None else torch.ones(w.shape[:2], device=w.device)
-            sums[path] = sums[path] + (w * keep[..., None].to(w.device)).sum((0, 1))
-        return hook
+    hook_paths = module_paths(lab.model, [r.hook_route for r in routers.values()])
+    router_of = dict(zip(hook_paths, routers, strict=True))  # hook_route path -> router path
 
-    handles = [r.hook_route.register_forward_hook(hook_for(p)) for p, r in routers.items()]
+    def take(hook_path: str, _module, _inputs, record) -> None:
+        w = record.weights.float()  # (B, T, L)
+        keep = mask if mask is not None else torch.ones(w.shape[:2], device=w.device)
+        path = router_of[hook_path]
+        sums[path] = sums[path] + (w * keep[..., None].to(w.device)).sum((0, 1))
+
     n_tokens = 0
-    try:
-        with lab.using(routed_name):
-            for batch in batches:
-                mask = batch["attention_mask"].float()
-                n_tokens += int(mask.sum())
-                lab.model(**batch)
-    finally:
-        for h in handles:
-            h.remove()
+    with lab.using(routed_name), hooks(lab.model, dict.fromkeys(hook_paths, take)):
+        for batch in batches:
+            mask = batch["attention_mask"].float()
+            n_tokens += int(mask.sum())
+            lab.model(**batch)
     if not n_tokens:
         raise WorkbenchError("freeze needs at least one real token in prompts")
     missing = [p for p, s in sums.items() if not torch.is_tensor(s)]

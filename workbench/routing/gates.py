@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from workbench.errors import WorkbenchError
@@ -14,10 +16,21 @@ def check_k(k: int, n: int, what: str = "experts") -> int:
     return k
 
 
-def topk_dense(values: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-k of the last axis: (selected indices (..., k), dense copy of ``values`` zero off the top-k)."""
+def topk_dense(values: torch.Tensor, k: int, weigh: Callable[[torch.Tensor], torch.Tensor] | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k of the last axis, spread back to a dense gate.
+
+    Args:
+        values: (..., E) scores.
+        k: how many to keep.
+        weigh: maps the top-k values (..., k) to the gate values (same dtype as ``values``), e.g. a
+            softmax over the k or ``torch.ones_like`` for a 0/1 mask; None keeps the values themselves.
+
+    Returns:
+        (selected indices (..., k), dense (..., E): ``weigh(top)`` at the selected places, zero elsewhere).
+    """
     top, idx = values.topk(k, dim=-1)
-    return idx, torch.zeros_like(values).scatter(-1, idx, top)
+    return idx, torch.zeros_like(values).scatter(-1, idx, top if weigh is None else weigh(top))
 
 
 def renormalize(weights: torch.Tensor, total: float = 1.0, eps: float = 1e-9) -> torch.Tensor:

@@ -8,22 +8,16 @@ defined over all layers at once (MixLoRA concatenates router logits over layers)
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from workbench.registry import Registry
+from workbench.routing.base import Router
+from workbench.routing.gates import topk_dense
 
 AuxLoss = Callable[[list[dict]], torch.Tensor]
 AUX_LOSSES: Registry[AuxLoss] = Registry("auxiliary routing loss")
-
-
-@dataclass
-class AuxTerm:
-    loss: str
-    coef: float
-    payload: dict = field(default_factory=dict)
 
 
 def aux_loss(model: nn.Module) -> tuple[torch.Tensor | None, dict[str, float]]:
@@ -32,8 +26,6 @@ def aux_loss(model: nn.Module) -> tuple[torch.Tensor | None, dict[str, float]]:
     Returns:
         (total or None when there is none, {"<routed adapter>/<loss>": value}) for logging.
     """
-    from workbench.routing.base import Router
-
     groups: dict[tuple[str, str, float], list[dict]] = {}
     for m in model.modules():
         if isinstance(m, Router):
@@ -66,6 +58,6 @@ def load_balance(payloads: list[dict]) -> torch.Tensor:
     k = payloads[0]["k"]
     n_experts = logits.shape[-1]
     probs = logits.float().softmax(-1)
-    chosen = torch.zeros_like(probs).scatter(-1, probs.topk(k, dim=-1).indices, 1.0)
+    _, chosen = topk_dense(probs, k, torch.ones_like)  # (N, E) 0/1
     f = chosen.mean(0) / k
     return n_experts * (f * probs.mean(0)).sum()

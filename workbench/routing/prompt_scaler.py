@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from workbench.errors import WorkbenchError
+from workbench.hooks import hooks, module_paths
 from workbench.routing.base import ROUTERS
 
 FINAL_NORMS = ("norm", "ln_f", "final_layernorm", "final_layer_norm")
@@ -128,11 +129,8 @@ def prompt_states(lab, input_ids: torch.Tensor, attention_mask: torch.Tensor) ->
     inner = getattr(lab.model, "base_model", lab.model)
     norm = next((m for n in FINAL_NORMS if isinstance(m := getattr(inner, n, None), nn.Module)), None)
     seen = []
-    handle = norm.register_forward_pre_hook(lambda _m, args: seen.append(args[0])) if norm else None
-    try:
-        with lab.using(None):
-            out = inner(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=norm is None)
-    finally:
-        if handle is not None:
-            handle.remove()
+    take = {} if norm is None else dict.fromkeys(module_paths(lab.model, [norm]),
+                                                  lambda _path, _m, args: seen.append(args[0]))
+    with lab.using(None), hooks(lab.model, take, pre=True):
+        out = inner(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=norm is None)
     return seen[-1] if norm is not None else out.hidden_states[-1]

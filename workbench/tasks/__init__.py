@@ -15,7 +15,7 @@ Builders take ``seed``, ``n_train``, ``n_eval`` (and a few take more, e.g.
 from workbench.tasks import arithmetic, code, language, multimodal, qa, topic, trivia  # noqa: F401 (register)
 from workbench.tasks.base import DEFAULT_SYSTEM, TASKS, Example, Task, load
 from workbench.tasks.encoding import chat_prompt, collate, encode_for_training
-from workbench.tasks.metrics import METRICS, Metric
+from workbench.tasks.metric import METRICS, Metric
 
 __all__ = [
     "DEFAULT_SYSTEM",

@@ -14,6 +14,7 @@ from typing import TypeVar
 
 from workbench.errors import WorkbenchError
 from workbench.registry import Registry
+from workbench.tasks.metric import METRICS
 
 T = TypeVar("T")
 
@@ -73,8 +74,6 @@ class Task:
     max_length: int = 128
 
     def __post_init__(self) -> None:
-        from workbench.tasks.metrics import METRICS  # late: metrics imports this module
-
         if self.metric not in METRICS:
             raise WorkbenchError(
                 f"task {self.name!r} names an unknown metric {self.metric!r}; "

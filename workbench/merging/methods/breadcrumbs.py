@@ -13,7 +13,7 @@ import torch
 
 from workbench.errors import WorkbenchError
 from workbench.merging.base import DENSITY, elementwise
-from workbench.merging.sparsify import outlier_prune_, weighted_sum_
+from workbench.ops.sparsify import outlier_prune_, weighted_sum_
 
 
 def _validate(params: dict) -> None:

@@ -27,16 +27,17 @@ import random
 
 import torch
 
+from workbench.adapters.targets import linear_modules
 from workbench.errors import WorkbenchError
 from workbench.merging.base import MERGES, MergeMethod
 from workbench.merging.inputs import MergeInputs
 from workbench.registry import Param
+from workbench.tasks import encode_for_training
+from workbench.training import fit
 
 
 def soup_features(lab, tasks, *, mix: float, min_examples: int, seed: int) -> list[dict]:
     """The training mix: ``max(min_examples, mix·len(train))`` seeded examples of each task, encoded."""
-    from workbench.tasks import encode_for_training
-
     if lab.tokenizer is None:
         raise WorkbenchError("cat_learned on tasks needs a lab with a tokenizer; or pass features=[...]")
     rng = random.Random(seed)
@@ -49,9 +50,6 @@ def soup_features(lab, tasks, *, mix: float, min_examples: int, seed: int) -> li
 
 
 def _run(inputs: MergeInputs, params: dict):
-    from workbench.adapters.targets import linear_modules
-    from workbench.training import fit
-
     lab = params["lab"]
     if lab.fingerprint is not None and any(a.base_fingerprint not in (None, lab.fingerprint)
                                            for a in inputs.adapters):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from workbench.merging.base import DENSITY, elementwise
-from workbench.merging.sparsify import random_prune_, weighted_sum_
+from workbench.ops.sparsify import random_prune_, weighted_sum_
 
 
 @elementwise("dare_linear", stochastic=True, peft=True, bounds={"density": DENSITY})

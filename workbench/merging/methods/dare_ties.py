@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from workbench.merging.base import DENSITY, SIGN_METHODS, elementwise
-from workbench.merging.sparsify import random_prune_, ties_merge_
+from workbench.ops.sparsify import random_prune_, ties_merge_
 
 
 @elementwise("dare_ties", stochastic=True, peft=True, bounds={"density": DENSITY},

@@ -16,7 +16,7 @@ import torch
 
 from workbench.errors import WorkbenchError
 from workbench.merging.base import DENSITY, SIGN_METHODS, elementwise
-from workbench.merging.sparsify import magprune_, ties_merge_
+from workbench.ops.sparsify import magprune_, ties_merge_
 
 
 def _validate(params: dict) -> None:

@@ -27,7 +27,7 @@ from workbench.merging.methods.dare_linear import dare_linear
 from workbench.merging.methods.dare_ties import dare_ties
 from workbench.merging.methods.magnitude_prune import magnitude_prune
 from workbench.merging.methods.ties import ties
-from workbench.merging.sparsify import weighted_sum_
+from workbench.ops.sparsify import weighted_sum_
 
 
 def _sum(deltas, weights, *, generators, peft_compat, density=1.0, majority_sign_method="total"):

@@ -34,6 +34,7 @@ from workbench.errors import WorkbenchError
 from workbench.merging.base import MERGES, RANK, MergeMethod
 from workbench.merging.inputs import MergeInputs, resolve_rank
 from workbench.merging.kmeans import kmeans
+from workbench.ops.lowrank import factored_norm
 from workbench.registry import Param
 
 OUTPUT_REWEIGHT = ("none", "sqrt_rank", "match")
@@ -52,8 +53,6 @@ def units(inputs: MergeInputs, path: str, sign_canonicalize: bool = False
         A, B = f.A.detach().double(), f.B.detach().double()  # (r, in), (out, r)
         m = torch.cat([c * A, (c if w > 0 else -c) * B.T], dim=1)  # (r, in + out)
         rows.append(m)
-        from workbench.merging.lowrank import factored_norm
-
         norms.append(factored_norm(w * s * B, A))
     pool = torch.cat(rows) if rows else torch.zeros(0, 0, dtype=torch.float64)
     pool = pool[pool.abs().amax(dim=1) > 0] if len(pool) else pool
@@ -90,8 +89,6 @@ def _lego_module(inputs: MergeInputs, path: str, params: dict) -> tuple[torch.Te
     if params["output_reweight"] == "sqrt_rank":
         gamma = math.sqrt(sum(inputs.ranks(path)) / len(inputs.ranks(path)) / k)
     elif params["output_reweight"] == "match":
-        from workbench.merging.lowrank import factored_norm
-
         merged = factored_norm(B, A)
         target = math.sqrt(sum(x * x for x in norms) / len(norms))
         gamma = target / merged if merged > 0 else 1.0

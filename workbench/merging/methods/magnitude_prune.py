@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from workbench.merging.base import DENSITY, elementwise
-from workbench.merging.sparsify import magnitude_prune_, weighted_sum_
+from workbench.ops.sparsify import magnitude_prune_, weighted_sum_
 
 
 @elementwise("magnitude_prune", peft=True, bounds={"density": DENSITY})

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from workbench.merging.base import factored
-from workbench.merging.lowrank import factored_svd, stack, truncate
+from workbench.ops.lowrank import factored_svd, stack, truncate
 
 
 @factored("svd", rank_default="max", flags=("peft_equivalent",))

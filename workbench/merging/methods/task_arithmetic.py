@@ -14,8 +14,8 @@ import torch
 
 from workbench.merging.base import MERGES, PEFT_COMPAT, RANK, MergeMethod
 from workbench.merging.inputs import _peft_factor_space, run_factored
-from workbench.merging.lowrank import factored_svd, stack, truncate
-from workbench.merging.sparsify import weighted_sum_
+from workbench.ops.lowrank import factored_svd, stack, truncate
+from workbench.ops.sparsify import weighted_sum_
 
 
 def task_arithmetic(parts: list[tuple[torch.Tensor, torch.Tensor]], weights: list[float], *,

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from workbench.merging.base import DENSITY, SIGN_METHODS, elementwise
-from workbench.merging.sparsify import magnitude_prune_, ties_merge_
+from workbench.ops.sparsify import magnitude_prune_, ties_merge_
 
 
 @elementwise("ties", peft=True, bounds={"density": DENSITY}, choices={"majority_sign_method": SIGN_METHODS})

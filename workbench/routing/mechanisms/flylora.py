@@ -37,7 +37,7 @@ from torch import nn
 from workbench.adapters.init import INITS
 from workbench.errors import WorkbenchError
 from workbench.routing.base import INIT_NAMES, ROUTERS, Router
-from workbench.routing.gates import check_k, sign_bias_update
+from workbench.routing.gates import check_k, sign_bias_update, topk_dense
 
 SELECT = {"signed": lambda v: v, "abs": torch.abs}  # what top-k ranks: a + d, or |a + d|
 UPDATES = ("every_forward", "train_only", "accumulate")
@@ -99,8 +99,8 @@ class FlyLoRA(Router):
         a = F.linear(z.to(self.A.dtype), self.A)  # (…, r)
         if self.detach_A_branch:
             a = a.detach()
-        idx = SELECT[self.select](a + self.bias).topk(self.k, dim=-1).indices  # (…, k)
-        mask = torch.zeros_like(a).scatter(-1, idx, 1.0)
+        idx, mask = topk_dense(SELECT[self.select](a + self.bias), self.k, torch.ones_like)  # (…, k), (…, r)
+        mask = mask.to(a.dtype)  # a no-op unless the bias buffer has another dtype than A
         self.emit(a, mask, idx, self.bias)
         self._balance(torch.bincount(idx.reshape(-1), minlength=self.r))
         return self.scaling * F.linear(a * mask, self.B)

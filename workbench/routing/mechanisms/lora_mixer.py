@@ -39,7 +39,7 @@ from workbench.errors import WorkbenchError
 from workbench.routing.base import INIT_NAMES, ROUTERS, Router
 from workbench.routing.context import token_mask
 from workbench.routing.factors import expert_factors, linear_weight, mixture_delta
-from workbench.routing.gates import check_k, entropy, renormalize, straight_through
+from workbench.routing.gates import check_k, entropy, renormalize, straight_through, topk_dense
 from workbench.routing.losses import AUX_LOSSES
 
 
@@ -106,8 +106,8 @@ class LoRAMixer(Router):
         """(logits, soft p, gate ĝ (hard value, soft gradient), selected experts (…, k))."""
         logits = F.linear(x.float(), self.router.float())
         p = logits.softmax(-1)
-        idx = p.topk(self.k, dim=-1).indices
-        hard = renormalize(torch.zeros_like(p).scatter(-1, idx, p.gather(-1, idx)))
+        idx, hard = topk_dense(p, self.k)
+        hard = renormalize(hard)  # over the dense row, as the code
         return logits, p, straight_through(hard.detach(), p), idx
 
     def forward(self, x: torch.Tensor, base: nn.Module) -> torch.Tensor:

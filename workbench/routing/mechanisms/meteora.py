@@ -38,7 +38,7 @@ from workbench.errors import WorkbenchError
 from workbench.routing.base import ROUTERS, Router
 from workbench.routing.context import context_value, token_mask
 from workbench.routing.factors import linear_weight
-from workbench.routing.gates import check_k
+from workbench.routing.gates import check_k, topk_dense
 from workbench.routing.losses import AUX_LOSSES
 
 IGNORE = -100  # label of tokens the gate loss skips (padding), as torch's cross_entropy
@@ -127,12 +127,16 @@ class MeteoRA(Router):
     def gates(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(dense weights (…, L), zero off the top-k and summing to 1; selected adapters (…, k))."""
         if self.reference_path:  # softmax over all L, then top-k renormalised
-            top, idx = logits.float().softmax(-1).topk(self.k, dim=-1)
-            w = top / top.sum(-1, keepdim=True)
-        else:  # top-k of the logits, softmax of the k values with temperature
-            top, idx = logits.topk(self.k, dim=-1)
+            idx, w = topk_dense(logits.float().softmax(-1), self.k,
+                                lambda top: top / top.sum(-1, keepdim=True))
+            return w.to(logits.dtype), idx
+
+        def tempered(top: torch.Tensor) -> torch.Tensor:  # softmax of the k values with temperature
             w = torch.ones_like(top) if self.k == 1 else (top.float() / self.T).softmax(-1)
-        return torch.zeros_like(logits).scatter(-1, idx, w.to(logits.dtype)), idx
+            return w.to(logits.dtype)
+
+        idx, w = topk_dense(logits, self.k, tempered)  # top-k of the logits
+        return w, idx
 
     def forward(self, x: torch.Tensor, base: nn.Module) -> torch.Tensor:
         x = x.to(self.gate.dtype)

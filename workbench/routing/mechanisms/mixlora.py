@@ -41,7 +41,7 @@ from workbench.errors import WorkbenchError
 from workbench.routing.base import INIT_NAMES, ROUTERS, Router
 from workbench.routing.context import token_mask
 from workbench.routing.factors import expert_factors
-from workbench.routing.gates import check_k, renormalize
+from workbench.routing.gates import check_k, renormalize, topk_dense
 
 PROJECTIONS = ("gate_proj", "up_proj", "down_proj")
 
@@ -100,8 +100,8 @@ class MixLoRA(Router):
             h = h * torch.empty_like(h).uniform_(1.0 - self.jitter, 1.0 + self.jitter)
         logits = F.linear(h.float(), self.router.float())  # (N, E), fp32 as the code
         probs = logits.softmax(-1)
-        top, idx = probs.topk(self.k, dim=-1)  # (N, k)
-        w = renormalize(top)
+        idx, dense = topk_dense(probs, self.k, renormalize)  # (N, k), (N, E): w = top / Σ top
+        w = dense.gather(-1, idx)  # (N, k)
         base = {n: _base_projection(block, n) for n in PROJECTIONS}
         out = torch.zeros_like(h)
         for e in range(self.experts):
@@ -113,7 +113,7 @@ class MixLoRA(Router):
             self.add_aux("load_balance", self.aux_coef * self.k, logits=logits, k=self.k,
                          mask=_flat(token_mask(x, needed_by="MixLoRA's load balance")))
         lead = x.shape[:-1]
-        self.emit(probs.reshape(*lead, -1), torch.zeros_like(probs).scatter(-1, idx, w).reshape(*lead, -1),
+        self.emit(probs.reshape(*lead, -1), dense.reshape(*lead, -1),
                   idx.reshape(*lead, -1))
         return out.reshape(x.shape)
 

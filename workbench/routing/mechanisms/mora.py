@@ -36,7 +36,7 @@ from torch import nn
 from workbench.adapters.init import INITS
 from workbench.errors import WorkbenchError
 from workbench.routing.base import INIT_NAMES, ROUTERS, Router
-from workbench.routing.gates import check_k
+from workbench.routing.gates import check_k, topk_dense
 from workbench.routing.routed import Routed
 
 
@@ -90,8 +90,7 @@ class MoRA(Router):
     def gates(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
         """(scores s, weights w, top-k indices, whether pruning applied) for rank activations h (…, R)."""
         s = F.normalize(h, dim=-1)  # h_i / sqrt(Σ_j h_j²)
-        top, idx = s.topk(self.k, dim=-1)
-        w = torch.zeros_like(s).scatter(-1, idx, (top / self.tau).softmax(-1))
+        idx, w = topk_dense(s, self.k, lambda top: (top / self.tau).softmax(-1))
         prune = not self.training and self.delta > -math.inf
         return s, (w * (s >= self.delta) if prune else w), idx, prune
 

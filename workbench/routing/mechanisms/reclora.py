@@ -34,7 +34,7 @@ from workbench.errors import WorkbenchError
 from workbench.routing.base import INIT_NAMES, ROUTERS, Router
 from workbench.routing.context import context_value
 from workbench.routing.factors import expert_factors, linear_weight
-from workbench.routing.gates import check_k
+from workbench.routing.gates import check_k, topk_dense
 
 ROUTINGS = ("soft", "hard")
 
@@ -88,8 +88,7 @@ class RecLoRA(Router):
         if self.routing == "soft":
             w, idx = (logits / self.T).softmax(-1), None
         else:  # softmax over the top-k logits only (see the module docstring)
-            top, idx = logits.topk(self.topk, dim=-1)
-            w = torch.zeros_like(logits).scatter(-1, idx, top.softmax(-1))
+            idx, w = topk_dense(logits, self.topk, lambda top: top.softmax(-1))
         return logits, (w.sqrt() if self.sqrt else w), idx
 
     def mixed_factors(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

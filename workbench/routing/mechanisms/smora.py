@@ -24,7 +24,7 @@ from torch import nn
 from workbench.errors import WorkbenchError
 from workbench.routing.base import INIT_NAMES, ROUTERS, Router
 from workbench.routing.factors import expert_factors, linear_weight
-from workbench.routing.gates import check_k, renormalize, sign_bias_update
+from workbench.routing.gates import check_k, renormalize, sign_bias_update, topk_dense
 
 
 @ROUTERS.register("smora", bounds={"r": (1, None), "k": (1, None), "alpha": (0.0, None),
@@ -65,8 +65,8 @@ class SMoRA(Router):
     def gates(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(scores g (…, r), gates G (…, r) with Σ G = k, selected ranks (…, k))."""
         g = torch.sigmoid(F.linear(z, self.router)).repeat_interleave(self.partition, dim=-1)
-        v, idx = (g + self.bias).topk(self.k, dim=-1)
-        G = renormalize(torch.zeros_like(g).scatter(-1, idx, v), total=self.k)
+        idx, G = topk_dense(g + self.bias, self.k)
+        G = renormalize(G, total=self.k)
         return g, G, idx
 
     def forward(self, x: torch.Tensor, base: nn.Module) -> torch.Tensor:

@@ -23,7 +23,8 @@ import re
 from collections.abc import Sequence
 
 from workbench.errors import WorkbenchError
-from workbench.tasks.metrics import BATCH_SIZE, METRICS, Metric
+from workbench.tasks.metric import BATCH_SIZE, METRICS, Metric
+from workbench.zoo.whisper import word_error_rate
 
 RADIUS = 16.0  # pixels: half a scene cell (scenes are 96 px, 3×3 cells of 32 px)
 NUMBER_WORDS = {w: i for i, w in enumerate(
@@ -110,8 +111,6 @@ def zero_point_rate(predictions: Sequence[str], examples: Sequence) -> float:
 
 def mean_word_error_rate(predictions: Sequence[str], examples: Sequence) -> float:
     """Mean word error rate of the predictions against each example's target words."""
-    from workbench.zoo.whisper import word_error_rate
-
     _check(predictions, examples)
     pairs = zip(predictions, examples, strict=True)
     return sum(word_error_rate(e.target, p) for p, e in pairs) / len(examples)

@@ -1,10 +1,33 @@
 // ModalityMap view (widgets/modality_map.py): tokens coloured by modality, then per layer one bar per
-// branch (vision / language update norm). Traits: tokens, types, norms {values, shape, layers, branches}, title.
+// branch (vision / language update norm).
 
-const COLOURS = { vision: "#d95f02", language: "#1b9e77" };
+import "./styles/heatmap.css";
+import { floats } from "./lib/binary";
+import { listen, tokenText } from "./lib/dom";
+import { hosted } from "./lib/host";
+import type { Binary, Maybe, RenderProps } from "./lib/model";
+
+/** Σ‖Δ‖ per layer and branch: float32 (L, K) row-major. */
+export interface NormsPayload {
+  values: Binary;
+  shape: [number, number];
+  layers: (string | number)[];
+  branches: string[];
+}
+
+/** ModalityMap's synced traits. */
+export interface ModalityMapTraits {
+  tokens: string[];
+  /** 1 for a visual token, 0 for text, one per token. */
+  types: number[];
+  norms: Maybe<NormsPayload>;
+  title: string;
+}
+
+const COLOURS: Record<string, string> = { vision: "#d95f02", language: "#1b9e77" };
 const FALLBACK = ["#7570b3", "#e7298a", "#66a61e"];
 
-function render({ model, el }) {
+export function render({ model, el }: RenderProps<ModalityMapTraits>) {
   el.classList.add("lw-modality-map");
   const draw = () => {
     const title = document.createElement("div");
@@ -16,7 +39,7 @@ function render({ model, el }) {
     model.get("tokens").forEach((tok, i) => {
       const span = document.createElement("span");
       span.className = "lw-token";
-      span.textContent = tok.replace("Ġ", " ").replace("Ċ", "⏎");
+      span.textContent = tokenText(tok);
       span.dataset.modality = types[i] ? "vision" : "language";
       span.style.background = types[i] ? COLOURS.vision : "#e8f4f0";
       span.style.color = types[i] ? "white" : "black";
@@ -24,6 +47,7 @@ function render({ model, el }) {
     });
     const n = model.get("norms");
     const [L, K] = n.shape ?? [0, 0];
+    const branches = n.branches ?? [];
     const values = floats(n.values);
     const max = Math.max(1e-12, ...values);
     const chart = document.createElement("div");
@@ -36,14 +60,14 @@ function render({ model, el }) {
       const group = document.createElement("div");
       group.style.display = "flex";
       group.style.alignItems = "flex-end";
-      group.title = `layer ${n.layers[l]}: ` + n.branches.map((b, k) => `${b} ${values[l * K + k].toFixed(2)}`).join(", ");
+      group.title = `layer ${n.layers?.[l]}: ` + branches.map((b, k) => `${b} ${values[l * K + k].toFixed(2)}`).join(", ");
       for (let k = 0; k < K; k++) {
         const bar = document.createElement("div");
         bar.className = "lw-bar";
-        bar.dataset.branch = n.branches[k];
+        bar.dataset.branch = branches[k];
         bar.style.width = "6px";
         bar.style.height = `${(130 * values[l * K + k]) / max}px`;
-        bar.style.background = COLOURS[n.branches[k]] ?? FALLBACK[k % FALLBACK.length];
+        bar.style.background = COLOURS[branches[k]] ?? FALLBACK[k % FALLBACK.length];
         group.append(bar);
       }
       chart.append(group);
@@ -51,11 +75,12 @@ function render({ model, el }) {
     const legend = document.createElement("div");
     legend.className = "lw-hint";
     legend.textContent = `tokens: orange = visual, green = text. Bars per layer (0..${L - 1}): Σ‖Δ‖ of each branch (` +
-      n.branches.join(" / ") + "); hover for values.";
+      branches.join(" / ") + "); hover for values.";
     el.replaceChildren(title, strip, chart, legend);
   };
-  for (const e of ["change:tokens", "change:types", "change:norms", "change:title"]) model.on(e, draw);
+  const stop = listen(model, ["tokens", "types", "norms", "title"], draw);
   draw();
+  return stop;
 }
 
-export default { render };
+export default hosted(render);

@@ -1,15 +1,44 @@
 // TokenRouting view (widgets/token_routing.py): tokens coloured by their dominant expert at the chosen
-// module; hover shows every weight. Traits: tokens, modules, module, weights {values, shape, module},
-// experts (labels; empty = numbered).
+// module; hover shows every weight.
+
+import "./styles/heatmap.css";
+import { floats } from "./lib/binary";
+import { listen, tokenText } from "./lib/dom";
+import { hosted } from "./lib/host";
+import type { Binary, Maybe, RenderProps } from "./lib/model";
+
+/** The gate weights of one module: float32 (T, E) row-major. */
+export interface WeightsPayload {
+  values: Binary;
+  shape: [number, number];
+  module: string;
+}
+
+/** TokenRouting's synced traits. */
+export interface TokenRoutingTraits {
+  tokens: string[];
+  modules: string[];
+  module: string;
+  weights: Maybe<WeightsPayload>;
+  /** A label per expert; empty = numbered. */
+  experts: string[];
+}
 
 const PALETTE = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666",
   "#1f78b4", "#b2df8a", "#fb9a99", "#cab2d6"];
 
-function render({ model, el }) {
+/** The index of the largest |weight| (the first on ties). */
+export function dominant(row: ArrayLike<number>): number {
+  let best = 0;
+  for (let i = 1; i < row.length; i++) if (Math.abs(row[i]) > Math.abs(row[best])) best = i;
+  return best;
+}
+
+export function render({ model, el }: RenderProps<TokenRoutingTraits>) {
   el.classList.add("lw-token-routing");
   const draw = () => {
     const labels = model.get("experts");
-    const label = (i) => labels[i] ?? `expert ${i}`;
+    const label = (i: number) => labels[i] ?? `expert ${i}`;
     const select = document.createElement("select");
     select.className = "lw-select";
     for (const m of model.get("modules")) {
@@ -27,13 +56,13 @@ function render({ model, el }) {
     model.get("tokens").forEach((tok, t) => {
       const span = document.createElement("span");
       span.className = "lw-token";
-      span.textContent = tok.replace("Ġ", " ").replace("Ċ", "⏎");
+      span.textContent = tokenText(tok);
       if (t < T) {
-        const row = Array.from(values.slice(t * E, (t + 1) * E));
-        const best = row.reduce((b, v, i) => (Math.abs(v) > Math.abs(row[b]) ? i : b), 0);
+        const row = values.subarray(t * E, (t + 1) * E);
+        const best = dominant(row);
         span.style.background = PALETTE[best % PALETTE.length];
-        span.dataset.expert = best;
-        span.title = row.map((v, i) => `${label(i)}: ${v.toFixed(3)}`).join("\n");
+        span.dataset.expert = String(best);
+        span.title = Array.from(row, (v, i) => `${label(i)}: ${v.toFixed(3)}`).join("\n");
       }
       text.append(span);
     });
@@ -49,8 +78,9 @@ function render({ model, el }) {
     }
     el.replaceChildren(select, text, keys);
   };
-  for (const e of ["change:weights", "change:module", "change:tokens", "change:experts"]) model.on(e, draw);
+  const stop = listen(model, ["weights", "module", "tokens", "experts"], draw);
   draw();
+  return stop;
 }
 
-export default { render };
+export default hosted(render);

@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from workbench import tasks
 from workbench.analysis.routing import activation_frequency, expert_load, gate_accuracy
 from workbench.errors import WorkbenchError
 
@@ -28,8 +29,6 @@ class Observation:
 
 def task_prompts(lab, names: list[str], n: int = 16) -> dict[str, list[str]]:
     """The first ``n`` held-out prompts of each task, chat-formatted as the model sees them."""
-    from workbench import tasks
-
     loaded = tasks.load(names)
     return {name: [tasks.chat_prompt(lab.tokenizer, t, ex) for ex in t.eval[:n]]
             for name, t in loaded.items()}

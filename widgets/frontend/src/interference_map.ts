@@ -1,19 +1,30 @@
 // InterferenceMap view (widgets/interference_map.py): controls for the merge set, weights, density and
 // metric; Python recomputes and sends `heatmap`. Until it answers, the map is dimmed and labelled.
-// Traits: names, active, weights, density, metric, status, heatmap (a payload as in heatmap.js).
+// The metric menu lists `metric_labels`, the table Python titles its maps with.
 
-const METRIC_LABELS = { conflict_rate: "sign-conflict rate", overlap: "overlap", mass_lost: "mass lost" };
+import "./styles/heatmap.css";
+import { div, listen, menu, slider } from "./lib/dom";
+import { filled, heatmap, type HeatmapPayload } from "./lib/heatmap";
+import { hosted } from "./lib/host";
+import type { Maybe, RenderProps } from "./lib/model";
 
-function slider(min, max, step, value) {
-  const s = document.createElement("input");
-  Object.assign(s, { type: "range", min, max, step, value });
-  return s;
+/** InterferenceMap's synced traits. */
+export interface InterferenceMapTraits {
+  names: string[];
+  active: string[];
+  weights: Record<string, number>;
+  density: number;
+  metric: string;
+  /** metric -> its label (widgets/interference_map.py METRICS). */
+  metric_labels: Record<string, string>;
+  status: string;
+  heatmap: Maybe<HeatmapPayload>;
 }
 
-function render({ model, el }) {
+export function render({ model, el }: RenderProps<InterferenceMapTraits>) {
   el.classList.add("lw-interference-map");
   const controls = div("lw-controls");
-  const rows = {};  // name -> {box, weight, label}
+  const rows: Record<string, { box: HTMLInputElement; weight: HTMLInputElement; label: HTMLElement }> = {};
   for (const name of model.get("names")) {
     const box = document.createElement("input");
     box.type = "checkbox";
@@ -31,15 +42,14 @@ function render({ model, el }) {
   const densityLabel = div("", "");
   density.addEventListener("input", () => (densityLabel.textContent = Number(density.value).toFixed(2)));
   density.addEventListener("change", () => request());
-  const metric = document.createElement("select");
-  for (const [value, text] of Object.entries(METRIC_LABELS)) metric.append(new Option(text, value));
+  const metric = menu(model.get("metric_labels"));
   metric.addEventListener("change", () => request(0));
   controls.append(div("", "density"), density, densityLabel, div("", "metric"), metric, div(""));
   const status = div("lw-status");
   const map = div("");
 
   // controls -> model, debounced; the map is marked stale at once
-  let timer = null;
+  let timer: ReturnType<typeof setTimeout> | undefined;
   function request(delay = 300) {
     map.classList.add("lw-stale");
     status.textContent = "computing…";
@@ -62,33 +72,30 @@ function render({ model, el }) {
     const active = model.get("active"), weights = model.get("weights");
     for (const [name, r] of Object.entries(rows)) {
       r.box.checked = active.includes(name);
-      r.weight.value = weights[name] ?? 1;
+      r.weight.value = String(weights[name] ?? 1);
       r.label.textContent = `×${Number(r.weight.value).toFixed(2)}`;
     }
-    density.value = model.get("density");
+    density.value = String(model.get("density"));
     densityLabel.textContent = Number(model.get("density")).toFixed(2);
     metric.value = model.get("metric");
   }
   function draw() {
     const p = model.get("heatmap");
-    map.replaceChildren(p && p.shape ? heatmap(p, { cell: 18 }) : div("lw-hint", "no map"));
+    map.replaceChildren(filled(p) ? heatmap(p, { cell: 18 }) : div("lw-hint", "no map"));
     const current = model.get("status") === "current";
     map.classList.toggle("lw-stale", !current);
     status.textContent = current ? "current" : model.get("status");
   }
-  const events = ["change:active", "change:weights", "change:density", "change:metric"];
-  for (const e of events) model.on(e, sync);
-  model.on("change:heatmap", draw);
-  model.on("change:status", draw);
+  const stopSync = listen(model, ["active", "weights", "density", "metric"], sync);
+  const stopDraw = listen(model, ["heatmap", "status"], draw);
   sync();
   draw();
   el.replaceChildren(controls, status, map);
   return () => {
     clearTimeout(timer);
-    for (const e of events) model.off(e, sync);
-    model.off("change:heatmap", draw);
-    model.off("change:status", draw);
+    stopSync();
+    stopDraw();
   };
 }
 
-export default { render };
+export default hosted(render);
