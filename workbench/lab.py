@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from types import MappingProxyType
@@ -29,7 +29,11 @@ from workbench.adapters import (
     resolve_targets,
     write_peft,
 )
+from workbench.adapters.base_copies import check_base_copies, check_not_tied
 from workbench.adapters.layer import out_in
+from workbench.adapters.param_layer import install_params
+from workbench.adapters.peft_extras import peft_extras
+from workbench.adapters.targets import adaptable_modules
 from workbench.errors import WorkbenchError
 from workbench.evaluation import evaluate
 from workbench.hooks import Cache
@@ -132,8 +136,8 @@ class Workbench:
             paths = list(layers)
         else:
             paths = [p for p in resolve_targets(self.model, targets) if p in layers]
-            busy = {p: layers[p].names + list(layers[p].routes) for p in paths
-                    if layers[p].names or len(layers[p].routes)}
+            busy = {p: layers[p].held + list(layers[p].routes) for p in paths
+                    if layers[p].held or len(layers[p].routes)}
             if busy:
                 path, names = next(iter(busy.items()))
                 raise WorkbenchError(
@@ -176,7 +180,7 @@ class Workbench:
                 f"{adapter.base_fingerprint}, but this lab's base ({self.name}) is {self.fingerprint}; "
                 "load it on its own base, or pass check_base=False if you know the shapes agree"
             )
-        modules = linear_modules(self.model)
+        modules = adaptable_modules(self.model)
         for path, f in adapter.modules.items():
             if path not in modules:
                 near = [n for n in modules if n.split(".")[-1] == path.split(".")[-1]][:3]
@@ -191,8 +195,10 @@ class Workbench:
                     f"(out={f.out_features}, in={f.in_features}) but the model's layer is "
                     f"(out={out_f}, in={in_f}); it was made for another base model"
                 )
+        check_base_copies(adapter, self.model)  # peft's saved copies of base weights must equal ours
         for path in adapter.modules:
             self._wrap(path).add(adapter)
+        install_params(self.model, self._wrap, adapter)  # trained biases, modules_to_save, tokens
         if adapter.base_fingerprint is None:
             adapter.base_fingerprint = self.fingerprint
         self._adapters[adapter.name] = adapter
@@ -215,7 +221,7 @@ class Workbench:
         if name in self._composition.names:
             self.use(None)
         for layer in self.layers.values():
-            if name in layer.names:
+            if name in layer.held:
                 layer.remove(name)
         return self._adapters.pop(name)
 
@@ -324,15 +330,40 @@ class Workbench:
                 module.composition = comp
         return self
 
-    @contextmanager
-    def using(self, spec=None, *, rows: list[str | None] | None = None) -> Iterator[Workbench]:
+    def using(self, spec=None, *, rows: list[str | None] | None = None):
         """``with lab.using("a"): ...`` applies ``a`` inside the block, then restores what was used."""
-        before = self._composition
-        self.use(spec, rows=rows)
+        return self.session(spec, rows=rows)
+
+    @contextmanager
+    def session(self, use=..., *, rows: list[str | None] | None = None, train: bool | None = None,
+                trainable: Iterable[nn.Parameter] = (),
+                module: nn.Module | None = None) -> Iterator[Workbench]:
+        """Inside the block: apply ``use`` (as ``use()``; ``...`` keeps what is used), put ``module``
+        (default ``lab.model``) in train (``train=True``) or eval (``False``) mode, and let ``trainable``
+        require gradients. After it, what was used, the mode and each parameter's ``requires_grad``
+        come back, and those parameters' ``.grad`` are cleared.
+        """
+        module = self.model if module is None else module
+        before, was_training = self._composition, module.training
+        params = list({id(p): p for p in trainable}.values())
+        wanted = [p.requires_grad for p in params]
+        change = use is not ... or rows is not None
         try:
+            for p in params:
+                p.requires_grad_(True)
+            if change:
+                self.use(None if use is ... else use, rows=rows)
+            if train is not None:
+                module.train(train)
             yield self
         finally:
-            self.use(before)
+            for p, w in zip(params, wanted, strict=True):
+                p.requires_grad_(w)
+                p.grad = None
+            if train is not None:
+                module.train(was_training)
+            if change:
+                self.use(before)
 
     # -- merging adapters into a new one -----------------------------------------------------------
     def merge(self, names: list[str], method: str = "task_arithmetic", weights: list[float] | None = None,
@@ -363,11 +394,14 @@ class Workbench:
     def merge_into_base(self, name: str, weight: float = 1.0) -> None:
         """Fold ``weight``·ΔW of an adapter into the base weights (faster inference); exact to undo."""
         self._get(name)
+        holding = [layer for layer in self.layers.values() if name in layer.held]
+        for layer in holding:  # every check before the first change
+            layer.check_merge(name)
+            check_not_tied(self.model, layer)
         if name in self._composition.names:
             self.use(None)
-        for layer in self.layers.values():
-            if name in layer.names:
-                layer.merge(name, weight)
+        for layer in holding:
+            layer.merge(name, weight)
 
     def unmerge(self, name: str | None = None) -> None:
         """Undo ``merge_into_base`` for one adapter (or all): the base weights come back exactly."""
@@ -379,7 +413,13 @@ class Workbench:
     # -- files -----------------------------------------------------------------------------------
     def load_adapter(self, path: str | Path, name: str | None = None, *,
                      check_base: bool = True) -> Adapter:
-        """Load any PEFT LoRA directory (rank/alpha patterns, rsLoRA) and add it to the lab."""
+        """Load a PEFT LoRA directory and add it to the lab, exactly as peft applies it.
+
+        Exact: rank/alpha patterns, rsLoRA, DoRA, lora_bias, LoRA on embeddings and heads, trained
+        biases, modules_to_save, trainable tokens. Refused by name with the fix: raw PiSSA/OLoRA/
+        CorDA/LoftQ/LoRA-GA adapters, aLoRA, layer_replication and other variants
+        (``workbench.adapters.peft_config``).
+        """
         return self.add_adapter(read_peft(path, name), check_base=check_base)
 
     def save_adapter(self, adapter: str | Adapter, path: str | Path, *,
@@ -388,11 +428,12 @@ class Workbench:
         adapter = self._get(adapter)
         layers = self.layers
         is_causal = type(self.model).__name__.endswith("ForCausalLM")
-        return write_peft(adapter, path, overwrite=overwrite,
+        return write_peft(adapter, path, overwrite=overwrite, extras=peft_extras(adapter, self.model),
                           base_model_name_or_path=self.name,
                           target_modules=self._compact_targets(adapter),
                           task_type="CAUSAL_LM" if is_causal else None,
-                          fan_in_fan_out=any(layers[p].fan_in_fan_out for p in adapter.modules))
+                          fan_in_fan_out=any(layers[p].fan_in_fan_out and not layers[p].embedding
+                                             for p in adapter.modules))
 
     def _compact_targets(self, adapter: Adapter) -> list[str]:
         """Suffixes (``q_proj``) where the adapter covers every module that ends so, else full paths."""

@@ -105,17 +105,17 @@ def test_nan_or_inf_weights_are_refused(saved, bad):
     assert _unchanged(lab)
 
 
-def test_dora_is_refused(saved):
+def test_dora_config_without_magnitudes_is_refused(saved):
     f = saved / "adapter_config.json"
     f.write_text(json.dumps({**json.loads(f.read_text()), "use_dora": True}))
-    with pytest.raises(WorkbenchError, match="use_dora is true"):
+    with pytest.raises(WorkbenchError, match="lacks a DoRA magnitude .* but use_dora is True"):
         tiny_lab().load_adapter(saved)
 
 
 def test_rank_mismatch_between_config_and_weights(saved):
     f = saved / "adapter_config.json"
     f.write_text(json.dumps({**json.loads(f.read_text()), "r": 5}))
-    with pytest.raises(WorkbenchError, match="rank 2 in its weights but 5"):
+    with pytest.raises(WorkbenchError, match=r"rank 2 \(lora_A \(2, 64\)\) in its weights but 5"):
         tiny_lab().load_adapter(saved)
 
 

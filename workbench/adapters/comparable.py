@@ -22,6 +22,14 @@ def check_comparable(named: Mapping[str, Adapter], *,
     if len(set(prints.values())) > 1:
         listing = ", ".join(f"{n}: {p}" for n, p in prints.items())
         raise WorkbenchError(f"the adapters were made for different base models ({listing}); {why}")
+    for n, a in named.items():
+        if "dora" in a.kinds:
+            raise WorkbenchError(
+                f"adapter {n!r} is DoRA: its update diag(m/‖W+sBA‖)(W+sBA) − W depends on the base weight "
+                "and is not the low-rank product sBA its factors describe, so factor geometry and "
+                "factor merges would describe another update. Use it (lab.use) or fold it into the base "
+                "(lab.merge_into_base); compare or merge plain LoRA adapters"
+            )
     seen: dict[str, tuple[str, tuple[int, int]]] = {}
     for n, a in named.items():
         for path, f in a.modules.items():

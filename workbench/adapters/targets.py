@@ -6,7 +6,7 @@ import re
 
 from torch import nn
 
-from workbench.adapters.layer import WRAPPABLE, LoraLayer
+from workbench.adapters.layer import EMBEDDINGS, WRAPPABLE, LoraLayer
 from workbench.errors import WorkbenchError
 
 # Module-name suffixes per preset, across the architectures of the zoo (Llama, GPT-2, BERT).
@@ -36,6 +36,15 @@ def linear_modules(model: nn.Module) -> dict[str, nn.Module]:
         if isinstance(m, LoraLayer):
             out[name] = m
         elif isinstance(m, WRAPPABLE) and not name.endswith(".base_layer"):
+            out[name] = m
+    return out
+
+
+def adaptable_modules(model: nn.Module) -> dict[str, nn.Module]:
+    """What an adapter may hold factors for: the linear modules and the embeddings, by path."""
+    out = linear_modules(model)
+    for name, m in model.named_modules():
+        if isinstance(m, EMBEDDINGS) and not name.endswith(".base_layer"):
             out[name] = m
     return out
 

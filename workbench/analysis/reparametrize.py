@@ -40,7 +40,7 @@ def reparametrize(adapter: Adapter, seed: int = 0, name: str | None = None) -> A
         R, R_inv = random_invertible(f.r, g)
         A = (R_inv @ f.A.double()).to(f.A.dtype)  # (r, in)
         B = (f.B.double() @ R).to(f.B.dtype)  # (out, r)
-        modules[path] = LoraFactors(A, B, f.alpha)
+        modules[path] = LoraFactors(A, B, f.alpha, f.magnitude, f.bias, f.embedding)  # BA unchanged
     return Adapter(
         name=name or adapter.name,
         modules=modules,

@@ -22,6 +22,7 @@ import torch
 
 from workbench.adapters.adapter import Adapter, LoraFactors
 from workbench.adapters.comparable import check_comparable
+from workbench.adapters.params import ParamDelta
 from workbench.errors import WorkbenchError
 from workbench.merging.base import MERGES, MergeMethod, get_method
 from workbench.merging.inputs import MergeInputs
@@ -97,6 +98,7 @@ def merge(adapters: list[Adapter], method: str, weights: list[float] | None = No
         factors = spec.run(inputs, full)
     modules = {p: LoraFactors(A.detach().to(torch.float32).contiguous(), B.detach().to(torch.float32)
                               .contiguous(), float(A.shape[0])) for p, (A, B) in factors.items()}
+    carry_extras(modules, adapters, weights)
     error, total = merge_error(modules, inputs)
     lineage_params = {k: _jsonable(v) for k, v in full.items()}
     adapter = Adapter(
@@ -120,6 +122,7 @@ def merge(adapters: list[Adapter], method: str, weights: list[float] | None = No
             },
         },
     )
+    adapter.params = merged_params(adapters, weights)
     return MergeResult(adapter, error, total)
 
 
@@ -217,6 +220,46 @@ def merge_error(modules: dict[str, LoraFactors], inputs: MergeInputs) -> tuple[p
     return tidy(rows), _ratio(math.sqrt(num), math.sqrt(den))
 
 
+def carry_extras(modules: dict[str, LoraFactors], adapters: list[Adapter], weights: list[float]) -> None:
+    """Keep embedding modules embeddings, and give the merged modules the exact weighted sum of the
+    sources' lora_B biases, Σ wᵢ·sᵢ·bᵢ.
+
+    A bias update adds to the output linearly, so its weighted sum is exact for every method; the
+    method (trimming, rescaling ...) acts on the weight updates only. The merged adapter has s = 1.
+    When any source has a lora_bias, every merged module gets one (zero where no source has it), so
+    the adapter stays one peft kind (``lora_bias=True``).
+    """
+    for path, f in modules.items():  # an embedding module stays one (its factors are lookups)
+        f.embedding = any(a.modules[path].embedding for a in adapters if path in a.modules)
+    if not any(f.bias is not None for a in adapters for f in a.modules.values()):
+        return
+    for path, f in modules.items():
+        total = torch.zeros(f.out_features, dtype=torch.float64)
+        for a, w in zip(adapters, weights, strict=True):
+            if path in a.modules and (db := a.bias_delta(path)) is not None:
+                total += w * db.detach().double().cpu()
+        f.bias = total.float().to(f.A.device)
+
+
+def merged_params(adapters: list[Adapter], weights: list[float]) -> dict[str, ParamDelta]:
+    """Σ wᵢ·Δᵢ of the sources' trained base parameters (biases, modules_to_save, token rows): exact,
+    since each changes the output linearly. Token rows must be the same ids in every source."""
+    out: dict[str, ParamDelta] = {}
+    for a, w in zip(adapters, weights, strict=True):
+        for path, d in a.params.items():
+            if path not in out:
+                out[path] = ParamDelta(w * d.delta.detach().float().cpu(), d.rows, d.origin, d.group)
+                continue
+            have = out[path]
+            if (have.rows is None) != (d.rows is None) or (
+                    d.rows is not None and not torch.equal(have.rows, d.rows)):
+                raise WorkbenchError(
+                    f"adapter {a.name!r} trains token rows {d.rows!r} of {path!r} but another source "
+                    f"trains {have.rows!r}; merge adapters that train the same token ids")
+            have.delta = have.delta + w * d.delta.detach().float().cpu()
+    return out
+
+
 def _ratio(diff: float, target: float) -> float:
     if target > 0:
         return diff / target
@@ -229,7 +272,7 @@ def adapter_fingerprint(adapter: Adapter) -> str:
     for path in sorted(adapter.modules):
         f = adapter.modules[path]
         digest.update(f"{path}|{f.alpha}|{tuple(f.A.shape)}|{tuple(f.B.shape)}".encode())
-        for t in (f.A, f.B):
+        for t in (f.A, f.B, *(x for x in (f.magnitude, f.bias) if x is not None)):
             digest.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
     return "sha256:" + digest.hexdigest()[:16]
 

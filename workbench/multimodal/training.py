@@ -1,8 +1,7 @@
 """Training and evaluation of joined models (vision- or speech-language) in stages.
 
-``fit`` in ``workbench.training`` trains on token ids; a joined model's inputs are embeddings with
-media tokens inside, so this is a loop of the same shape (seeded batches, AdamW, warm-up then
-linear decay, what the lab used restored after) over (task, example) pairs.
+A joined model's inputs are embeddings with media tokens inside, so its stages run the one training
+``Loop`` with the joined model's own loss (``JoinedLoss``) over (task, example) pairs.
 
     history = train_stages(vlm, tasks, stages=[
         Stage("projector", use=None, steps=40),                   # 1) the front end alone
@@ -12,16 +11,15 @@ linear decay, what the lab used restored after) over (task, example) pairs.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from workbench.errors import WorkbenchError
 from workbench.tasks.metrics import METRICS
+from workbench.training import JoinedLoss, Loop, Shuffled
 
 
 @dataclass
@@ -65,10 +63,15 @@ def train_stages(model, tasks: Sequence, stages: Sequence[Stage], *, batch_size:
                  progress: bool = True) -> pd.DataFrame:
     """Train ``model`` on the training examples of ``tasks`` stage after stage.
 
+    Each stage is one run of the training ``Loop`` (seeded shuffled batches of (task, example) pairs,
+    ``model.loss``, AdamW, warm-up then linear decay, auxiliary routing terms added); what the lab
+    applies, the model's mode and what trains are restored after each.
+
     Returns:
-        One row per step: ``stage, step, loss, lr``.
+        One row per step: ``stage, step, loss, lr`` (and ``task_loss, aux, aux/...`` with routers
+        that add auxiliary losses).
     """
-    items = [(t, e) for t in tasks for e in t.train]
+    items = [(k, (t, e)) for k, t in enumerate(tasks) for e in t.train]
     if not items:
         raise WorkbenchError(f"tasks {[t.name for t in tasks]} have no training examples")
     rows = []
@@ -76,52 +79,16 @@ def train_stages(model, tasks: Sequence, stages: Sequence[Stage], *, batch_size:
         params = (model.trainable_front() if stage.front else []) + \
                  (_used_params(model, stage.use) if stage.adapters else []) + \
                  list(stage.extra() if callable(stage.extra) else stage.extra)
-        history = _fit(model, params, items, stage, batch_size=batch_size, seed=seed + 1009 * k,
-                       progress=progress)
-        rows += [r | {"stage": stage.name} for r in history]
+        params = list({id(p): p for p in params}.values())
+        loop = Loop(params, JoinedLoss(model), Shuffled(items, seed + 1009 * k), label=f"stage {stage.name}",
+                    desc=f"training {stage.name}", steps=stage.steps, lr=stage.lr, batch_size=batch_size,
+                    seed=seed + 1009 * k, reseed="run", progress=progress,
+                    weight_decay=0.01,  # torch's AdamW default, which these stages always had
+                    session=lambda stage=stage, params=params: model.lab.session(
+                        stage.use, train=True, trainable=params, module=model))
+        loop.run()
+        rows += [r | {"stage": stage.name} for r in loop.rows]
     return pd.DataFrame(rows)
-
-
-def _fit(model, params, items, stage: Stage, *, batch_size: int, seed: int, progress: bool) -> list[dict]:
-    params = list({id(p): p for p in params}.values())
-    if not params:
-        raise WorkbenchError(f"stage {stage.name!r}: nothing to train")
-    lab = model.lab
-    before, was_training = lab.active, model.training
-    wanted = [p.requires_grad for p in params]
-    opt = torch.optim.AdamW(params, lr=stage.lr)
-    n_warm = max(1, int(0.1 * stage.steps))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / n_warm, max(0.0, (stage.steps - s) / max(1, stage.steps - n_warm))))
-    g = torch.Generator().manual_seed(seed)
-    order: list[int] = []
-    rows = []
-    try:
-        for p in params:
-            p.requires_grad_(True)
-        lab.use(stage.use)
-        model.train()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            for step in tqdm(range(stage.steps), desc=f"training {stage.name}", disable=not progress):
-                if len(order) < batch_size:
-                    order += torch.randperm(len(items), generator=g).tolist()
-                idx, order = order[:batch_size], order[batch_size:]
-                loss = model.loss([items[i] for i in idx])
-                if not math.isfinite(loss.item()):
-                    raise WorkbenchError(f"stage {stage.name!r} diverged at step {step}; lower lr={stage.lr}")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                rows.append({"step": step, "loss": loss.item(), "lr": sched.get_last_lr()[0]})
-                sched.step()
-    finally:
-        for p, w in zip(params, wanted, strict=True):
-            p.requires_grad_(w)
-            p.grad = None
-        model.train(was_training)
-        lab.use(before)
-    return rows
 
 
 def evaluate_joined(model, tasks: Sequence, uses: dict[str, object], *, n_eval: int | None = None,

@@ -69,6 +69,7 @@ class Router(nn.Module):
         self.hook_route = HookPoint()
         self.owner = ""  # the name of the routed adapter this router belongs to
         self.pending_aux: list[AuxTerm] = []
+        self.register_forward_pre_hook(_clear_aux)  # terms of a forward nobody collected do not pile up
 
     @classmethod
     def targets_for(cls, lab, **params) -> str | list[str]:
@@ -98,6 +99,11 @@ class Router(nn.Module):
     def trainable(self) -> list[nn.Parameter]:
         """The parameters an optimizer should update (frozen banks and random projections excluded)."""
         return [p for p in self.parameters() if p.requires_grad]
+
+
+def _clear_aux(router: Router, args) -> None:
+    """Each forward starts with no pending auxiliary terms (the trainer collects them after it)."""
+    router.pending_aux.clear()
 
 
 INIT_NAMES = ("lora", "gaussian", "random")  # the factor initializations a router takes (adapters.INITS)

@@ -110,15 +110,7 @@ def flexora_select(gates: pd.DataFrame, k: int) -> list[int]:
 def _val_gradients(lab, name: str, trainer, features: Sequence[dict]) -> dict[str, torch.Tensor]:
     """∂L_val/∂B per module of adapter ``name`` (the base and the LoRA stay as they are)."""
     Bs = {p: lab.layers[p].lora_B[name] for p in lab.adapters[name].modules}
-    before = lab.active
-    try:
-        for B in Bs.values():
-            B.requires_grad_(True)
-        lab.use(name)
+    with lab.session(name, trainable=Bs.values()):
         loss = trainer._task_loss(0, features)
         grads = torch.autograd.grad(loss, list(Bs.values()))
-    finally:
-        for B in Bs.values():
-            B.requires_grad_(False)
-        lab.use(before)
     return dict(zip(Bs, grads, strict=True))

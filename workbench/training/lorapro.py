@@ -109,7 +109,15 @@ class LoRAPro(torch.optim.Optimizer):
             B.sub_(lr * f_B.to(B.dtype))
 
 
-@OPTIMIZERS.register("lorapro")
-def lorapro(pairs: Pairs, *, lr: float, weight_decay: float = 0.0, **options) -> LoRAPro:
-    """LoRA-Pro (see ``LoRAPro``); memory O(out·in) per module for the Adam state."""
-    return LoRAPro(pairs, lr=lr, weight_decay=weight_decay, **options)
+@OPTIMIZERS.register("lorapro", flags=("needs_pairs",), bounds={"eps": (0.0, 1.0)})
+def lorapro(params, pairs: Pairs, *, lr: float, weight_decay: float = 0.0,
+            betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> LoRAPro:
+    """LoRA-Pro (see ``LoRAPro``); memory O(out·in) per module for the Adam state.
+
+    Reference: Wang et al., "LoRA-Pro: Are Low-Rank Adapters Properly Optimized?", ICLR 2025.
+
+    Args:
+        betas: Adam's moment decay rates (β1, β2) of the equivalent-gradient state.
+        eps: Adam's ε in the denominator of the equivalent-gradient step.
+    """
+    return LoRAPro(pairs, lr=lr, weight_decay=weight_decay, betas=betas, eps=eps)

@@ -90,7 +90,18 @@ class NOLA(torch.optim.Optimizer):
         return len(self.pairs) * (self.k + self.l)
 
 
-@OPTIMIZERS.register("nola")
-def nola(pairs: Pairs, *, lr: float, weight_decay: float = 0.0, **options) -> NOLA:
-    """NOLA coefficients (see ``NOLA``): k + l trained numbers per module instead of r·(in + out)."""
-    return NOLA(pairs, lr=lr, weight_decay=weight_decay, **options)
+@OPTIMIZERS.register("nola", flags=("needs_pairs",),
+                     bounds={"k": (1, None), "l": (1, None), "seed": (0, None)})
+def nola(params, pairs: Pairs, *, lr: float, weight_decay: float = 0.0, k: int = 64, l: int = 64,  # noqa: E741
+         seed: int = 0) -> NOLA:
+    """NOLA coefficients (see ``NOLA``): k + l trained numbers per module instead of r·(in + out).
+
+    Reference: Koohpayegani et al., "NOLA: Compressing LoRA using Linear Combination of Random Basis",
+    ICLR 2024.
+
+    Args:
+        k: number of random basis matrices mixed into A (paper: 512; library default 128).
+        l: number of random basis matrices mixed into B.
+        seed: seeds the bases (module m uses ``seed·1_000_003 + 2m`` for A and ``+ 2m + 1`` for B).
+    """
+    return NOLA(pairs, lr=lr, weight_decay=weight_decay, k=k, l=l, seed=seed)

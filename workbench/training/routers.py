@@ -9,7 +9,7 @@ import pandas as pd
 
 from workbench.errors import WorkbenchError
 from workbench.routing import Routed
-from workbench.training.loop import encode_tasks, fit
+from workbench.training.fit import encode_tasks, fit
 
 
 @dataclass
@@ -24,12 +24,19 @@ class RouterTrainResult:
 
 
 def train_router(lab, name: str, tasks, *, steps: int = 60, lr: float = 2e-3, batch_size: int = 8,
-                 seed: int = 0, weight_decay: float = 0.0, warmup: float = 0.1,
-                 progress: bool = True) -> RouterTrainResult:
+                 seed: int = 0, weight_decay: float = 0.0, warmup: float = 0.1, progress: bool = True,
+                 optimizer: str = "adamw", optimizer_options: dict | None = None,
+                 accumulate: int = 1) -> RouterTrainResult:
     """Train router ``name`` (added with ``lab.add_router``) on ``tasks``, mixed by concatenation.
 
     Each sample carries its task's index in the routing context (``task``), so routers with
-    supervised or type-driven balancing see it; auxiliary losses are added to the task loss.
+    supervised or type-driven balancing see it; auxiliary losses are added to the task loss. For
+    per-task gradient methods (PCGrad on a mixture) use ``MultiTaskTrainer(lab, name, tasks, ...)``.
+
+    Args:
+        optimizer, optimizer_options: an ``OPTIMIZERS`` entry that trains any parameters (``adamw``,
+            ``loraplus``) and its options.
+        accumulate: micro-batches per optimizer step.
     """
     if name not in lab.routers:
         raise WorkbenchError(f"no router {name!r} in this lab; add it with lab.add_router first "
@@ -39,7 +46,8 @@ def train_router(lab, name: str, tasks, *, steps: int = 60, lr: float = 2e-3, ba
     start = time.perf_counter()
     history = fit(lab, routed.trainable(), encode_tasks(lab, tasks), use=name, label=name, steps=steps,
                   lr=lr, batch_size=batch_size, seed=seed, weight_decay=weight_decay, warmup=warmup,
-                  progress=progress)
+                  progress=progress, optimizer=optimizer, optimizer_options=optimizer_options,
+                  accumulate=accumulate)
     routed.params["training"] = {"tasks": [t.name for t in tasks], "steps": steps, "lr": lr,
                                  "batch_size": batch_size, "seed": seed,
                                  "seconds": round(time.perf_counter() - start, 1)}

@@ -3,6 +3,9 @@
 Every entry maps the tasks' training-set sizes to the probability of drawing each task for one
 example of a batch: ``p_t ∝ n_t^(1/τ)``. Proportional is τ = 1, uniform is τ → ∞, ``temperature``
 takes τ (Arivazhagan et al. 2019 used τ = 5 for massively multilingual translation).
+
+Reference: Arivazhagan et al., "Massively Multilingual Neural Machine Translation in the Wild:
+Findings and Challenges", 2019 (proportional, uniform and temperature sampling of tasks).
 """
 
 from __future__ import annotations
@@ -29,9 +32,12 @@ def uniform(sizes: Sequence[int]) -> torch.Tensor:
     return torch.full((len(sizes),), 1.0 / len(sizes), dtype=torch.float64)
 
 
-@SAMPLINGS.register("temperature")
+@SAMPLINGS.register("temperature", bounds={"temperature": (0.0, None)})
 def temperature(sizes: Sequence[int], temperature: float = 2.0) -> torch.Tensor:
     """p_t ∝ n_t^(1/τ): between proportional (τ = 1) and uniform (τ → ∞).
+
+    Args:
+        temperature: τ (> 0); 1 is proportional, large values approach uniform.
 
     Reference: Arivazhagan et al., "Massively Multilingual Neural Machine Translation in the Wild", 2019.
     """

@@ -8,7 +8,8 @@ Reference: opendilab/LightZero (ScaleZero, UniZero multitask), ``CurriculumLoRAL
 
 At stage s ≥ 1 only A_s, B_s, α_0 and α_j (j < s) train; W0, b, earlier adapters and α_s are
 frozen. A new adapter starts with B = 0 (A ~ 0.01·N(0, 1)), so switching stages leaves the outputs
-unchanged. The controller switches when enough tasks were solved since the last switch, or after
+unchanged. ``run_stages`` trains such layers through the one training ``Loop``, the controller deciding
+after each step. The controller switches when enough tasks were solved since the last switch, or after
 ``max_stage_iters``, never before ``min_stage0_iters`` in stage 0.
 
 Deviation: a plain ``nn.Module`` wrapper around an ``nn.Linear`` (the authors wrap their own
@@ -18,6 +19,7 @@ transformer); the lab's LoraLayer has no scale on the base weight, which ScaleZe
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -111,3 +113,30 @@ class CurriculumController:
             self.iters_in_stage, self.solved_at_switch = 0, solved
             return True
         return False
+
+
+def run_stages(loop, layers, controller: CurriculumController,
+               judge: Callable[[object], tuple[int, int]]) -> list[int]:
+    """Train through the one ``Loop``, entering the next stage whenever the controller says so.
+
+    After every step ``judge(loop) -> (solved, unsolved)`` (tasks solved so far, tasks not yet)
+    feeds ``controller``; on a switch every layer ``set_stage``s, so what trains changes from the
+    next step on (the loop's optimizer holds every stage's parameters; those without a gradient
+    are skipped). The loop's session must not set ``requires_grad`` itself (the layers decide).
+
+    Returns:
+        The step at which each stage began (``[0, ...]``).
+    """
+    starts = [0]
+    for layer in layers:
+        layer.set_stage(controller.stage)
+
+    def after(loop, rows) -> None:
+        if controller.step(*judge(loop)):
+            for layer in layers:
+                layer.set_stage(controller.stage)
+            starts.append(loop.step_index)
+
+    loop.callbacks.on_step(after)
+    loop.run()
+    return starts

@@ -6,7 +6,8 @@ learning rate matter more than the LoRA variant? ``sweep`` answers with a tidy f
 trained factors) is written to ``cache_dir`` as ``<key>.json`` + ``<key>.safetensors``, atomically,
 keyed by everything that decides the run; a rerun reads them and trains nothing.
 
-Variants are entries of ``VARIANTS``: trainer options plus an optional setup/finish (PiSSA).
+Variants are entries of ``VARIANTS`` (``workbench.training.variants``): init, scaling, optimizer and an
+optional setup/finish (PiSSA), read by ``MultiTaskTrainer(variant=...)``.
 """
 
 from __future__ import annotations
@@ -16,8 +17,7 @@ import itertools
 import json
 import os
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -26,40 +26,7 @@ from tqdm.auto import tqdm
 
 from workbench.analysis.variance import between_share
 from workbench.errors import WorkbenchError
-from workbench.registry import Registry
-
-
-@dataclass
-class Variant:
-    """How a variant trains: options for ``MultiTaskTrainer`` and optional hooks around it."""
-
-    options: dict = field(default_factory=dict)
-    setup: Callable | None = None  # setup(lab, name, r, targets) -> adapter in the lab
-    finish: Callable | None = None  # finish(lab, name) -> the adapter to score
-    reference: str = ""
-
-
-VARIANTS: Registry[Variant] = Registry("LoRA variant")
-VARIANTS.register("lora")(Variant({}, reference="Hu et al., LoRA, 2021"))
-VARIANTS.register("rslora")(Variant({"scaling": "rslora"}, reference="Kalajdzievski, rsLoRA, 2023"))
-VARIANTS.register("loraplus")(Variant({"optimizer": "loraplus"}, reference="Hayou et al., LoRA+, 2024"))
-VARIANTS.register("lorapro")(Variant({"optimizer": "lorapro"}, reference="Wang et al., LoRA-Pro, 2025"))
-VARIANTS.register("nola")(Variant({"optimizer": "nola"}, reference="Koohpayegani et al., NOLA, 2024"))
-
-
-def _pissa_setup(lab, name, r, targets):
-    from workbench.training.pissa import pissa_start
-
-    return pissa_start(lab, name, r=r, targets=targets)
-
-
-def _pissa_finish(lab, name):
-    from workbench.training.pissa import pissa_finish
-
-    return pissa_finish(lab, name)
-
-
-VARIANTS.register("pissa")(Variant({}, _pissa_setup, _pissa_finish, reference="Meng et al., PiSSA, 2024"))
+from workbench.training.variants import VARIANTS
 
 
 def sweep(lab, tasks, grid: Mapping[str, Sequence], *, cache_dir: str | os.PathLike, steps: int = 30,
@@ -135,30 +102,25 @@ def spread(frame: pd.DataFrame, factors: Sequence[str] = ("lr", "variant", "rank
 def _run_point(lab, task_list, config, *, progress, **trainer_options) -> dict:
     from workbench.training.multitask import MultiTaskTrainer
 
-    variant = VARIANTS.get(config["variant"])
     name = f"sweep_{config['variant']}"
     if name in lab.adapters:
         lab.remove_adapter(name)
-    if variant.setup:
-        variant.setup(lab, name, config["r"], config["targets"])
-    options = {**variant.options, **trainer_options}
+    before = set(lab.adapters)
     try:
         trainer = MultiTaskTrainer(lab, name, task_list, r=config["r"], targets=config["targets"],
                                    steps=config["steps"], lr=config["lr"], batch_size=config["batch_size"],
-                                   seed=config["seed"], progress=progress, **options)
-        res = trainer.run()
-        adapter = variant.finish(lab, name) if variant.finish else res.adapter
+                                   seed=config["seed"], progress=progress, variant=config["variant"],
+                                   **trainer_options)
+        adapter = trainer.run().adapter
         scores = lab.evaluate(adapter.name, task_list, limit=config["limit"], progress=False)
         tensors = {f"{m}.{k}": t.detach().contiguous().cpu() for m, f in adapter.modules.items()
                    for k, t in (("lora_A", f.A), ("lora_B", f.B))}
         return {"config": config, "final_loss": adapter.lineage.get("final_loss"),
                 "scores": scores[["task", "metric", "value"]].to_dict("records"), "tensors": tensors}
     finally:
-        for n in (name, f"{name}_pissa_init"):
-            if n in lab.adapters:
-                if n.endswith("_pissa_init"):
-                    lab.unmerge(n)
-                lab.remove_adapter(n)
+        for n in [n for n in lab.adapters if n not in before]:  # the run's adapter and a variant's helpers
+            lab.unmerge(n)
+            lab.remove_adapter(n)
 
 
 def _write_atomic(cache: Path, key: str, tensors: dict, result: dict) -> None:

@@ -28,10 +28,11 @@ class LossWeighting:
         return n_task / n_batch
 
 
-LOSS_WEIGHTINGS: Registry[type[LossWeighting]] = Registry("loss weighting")
+LOSS_WEIGHTINGS: Registry[type[LossWeighting]] = Registry("loss weighting", base=LossWeighting)
 
 
-@LOSS_WEIGHTINGS.register("uniform")
+@LOSS_WEIGHTINGS.register("uniform", reference="Caruana, \"Multitask Learning\", Machine Learning 28, "
+                                                "1997 (the summed task losses)")
 class Uniform(LossWeighting):
     """Every example counts the same: the batch's mean example loss (tasks weigh by their share)."""
 

@@ -85,6 +85,8 @@ class LoRAMixer(Router):
             raise WorkbenchError(f"LoRA-Mixer bank: adapters {unknown} are not in this lab (it has "
                                  f"{list(lab.adapters)}); experts and r come from the bank, do not pass them")
         adapters = [lab.adapters[n] for n in bank]
+        for a in adapters:
+            a.require_plain("a LoRA-Mixer bank")
         missing = [a.name for a in adapters if path not in a.modules]
         if missing:
             raise WorkbenchError(f"LoRA-Mixer bank: adapters {missing} have no factors at {path!r}; "

@@ -216,6 +216,8 @@ def bank_adapters(lab, bank: list[str] | None) -> list:
         raise WorkbenchError(f"MeteoRA bank names {missing}, which this lab does not hold; it has "
                              f"{list(lab.adapters) or '(no adapters)'}: add or load them first")
     adapters = [lab.adapters[n] for n in bank]
+    for a in adapters:
+        a.require_plain("a MeteoRA bank")
     first = set(adapters[0].modules)
     for a in adapters[1:]:
         if set(a.modules) != first:

@@ -10,8 +10,8 @@ from workbench.registry import Registry
 class GradMethod:
     """Maps the task gradients of one step to one update.
 
-    Subclasses implement ``combine``; the constructor takes the method's options (and ``seed`` for
-    methods that draw random orders).
+    Subclasses implement ``combine``; the constructor takes the method's options (and ``seed``, the
+    run's seed, for methods that draw random orders).
     """
 
     def __init__(self, seed: int = 0):
@@ -22,4 +22,7 @@ class GradMethod:
         raise NotImplementedError
 
 
-GRAD_METHODS: Registry[type[GradMethod]] = Registry("gradient method")
+GRAD_METHODS: Registry[type[GradMethod]] = Registry(
+    "gradient method", base=GradMethod, skip=("seed",), flags=("per_task_gradients",))
+"""``per_task_gradients``: the method needs each task's gradient apart (a forward and backward per task);
+without it the loop takes one backward over the whole batch."""

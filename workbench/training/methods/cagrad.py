@@ -18,9 +18,11 @@ import torch
 from workbench.training.methods.base import GRAD_METHODS, GradMethod
 
 
-@GRAD_METHODS.register("cagrad")
+@GRAD_METHODS.register("cagrad", flags=("per_task_gradients",), bounds={"c": (0.0, None), "iters": (1, None)})
 class CAGrad(GradMethod):
-    """Args:
+    """The update that best improves the worst task inside a ball of radius c‖g0‖ around the mean gradient.
+
+    Args:
         c: radius of the ball, relative to ‖g0‖ (paper: 0.4 or 0.5). c = 0 gives the average gradient.
         iters: at most this many projected-gradient iterations on the (T,) dual weights.
     """

@@ -16,9 +16,11 @@ import torch
 from workbench.training.methods.base import GRAD_METHODS, GradMethod
 
 
-@GRAD_METHODS.register("gradvac")
+@GRAD_METHODS.register("gradvac", flags=("per_task_gradients",), bounds={"beta": (0.0, 1.0)})
 class GradVac(GradMethod):
-    """For each task i and other task j (random order), with φ = cos(g_i', g_j) and target φ̂_ij:
+    """Lifts each task pair's gradient cosine to a target learned as a moving average.
+
+    For each task i and other task j (random order), with φ = cos(g_i', g_j) and target φ̂_ij:
     if φ < φ̂_ij, add ``g_j · ‖g_i'‖ (φ̂ √(1−φ²) − φ √(1−φ̂²)) / (‖g_j‖ √(1−φ̂²))`` to g_i', which
     makes cos(g_i', g_j) equal φ̂_ij exactly; then φ̂_ij ← (1−β) φ̂_ij + β φ. Targets start at 0.
 

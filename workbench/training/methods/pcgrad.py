@@ -10,7 +10,7 @@ import torch
 from workbench.training.methods.base import GRAD_METHODS, GradMethod
 
 
-@GRAD_METHODS.register("pcgrad")
+@GRAD_METHODS.register("pcgrad", flags=("per_task_gradients",))
 class PCGrad(GradMethod):
     """For each task i, for the other tasks j in a random order: if ``g_i'·g_j < 0``, remove from
     ``g_i'`` its component along ``g_j`` (the original ``g_j``, as in the paper's Algorithm 1).

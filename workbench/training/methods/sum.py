@@ -1,4 +1,8 @@
-"""sum: the plain multi-task update, the gradient of the (weighted) sum of the task losses."""
+"""sum: the plain multi-task update, the gradient of the (weighted) sum of the task losses.
+
+Reference: Caruana, "Multitask Learning", Machine Learning 28, 1997 (hard parameter sharing on the
+summed task losses).
+"""
 
 from __future__ import annotations
 
