@@ -61,13 +61,14 @@ print(lab)
 # ## 1. Every method on the four ready adapters
 #
 # The registry `merging.MERGES` holds one entry per method, each with its own parameters and their
-# defaults (`merging.method_params`). `cat_learned` is left out here: it trains, and gets its own
-# section below.
+# defaults (`merging.method_params`; `MERGES.info(m).params` adds each one's bounds or choices and
+# doc) and its capability flags. `cat_learned` (flag `needs_data`) is left out here: it trains, and
+# gets its own section below.
 
 # %%
-specs = {m: merging.MERGES.get(m) for m in merging.MERGES.names()}
-pd.DataFrame([{"method": m, "parameters": merging.method_params(m), "what it does": s.summary[:110]}
-              for m, s in specs.items()]).set_index("method")
+specs = {m: merging.MERGES.info(m) for m in merging.MERGES.names()}
+pd.DataFrame([{"method": m, "parameters": merging.method_params(m), "flags": sorted(s.flags),
+               "what it does": s.summary[:110]} for m, s in specs.items()]).set_index("method")
 
 # %% [markdown]
 # Every method merges the four adapters with weight 1 each and its default parameters. Each
@@ -77,7 +78,7 @@ pd.DataFrame([{"method": m, "parameters": merging.method_params(m), "what it doe
 
 # %%
 QUICK_METHODS = ["task_arithmetic", "svd", "cat"]  # the fast ones (no dense elementwise work)
-methods = [m for m, s in specs.items() if not s.needs and (not QUICK or m in QUICK_METHODS)]
+methods = [m for m, s in specs.items() if "needs_data" not in s.flags and (not QUICK or m in QUICK_METHODS)]
 sources = [lab.adapters[n] for n in names]
 merged, rows = {}, []
 for m in methods:

@@ -232,8 +232,10 @@ report["weights"].groupby("adapter")["weight"].mean().loc[BANK].round(3)
 #
 # Every mechanism is a registered router, added with `lab.add_router(name, mechanism, ...)`, trained
 # with `lab.train_router(...)` (its balance or gate losses are added to the task loss), recorded
-# with `record="*.hook_route"` and drawn by the same views. The registry, with each one's source:
+# with `record="*.hook_route"` and drawn by the same views. The registry, with what each one does,
+# its capability flags (`bank`: routes over the lab's adapters; `freezable`: `freeze` turns it into
+# one adapter; `needs_*`: what the routing context must carry) and its source:
 
 # %%
-pd.DataFrame([{"mechanism": n, "class": ROUTERS.get(n).__name__, "reference": ROUTERS.get(n).reference}
-              for n in ROUTERS.names()])
+pd.DataFrame([{"mechanism": n, "what it does": p.summary, "flags": sorted(p.flags), "reference": p.reference}
+              for n, p in ((n, ROUTERS.info(n)) for n in ROUTERS.names())])

@@ -38,7 +38,7 @@ class PromptWhatIf(ipw.VBox):
         self.route_button = ipw.Button(description="route", icon="play")
         routers = lab.routers[name].modules.values()
         self.freeze_button = ipw.Button(description="freeze", icon="snowflake-o",
-                                        disabled=not all(hasattr(r, "bank_factors") for r in routers))
+                                        disabled=not lab.routers[name].has("freezable"))
         self.status = ipw.HTML()
         bank = getattr(next(iter(routers)), "bank", None)  # a bank router's experts are adapters
         self.view = TokenRouting.from_cache(*self._route(prompt), experts=bank)

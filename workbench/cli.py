@@ -16,7 +16,8 @@ from workbench.adapters import read_peft
 from workbench.errors import WorkbenchError
 from workbench.registry import Registry
 
-COMMANDS: Registry = Registry("command")
+COMMANDS: Registry = Registry("command", flags={
+    "passes_extra_args": "options it does not know go on to the program it starts (jupyter lab)"})
 QUICKSTART = "00_quickstart"
 
 
@@ -42,7 +43,7 @@ def build_notebooks(tutorials: Path, out: Path | None = None, *, force: bool = F
     return made
 
 
-@COMMANDS.register("notebooks")
+@COMMANDS.register("notebooks", reference="jupytext (Wouts et al., github.com/mwouts/jupytext)")
 def _notebooks(args: argparse.Namespace) -> int:
     """Build the tutorial notebooks from their jupytext sources."""
     made = build_notebooks(Path(args.dir), Path(args.out) if args.out else None, force=args.force)
@@ -50,7 +51,8 @@ def _notebooks(args: argparse.Namespace) -> int:
     return 0
 
 
-@COMMANDS.register("lab")
+@COMMANDS.register("lab", flags=("passes_extra_args",),
+                   reference="JupyterLab (Project Jupyter, jupyterlab.readthedocs.io)")
 def _lab(args: argparse.Namespace) -> int:
     """Start JupyterLab on the quickstart tutorial."""
     tutorials = Path(args.dir)
@@ -81,7 +83,8 @@ def lab_command(tutorials: Path, args: argparse.Namespace, *, root: bool) -> lis
     return cmd + list(args.extra)
 
 
-@COMMANDS.register("inspect")
+@COMMANDS.register("inspect",
+                   reference="the PEFT LoRA format (Mangrulkar et al., PEFT, github.com/huggingface/peft)")
 def _inspect(args: argparse.Namespace) -> int:
     """Summarize a PEFT LoRA directory: modules, ranks, alphas, scaling, lineage."""
     a = read_peft(args.path)
@@ -94,7 +97,7 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-@COMMANDS.register("serve")
+@COMMANDS.register("serve", reference="Panel (HoloViz, panel.holoviz.org)")
 def _serve(args: argparse.Namespace) -> int:
     """Serve the dashboard of a folder of adapters (Panel, offline) on 127.0.0.1."""
     token = check_host(args.host, args.token)
@@ -175,7 +178,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     p = parser()
     args, extra = p.parse_known_args(argv)
-    if extra and args.command != "lab":
+    if extra and not COMMANDS.has(args.command, "passes_extra_args"):
         p.error(f"unrecognized arguments: {' '.join(extra)}")
     args.extra = extra
     try:

@@ -282,7 +282,8 @@ class Workbench:
             raise WorkbenchError(f"router name {name!r} is not a Python identifier; "
                                  "use letters, digits and _")
         cls = ROUTERS.get(mechanism)
-        check_router_params(cls, mechanism, params)
+        ROUTERS.check(mechanism, params)  # unknown names, bounds, choices, required ones: before any work
+        check_router_params(mechanism, params, ROUTERS.info(mechanism).params)  # nested numbers, ints
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise WorkbenchError(f"seed must be a whole number, got {seed!r}")
         with rollback(self):

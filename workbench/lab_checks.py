@@ -9,10 +9,9 @@ back what ``use`` applied and the values of the tensors it was asked to keep.
 
 from __future__ import annotations
 
-import inspect
 import math
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from numbers import Real
 
@@ -21,6 +20,7 @@ from torch import nn
 
 from workbench.adapters import Adapter, LoraLayer
 from workbench.errors import WorkbenchError
+from workbench.registry import Param
 from workbench.routing import RoutedBlock
 
 
@@ -79,41 +79,20 @@ def check_addable(lab, adapter) -> None:
 
 
 # -- routers -----------------------------------------------------------------------------------------
-_SUPPLIED = {"self", "cls", "path", "module", "lab", "generator", "factors", "in_features", "out_features",
-             "layer", "d_model", "d_ff"}
-_COUNTS = {"r", "k", "experts", "M", "heads", "topk", "hidden", "ctr_dim"}
-
-
-def router_params(cls) -> dict[str, inspect.Parameter]:
-    """The keyword parameters a router class takes from ``add_router(**params)``."""
-    known = {}
-    for fn in (cls.__init__, cls.build):
-        for p in inspect.signature(fn).parameters.values():
-            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in _SUPPLIED:
-                known.setdefault(p.name, p)
-    return known
-
-
-def check_router_params(cls, mechanism: str, params: dict) -> None:
-    """Unknown parameter names, non-finite numbers and counts below 1 are refused, naming them."""
-    known = router_params(cls)
-    unknown = sorted(set(params) - set(known))
-    if unknown:
-        raise WorkbenchError(
-            f"router {mechanism!r} has no parameter(s) {unknown}; its parameters are "
-            f"{sorted(known)} (see help(workbench.routing.ROUTERS.get({mechanism!r})))"
-        )
+def check_router_params(mechanism: str, params: Mapping, declared: Mapping[str, Param]) -> None:
+    """What the contract's scalar checks (``ROUTERS.check``) do not see: numbers nested in list or dict
+    parameters are finite, and a whole-number parameter (an int default bounded below) gets an int."""
     for key, value in params.items():
-        default = known[key].default
-        may_be_infinite = isinstance(default, float) and math.isinf(default)
+        p = declared[key]
+        may_be_infinite = isinstance(p.default, float) and math.isinf(p.default)
         for v in _numbers(value):
             if math.isnan(v) or (math.isinf(v) and not may_be_infinite):
                 raise WorkbenchError(f"router {mechanism!r}: {key}={value!r} is not finite; "
                                      "give a finite number")
-        if key in _COUNTS and value is not None and (
-                isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        whole = isinstance(p.default, int) and not isinstance(p.default, bool) and p.low is not None
+        if whole and value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise WorkbenchError(f"router {mechanism!r}: {key}={value!r} must be a whole number "
-                                 "of at least 1")
+                                 f"of at least {p.low:g}")
 
 
 def _numbers(value) -> Iterator[float]:

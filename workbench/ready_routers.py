@@ -53,13 +53,12 @@ def path(name: str) -> Path:
 
 def load(lab, name: str):
     """Load one ready router (or the baseline adapter) into ``lab``."""
-    kind = RECIPES[name][0]
+    kind, build, _ = RECIPES[name]
     if kind == "adapter":
         return lab.load_adapter(path(name), name=name)
-    if name == "meteora":
-        missing = [n for n in ready.NAMES if n not in lab.adapters]
-        if missing:
-            ready.load_all(lab, missing)
+    missing = [n for n in build.get("bank", ()) if n not in lab.adapters]  # a bank router's adapters
+    if missing:
+        ready.load_all(lab, missing)
     return lab.load_router(path(name), name=name)
 
 

@@ -5,15 +5,20 @@ about a plugin is a declared capability flag (``MERGES.has("ties", "svd_variant"
 parameter (``MERGES.info("ties").params["density"]``), never its name. Every entry carries:
 
 - ``name``: lowercase, unique in its registry;
-- ``summary``: one line (the first paragraph of its docstring unless given);
-- ``reference``: the paper or code it follows (a ``Reference:`` line of its docstring or of its module's
-  docstring unless given);
+- ``summary``: one line (the first paragraph of its OWN docstring unless given: a class's inherited
+  docstring, or the class docstring an instance shows, does not count);
+- ``reference``: the paper or code it follows (a ``Reference:`` line of its docstring, its own
+  ``reference`` attribute, or a ``Reference:`` line of its module's docstring, unless given);
 - ``params``: its own parameters (``Param``: default, bounds or choices, a doc string), read from the
   signature and the ``Args:`` section of the docstring unless given, refined by ``bounds``/``choices``;
 - ``flags``: capability flags from the registry's declared vocabulary (a typo is an error).
 
 A registry may check the base type of what registers (``base=Router``) and may find its plugins by
-scanning a package (``package="workbench.merging.methods"``), so that adding a plugin is adding one file.
+scanning a package (``package="workbench.merging.methods"``: every module not starting with ``_`` is
+imported on the first lookup), so that adding a plugin is adding one file. A wrapper registered for a
+function names it with ``source=`` (what the contract is read from); ``describe(fn)`` reads the same
+for a registration that adds parameters of its own. The default of a parameter always passes
+``check`` (a sentinel such as ``-inf`` may sit outside the bounds one would choose).
 Tests parametrize over ``registry.names()`` so a new entry is checked against the shared invariants.
 """
 
@@ -43,7 +48,8 @@ class Param:
         name: the keyword it is passed as.
         default: its default (``Param.REQUIRED`` when it must be given).
         doc: one line saying what it does.
-        low, high: inclusive numeric bounds (None: unbounded on that side); non-finite values are refused.
+        low, high: inclusive numeric bounds (None: unbounded on that side); non-finite values are
+            refused (the default itself is always accepted).
         choices: the values it accepts (None: any of its type).
     """
 
@@ -61,7 +67,13 @@ class Param:
         return self.default is _REQUIRED
 
     def check(self, value: Any, owner: str) -> Any:
-        """``value`` if it is allowed, else a WorkbenchError naming the parameter, the value and the range."""
+        """``value`` if it is allowed, else a WorkbenchError naming the parameter, the value and the range.
+
+        The default is always allowed (a sentinel such as ``delta=-inf``, "no pruning", may sit outside
+        the bounds of the values one would choose).
+        """
+        if value is self.default or type(value) is type(self.default) and value == self.default:
+            return value
         if self.choices is not None:
             if value not in self.choices:
                 raise WorkbenchError(f"{owner}: {self.name}={value!r} is not allowed; choose one of "
@@ -134,8 +146,12 @@ class Registry(Generic[T]):
                  params: Mapping[str, Param] | Iterable[Param] | None = None, flags: Iterable[str] = (),
                  bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
                  choices: Mapping[str, tuple] | None = None,
-                 docs: Mapping[str, str] | None = None) -> Callable[[T], T]:
-        """Decorator registering ``obj`` as ``name``; see the module docstring for what is read from it."""
+                 docs: Mapping[str, str] | None = None, source: object | None = None) -> Callable[[T], T]:
+        """Decorator registering ``obj`` as ``name``; see the module docstring for what is read from it.
+
+        ``source`` is what summary, reference and parameters are read from when it is not ``obj``
+        itself (a wrapper registered for a function: the function).
+        """
         if not isinstance(name, str) or name != name.lower() or not name:
             raise ValueError(f"{self.kind} names are lowercase and non-empty; got {name!r}")
         if name in self._items:
@@ -147,16 +163,21 @@ class Registry(Generic[T]):
 
         def add(obj: T) -> T:
             self._check_base(name, obj)
-            declared = _declared_params(obj, self.skip) if params is None else (
+            src = obj if source is None else source
+            declared = _declared_params(src, self.skip) if params is None else (
                 dict(params) if isinstance(params, Mapping) else {p.name: p for p in params})
+            for n, doc in (docs or {}).items():  # a doc declares a parameter the signature does not show
+                declared[n] = replace(declared.get(n, Param(n)), doc=doc)
+            refined = {*(bounds or {}), *(choices or {})} - set(declared)
+            if refined:
+                raise ValueError(f"{self.kind} {name!r}: bounds/choices name {sorted(refined)}, which it "
+                                 f"does not take; its parameters: {sorted(declared) or 'none'}")
             for n, (low, high) in (bounds or {}).items():
                 declared[n] = replace(declared.get(n, Param(n)), low=low, high=high)
             for n, values in (choices or {}).items():
                 declared[n] = replace(declared.get(n, Param(n)), choices=tuple(values))
-            for n, doc in (docs or {}).items():
-                declared[n] = replace(declared.get(n, Param(n)), doc=doc)
             self._items[name] = Plugin(
-                name=name, obj=obj, summary=summary or _summary(obj), reference=reference or _reference(obj),
+                name=name, obj=obj, summary=summary or _summary(src), reference=reference or _reference(src),
                 params=declared, flags=frozenset(flags))
             return obj
 
@@ -172,10 +193,15 @@ class Registry(Generic[T]):
     def _scan(self) -> None:
         if self._scanned:
             return
-        self._scanned = True
-        pkg = importlib.import_module(self.package)
-        for mod in pkgutil.iter_modules(pkg.__path__, prefix=f"{self.package}."):
-            importlib.import_module(mod.name)
+        self._scanned = True  # set first: a plugin module that looks the registry up must not recurse
+        try:
+            pkg = importlib.import_module(self.package)
+            for mod in pkgutil.iter_modules(pkg.__path__, prefix=f"{self.package}."):
+                if not mod.name.rsplit(".", 1)[1].startswith("_"):
+                    importlib.import_module(mod.name)
+        except BaseException:
+            self._scanned = False  # a failed import fails every lookup, not only the first
+            raise
 
     # -- reading ---------------------------------------------------------------------------------
     def info(self, name: str) -> Plugin[T]:
@@ -220,7 +246,8 @@ class Registry(Generic[T]):
         given = dict(params or {})
         unknown = sorted(set(given) - set(plugin.params))
         if unknown:
-            known = ", ".join(plugin.params) or "none"
+            known = ", ".join(f"{n}=<required>" if p.required else f"{n}={p.default!r}"
+                              for n, p in plugin.params.items()) or "none"
             raise UnknownNameError(f"{self.kind} {name!r} has no parameter {', '.join(map(repr, unknown))}; "
                                    f"its parameters: {known}")
         out = plugin.defaults()
@@ -256,8 +283,22 @@ class Registry(Generic[T]):
 
 
 # -- reading the contract from an object ------------------------------------------------------------
+def describe(obj: object, *, skip: Iterable[str] = ()) -> tuple[str, str | None, dict[str, Param]]:
+    """(summary, reference, params) as ``register`` reads them from ``obj``: for a registration that
+    wraps ``obj`` and adds parameters of its own (``workbench.merging.base.elementwise``)."""
+    return _summary(obj), _reference(obj), _declared_params(obj, frozenset(skip))
+
+
 def _doc(obj: object) -> str:
-    return inspect.getdoc(obj) or ""
+    """The object's OWN docstring, cleaned: a class's inherited docstring, or the class docstring an
+    instance shows, is not the entry's and reads as empty (pass ``summary=`` for instances)."""
+    if inspect.isclass(obj):
+        text = obj.__dict__.get("__doc__")
+    else:
+        text = getattr(obj, "__doc__", None)
+        if text is getattr(type(obj), "__doc__", None):
+            text = None  # an instance shows its class's docstring: not its own
+    return inspect.cleandoc(text) if isinstance(text, str) else ""
 
 
 def _summary(obj: object) -> str:
@@ -268,33 +309,49 @@ _REFERENCE = re.compile(r"^\s*Reference:\s*(.+?)(?:\n\s*\n|\Z)", re.M | re.S)
 
 
 def _reference(obj: object) -> str | None:
-    """The ``Reference:`` paragraph of the object's docstring, else of its module's docstring."""
-    module = inspect.getmodule(obj)
-    for text in (_doc(obj), (module.__doc__ or "") if module else ""):
-        m = _REFERENCE.search(text)
+    """The ``Reference:`` paragraph of the object's own docstring, else its own ``reference`` attribute
+    (set on the class itself or the instance itself: not inherited, not a property), else (for classes
+    and functions) its module docstring's."""
+    m = _REFERENCE.search(_doc(obj))
+    if m:
+        return " ".join(m.group(1).split())
+    attr = getattr(obj, "__dict__", {}).get("reference")  # its own: not inherited, not a property
+    if isinstance(attr, str) and attr.strip():
+        return " ".join(attr.split())
+    if inspect.isclass(obj) or callable(obj) and hasattr(obj, "__qualname__"):
+        module = inspect.getmodule(obj)
+        m = _REFERENCE.search((module.__doc__ or "") if module else "")
         if m:
             return " ".join(m.group(1).split())
     return None
 
 
-_ARG = re.compile(r"^\s{4}(\w+)(?:\s*\([^)]*\))?:\s*(.+)$")
+_ARG = re.compile(r"^\s{4}(\w+(?:,\s*\w+)*)(?:\s*\([^)]*\))?:\s*(.+)$")
 
 
 def _arg_docs(obj: object) -> dict[str, str]:
-    """``name -> first line`` of each entry of the docstring's ``Args:`` (or ``Attributes:``) section."""
-    docs, inside = {}, False
+    """``name -> text`` of each entry of the docstring's ``Args:`` (or ``Attributes:``) section, its
+    continuation lines joined."""
+    docs: dict[str, str] = {}
     texts = [_doc(obj)] + ([_doc(obj.__init__)] if inspect.isclass(obj) else [])
     for text in texts:
+        inside, last = False, []
         for line in text.splitlines():
             if line.strip() in ("Args:", "Attributes:", "Parameters:"):
-                inside = True
+                inside, last = True, []
                 continue
             if inside and line and not line.startswith(" "):
-                inside = False
+                inside, last = False, []
             m = _ARG.match(line) if inside else None
             if m:
-                for n in re.split(r",\s*", m.group(1)):
-                    docs.setdefault(n, m.group(2).strip())
+                last = [n for n in re.split(r",\s*", m.group(1)) if n not in docs]
+                for n in last:
+                    docs[n] = m.group(2).strip()
+            elif inside and last and line.startswith(" " * 8) and line.strip():
+                for n in last:  # a continuation line of the entry above
+                    docs[n] += " " + line.strip()
+            elif inside and not line.strip():
+                last = []
     return docs
 
 

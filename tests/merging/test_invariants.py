@@ -162,7 +162,7 @@ def test_knots_with_a_plain_sum_is_task_arithmetic(ranks):
 
 
 def test_knots_alignment_is_exact_per_task():
-    from workbench.merging.knots import align
+    from workbench.merging.methods.knots import align
 
     adapters = sources((3, 5), seed=14)
     path = next(iter(adapters[0].modules))
@@ -221,7 +221,16 @@ def test_same_seed_same_adapter_other_seed_other_masks():
 def test_every_method_names_its_paper_and_says_what_it_does(method):
     from workbench.merging import method_params
 
-    spec = MERGES.get(method)
-    assert spec.reference and spec.summary and spec.name == method
-    assert method_params(method) == dict(spec.params) and method_params(method) is not spec.params
-    assert set(spec.needs) <= set(spec.params) and set(spec.choices) <= set(spec.params)
+    info, spec = MERGES.info(method), MERGES.get(method)
+    assert info.reference and info.summary and spec.name == method
+    assert method_params(method) == {n: None if p.required else p.default for n, p in info.params.items()}
+    assert MERGES.check(method, {n: 1 for n in spec.needs}).keys() == info.params.keys()
+    assert MERGES.has(method, "factored") != MERGES.has(method, "elementwise")
+
+
+@pytest.mark.parametrize("method", MERGES.names(flag="svd_variant"))
+def test_svd_variants_have_a_plain_twin_with_the_same_parameters(method):
+    info = MERGES.info(method)
+    twins = [m for m in MERGES.names(flag="elementwise") if not MERGES.has(m, "svd_variant")
+             and MERGES.info(m).params == info.params and info.summary.startswith(MERGES.info(m).summary)]
+    assert len(twins) == 1

@@ -14,10 +14,10 @@ from tests.conftest import tiny_lab
 from tests.merging.helpers import rel, sources, weighted_sum
 from workbench import zoo
 from workbench.merging import merge
-from workbench.merging.dare_linear import dare_linear
-from workbench.merging.dare_ties import dare_ties
-from workbench.merging.magnitude_prune import magnitude_prune
-from workbench.merging.ties import ties
+from workbench.merging.methods.dare_linear import dare_linear
+from workbench.merging.methods.dare_ties import dare_ties
+from workbench.merging.methods.magnitude_prune import magnitude_prune
+from workbench.merging.methods.ties import ties
 from workbench.ops.sparsify import magnitude_prune_
 
 warnings.filterwarnings("ignore", message="The density .* no pruning")

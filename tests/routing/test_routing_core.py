@@ -163,3 +163,14 @@ def test_save_and_load_round_trip(tmp_path, mechanism):
         lab.save_router("sm", tmp_path / "sm")
     with pytest.raises(WorkbenchError, match="router.json is missing"):
         other.load_router(tmp_path)
+
+
+def test_router_parameters_are_checked_against_their_declarations_before_any_work():
+    lab = tiny_lab()
+    with pytest.raises(WorkbenchError, match=r"no parameter 'rank'; its parameters: r=64, k=8"):
+        lab.add_router("sm", "smora", rank=4)
+    with pytest.raises(WorkbenchError, match=r"dropout=1.5 is out of range.*\[0, 1\]"):
+        lab.add_router("sm", "smora", dropout=1.5)
+    with pytest.raises(WorkbenchError, match="init='xavier' is not allowed"):
+        lab.add_router("sm", "smora", init="xavier")
+    assert not lab.routers and all(not len(layer.routes) for layer in lab.layers.values())

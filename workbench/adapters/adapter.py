@@ -16,16 +16,20 @@ from workbench.adapters.params import ParamDelta
 from workbench.errors import WorkbenchError
 from workbench.registry import Registry
 
-SCALINGS: Registry[Callable[[float, int], float]] = Registry("scaling rule")
+SCALINGS: Registry[Callable[[float, int], float]] = Registry("scaling rule", flags={
+    "rank_stabilized": "s = α/√r: peft's use_rslora=True"})
 
 
 @SCALINGS.register("standard")
 def _standard(alpha: float, r: int) -> float:
-    """s = α / r (Hu et al., 2021)."""
+    """s = α / r (Hu et al., 2021).
+
+    Reference: Hu et al., "LoRA: Low-Rank Adaptation of Large Language Models", ICLR 2022.
+    """
     return alpha / r
 
 
-@SCALINGS.register("rslora")
+@SCALINGS.register("rslora", flags=("rank_stabilized",))
 def _rslora(alpha: float, r: int) -> float:
     """s = α / √r, rank-stabilized LoRA.
 

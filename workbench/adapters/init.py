@@ -16,7 +16,10 @@ INITS: Registry[Callable[[int, int, int, torch.Generator], tuple[torch.Tensor, t
 INITS = Registry("initialization")
 
 
-@INITS.register("lora")
+LORA = "Hu et al., LoRA: Low-Rank Adaptation of Large Language Models, ICLR 2022"
+
+
+@INITS.register("lora", reference=LORA + " (peft's init_lora_weights=True)")
 def _lora(out_f: int, in_f: int, r: int, g: torch.Generator):
     """A ~ Kaiming-uniform (a=√5, as peft and nn.Linear), B = 0: the update starts at zero."""
     bound = 1.0 / math.sqrt(in_f)  # kaiming_uniform_(a=sqrt(5)) on a (r, in) matrix
@@ -24,13 +27,13 @@ def _lora(out_f: int, in_f: int, r: int, g: torch.Generator):
     return A, torch.zeros(out_f, r)
 
 
-@INITS.register("gaussian")
+@INITS.register("gaussian", reference=LORA + " (peft's init_lora_weights='gaussian')")
 def _gaussian(out_f: int, in_f: int, r: int, g: torch.Generator):
     """A ~ N(0, 1/r), B = 0 (peft's ``init_lora_weights="gaussian"``)."""
     return torch.randn(r, in_f, generator=g) / r, torch.zeros(out_f, r)
 
 
-@INITS.register("random")
+@INITS.register("random", reference=LORA + " (factors of its shapes; B ≠ 0 is ours, for tests)")
 def _random(out_f: int, in_f: int, r: int, g: torch.Generator):
     """A and B both random (B ≠ 0): a non-trivial update, for tests and demonstrations."""
     bound = 1.0 / math.sqrt(in_f)

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from workbench.adapters.adapter import Adapter, LoraFactors
+from workbench.adapters.adapter import SCALINGS, Adapter, LoraFactors
 from workbench.adapters.config_checks import check_lora_tensors, read_adapter_config
 from workbench.adapters.files import atomic_directory, read_safetensors
 from workbench.adapters.params import SavedParam
@@ -186,7 +186,7 @@ def write_peft(
         target_modules=sorted(target_modules or adapter.modules),
         rank_pattern={re.escape(m): f.r for m, f in adapter.modules.items() if f.r != r0},
         alpha_pattern={re.escape(m): f.alpha for m, f in adapter.modules.items() if f.alpha != alpha0},
-        use_rslora=adapter.scaling == "rslora",
+        use_rslora=SCALINGS.has(adapter.scaling, "rank_stabilized"),
         use_dora=kinds == {"dora"},
         lora_bias=kinds == {"lora_bias"},
         lora_dropout=0.0,

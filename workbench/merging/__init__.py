@@ -20,22 +20,13 @@ Output rank (``rank=None``), per module, over the sources with a nonzero weight:
 The merged adapter has scale 1 (alpha = r in every module, standard scaling) whatever the sources'
 scaling. ``peft_compat=True`` (task_arithmetic and peft's elementwise types) reproduces peft's
 ``add_weighted_adapter`` for the same combination type, factor space and all.
+
+The methods live in ``methods/`` (one file each, found by ``MERGES``' package scan); this package
+holds the plumbing: ``base`` (the registry and the two decorators), ``inputs`` (what a method sees),
+``engine`` (checks, error, lineage). ``MERGES.info(name)`` gives a method's declared parameters
+(default, bounds or choices, doc) and flags (``stochastic``, ``svd_variant``, ``needs_data`` ...).
 """
 
-from workbench.merging import (  # noqa: F401 (each file registers its method)
-    breadcrumbs,
-    cat,
-    cat_learned,
-    dare_linear,
-    dare_ties,
-    della,
-    knots,
-    lora_lego,
-    magnitude_prune,
-    svd,
-    task_arithmetic,
-    ties,
-)
 from workbench.merging.base import MERGES, MergeMethod, elementwise, factored, method_params
 from workbench.merging.engine import MergeResult, adapter_fingerprint, merge
 

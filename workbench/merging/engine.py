@@ -24,7 +24,7 @@ from workbench.adapters.adapter import Adapter, LoraFactors
 from workbench.adapters.comparable import check_comparable
 from workbench.adapters.params import ParamDelta
 from workbench.errors import WorkbenchError
-from workbench.merging.base import get_method
+from workbench.merging.base import MERGES, MergeMethod, get_method
 from workbench.merging.inputs import MergeInputs
 from workbench.naming import split_module_name
 from workbench.ops.frames import tidy
@@ -78,7 +78,7 @@ def merge(adapters: list[Adapter], method: str, weights: list[float] | None = No
     weights = _check_weights(weights, adapters)
     full = _check_params(spec, params)
     paths = _check_targets(adapters, targets)
-    if full.get("peft_compat") and spec.peft_name and not spec.peft_name.endswith("svd"):
+    if full.get("peft_compat") and not MERGES.has(method, "svd_variant"):  # peft's factor space
         for path in paths:
             ranks = {a.modules[path].r for a in adapters if path in a.modules}
             if len(ranks) > 1:
@@ -168,28 +168,20 @@ def _check_weights(weights, adapters: list[Adapter]) -> list[float]:
     return weights
 
 
-def _check_params(spec, params: dict) -> dict:
-    unknown = sorted(set(params) - set(spec.params))
-    if unknown:
-        raise WorkbenchError(
-            f"{spec.name} has no parameter {unknown[0]!r}; its parameters are: "
-            f"{', '.join(f'{k}={v!r}' for k, v in spec.params.items()) or '(none)'}"
-        )
-    full = {**spec.params, **params}
-    missing = [k for k in spec.needs if full.get(k) is None]
-    if missing:
-        raise WorkbenchError(f"{spec.name} needs {missing[0]}=...: {spec.summary}")
-    if "density" in full:
-        check_density(full["density"], spec.name)
-    rank = full.get("rank")
-    if rank is not None and (not isinstance(rank, int) or isinstance(rank, bool) or rank < 1):
+def _check_params(spec: MergeMethod, params: dict) -> dict:
+    """The method's parameters, defaults filled, checked against its declarations (``MERGES.check``:
+    unknown names, bounds, choices, required ones) and its own ``validate``."""
+    declared = MERGES.info(spec.name).params
+    if "density" in params and "density" in declared:
+        check_density(params["density"], spec.name)  # (0, 1]: zero is refused, which bounds cannot say
+    rank = params.get("rank")
+    if "rank" in declared and rank is not None and (not isinstance(rank, int) or isinstance(rank, bool)
+                                                     or rank < 1):
         raise WorkbenchError(f"{spec.name}: rank={rank!r} must be a positive int (or None for the default)")
-    for key, allowed in spec.choices.items():
-        if full.get(key) not in allowed:
-            raise WorkbenchError(f"{spec.name}: {key}={full.get(key)!r}; choose one of {list(allowed)}")
+    full = MERGES.check(spec.name, params)
     if spec.validate is not None:
         spec.validate(full)
-    if full.get("peft_compat") and rank is not None and not spec.name.endswith("_svd"):
+    if full.get("peft_compat") and rank is not None and not MERGES.has(spec.name, "svd_variant"):
         raise WorkbenchError(f"{spec.name}: peft_compat=True keeps peft's rank (the sources' r); "
                              "drop rank=..., or use the _svd variant")
     return full

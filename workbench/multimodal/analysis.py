@@ -49,8 +49,9 @@ def _layer_of(path: str) -> int:
 def modality_map(vlm, name: str, task, example) -> ModalityRun:
     """Run one example through MM-LoRA ``name`` and measure the vision and language updates per layer."""
     routed = vlm.lab.routers.get(name)
-    if routed is None or routed.mechanism != "mask-routed":
-        raise WorkbenchError(f"modality_map needs a mask-routed (MM-LoRA) router; {name!r} is not one")
+    if routed is None or not routed.has("needs_token_types"):
+        raise WorkbenchError(f"modality_map needs a router that routes by token type (MM-LoRA, "
+                             f"'mask-routed'); {name!r} is not one")
     batch = vlm.build([(task, example)])
     was = vlm.training
     vlm.eval()

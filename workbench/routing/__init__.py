@@ -10,7 +10,6 @@ ids, token types, prompt scales) come from ``routing_context``.
 """
 
 from workbench.hooks.routing_record import RoutingRecord
-from workbench.routing import mechanisms  # noqa: F401  (registers every mechanism)
 from workbench.routing.base import ROUTERS, Router
 from workbench.routing.block import RoutedBlock
 from workbench.routing.context import context_value, routing_context

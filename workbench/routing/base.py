@@ -5,10 +5,16 @@ the update Δ(x) added to the base output), or inside a ``RoutedBlock`` that wra
 as an FFN (``level = "block"``: it returns the block's output). ``Workbench.add_router`` builds one
 router per target module and names the set; ``lab.use(name)`` turns it on like an adapter.
 
-Writing a mechanism (one file each, registered by name)::
+Writing a mechanism (one file in ``mechanisms/``, found by ``ROUTERS``' package scan)::
 
-    @ROUTERS.register("my-router")
+    @ROUTERS.register("my-router", bounds={"r": (1, None), "k": (1, None)}, flags=("needs_task_labels",))
     class MyRouter(Router):
+        '''One line: what it routes and how (the registry's summary).
+
+        Args:
+            r: ...             (every keyword of __init__ but generator: documented, bounded)
+            k: ...
+        '''
         reference = "Author et al., Title (arXiv ...)"
         def __init__(self, in_features, out_features, *, generator, r=8, k=2): ...
         def forward(self, x, base):            # x (B, T, in)  ->  Δ (B, T, out)
@@ -41,7 +47,8 @@ class AuxTerm:
 
 
 class Router(nn.Module):
-    """Base class. Subclasses set ``reference`` and implement ``__init__`` and ``forward``.
+    """Base class. Subclasses have their own docstring (summary, ``Args:``), set ``reference`` and
+    implement ``__init__`` and ``forward``; capabilities are ``ROUTERS`` flags (``FLAGS``).
 
     Class attributes:
         level: ``"linear"`` (forward(x, base) returns Δ) or ``"block"`` (forward(x, block) returns
@@ -99,4 +106,21 @@ def _clear_aux(router: Router, args) -> None:
     router.pending_aux.clear()
 
 
-ROUTERS: Registry[type[Router]] = Registry("router")
+INIT_NAMES = ("lora", "gaussian", "random")  # the factor initializations a router takes (adapters.INITS)
+
+# Capability flags (``ROUTERS.has(mechanism, flag)``, ``Routed.has(flag)``); call sites read these,
+# never a mechanism's name. ``needs_*``: what the routing context must carry (``routing_context``).
+FLAGS = {
+    "bank": "routes over a bank of the lab's existing adapters (``bank=[names]``)",
+    "freezable": "``routing.freeze`` turns it into one static adapter (its bank at the average gate weights)",
+    "needs_task_labels": "reads each example's task id (``task``) from the routing context in training",
+    "needs_token_types": "routes each token by its type id (``token_types``), e.g. vision vs language",
+    "needs_prompt_scale": "reads its per-channel scale σ from the routing context (``prompt_scale``)",
+    "needs_context_vector": "reads a per-example context vector (``context``)",
+    "needs_token_masks": "reads per-adapter token masks (``token_masks``)",
+}
+
+ROUTERS: Registry[type[Router]] = Registry("router", base=Router, package="workbench.routing.mechanisms",
+                                           flags=FLAGS, skip={"generator", "factors"})
+"""name -> Router subclass; params are its ``__init__`` keywords but ``generator`` and ``factors``,
+which ``build`` passes (a bank router's factors come from the lab's adapters)."""

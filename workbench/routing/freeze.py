@@ -11,8 +11,9 @@ Adapters with w̄_j = 0 are left out (exact). The result is a plain adapter adde
 merged into W0, saved as PEFT, compared), and a report of how far its outputs are from the routed
 model's on the same prompts: the routed model's per-token choice becomes one average choice.
 
-A freezable router routes over whole adapters and says so with ``bank`` (the adapters' names) and
-``bank_factors()`` -> [(A_j, B_j, s_j)], its RoutingRecord weights (B, T, L) in bank order (MeteoRA).
+A freezable mechanism declares the ``freezable`` flag (``ROUTERS.has(m, "freezable")``); its routers
+route over whole adapters: ``bank`` (the adapters' names), ``bank_factors()`` -> [(A_j, B_j, s_j)],
+and RoutingRecord weights (B, T, L) in bank order (MeteoRA).
 The factors are the router's own copies (trained ones too, with MeteoRA's ``train_loras=True``).
 The routed model runs in eval mode (no dropout) for both the averaging and the report.
 """
@@ -27,6 +28,7 @@ from workbench.adapters import Adapter
 from workbench.adapters.adapter import LoraFactors
 from workbench.errors import WorkbenchError
 from workbench.hooks import hooks, module_paths
+from workbench.routing.base import ROUTERS
 
 
 def freeze(lab, routed_name: str, prompts, *, name: str | None = None,
@@ -46,11 +48,11 @@ def freeze(lab, routed_name: str, prompts, *, name: str | None = None,
     if routed_name not in lab.routers:
         raise WorkbenchError(f"no router {routed_name!r} in this lab; it has {list(lab.routers) or '(none)'}")
     routed = lab.routers[routed_name]
-    bad = [p for p, r in routed.modules.items() if not (hasattr(r, "bank_factors") and hasattr(r, "bank"))]
-    if bad:
+    if not routed.has("freezable"):
         raise WorkbenchError(
-            f"router {routed_name!r} ({routed.mechanism}) does not route over a bank of whole adapters "
-            f"(no bank_factors() at {bad[0]!r}); freeze works for bank routers such as MeteoRA"
+            f"router {routed_name!r} ({routed.mechanism}) does not route over a bank of whole adapters, so "
+            f"it cannot be frozen into one; freeze works for the mechanisms flagged 'freezable': "
+            f"{', '.join(ROUTERS.names(flag='freezable'))}"
         )
     name = name or f"{routed_name}_frozen"
     batches = _batches(lab, prompts, batch_size)

@@ -28,6 +28,7 @@ from torch import nn
 
 from workbench.errors import WorkbenchError
 from workbench.hooks import hooks, module_paths
+from workbench.routing.base import ROUTERS
 
 FINAL_NORMS = ("norm", "ln_f", "final_layernorm", "final_layer_norm")
 
@@ -62,9 +63,10 @@ class PromptScaler(nn.Module):
         if name not in lab.routers:
             raise WorkbenchError(f"no router {name!r} in this lab; add one with "
                                  f"lab.add_router({name!r}, 'prompt-scale')")
-        if lab.routers[name].mechanism != "prompt-scale":
+        if not lab.routers[name].has("needs_prompt_scale"):
             raise WorkbenchError(f"router {name!r} is {lab.routers[name].mechanism!r}; PromptScaler serves "
-                                 "'prompt-scale' routers")
+                                 "routers that read a prompt scale: "
+                                 f"{', '.join(ROUTERS.names(flag='needs_prompt_scale'))}")
         widths = {r.B.shape[0] for r in lab.routers[name].modules.values()}
         return cls(lab.model.config.hidden_size, widths, **kwargs).to(lab.device)
 

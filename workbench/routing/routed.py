@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from workbench.routing.base import Router
+from workbench.routing.base import ROUTERS, Router
 
 
 @dataclass
@@ -26,6 +26,10 @@ class Routed:
     mechanism: str
     params: dict
     modules: dict[str, Router] = field(default_factory=dict)
+
+    def has(self, flag: str) -> bool:
+        """Whether its mechanism declares capability ``flag`` (``ROUTERS.has(self.mechanism, flag)``)."""
+        return ROUTERS.has(self.mechanism, flag)
 
     def trainable(self) -> list[nn.Parameter]:
         return [p for r in self.modules.values() for p in r.trainable()]

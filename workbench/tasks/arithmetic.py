@@ -19,7 +19,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from workbench.errors import MissingPackageError
-from workbench.tasks.base import TASKS, Example, Task, check_sizes
+from workbench.tasks.base import SPLIT_BOUNDS, TASKS, Example, Task, check_sizes
 
 INSTRUCTION = "Answer with the number only."
 DIFFICULTIES = {"train-easy": 0, "train-medium": 1, "train-hard": 2}
@@ -98,7 +98,7 @@ def sample_questions(n: int, seed: int, difficulty: str = "train-easy") -> tuple
     return tuple(pairs.items())
 
 
-@TASKS.register("arithmetic")
+@TASKS.register("arithmetic", bounds=SPLIT_BOUNDS, choices={"difficulty": tuple(DIFFICULTIES)})
 def arithmetic(seed: int = 0, n_train: int = 1000, n_eval: int = 64, difficulty: str = "train-easy") -> Task:
     """Addition/subtraction word questions with integer and decimal operands; exact-match answer.
 

@@ -79,11 +79,11 @@ class Task:
                 f"task {self.name!r} names an unknown metric {self.metric!r}; "
                 f"choose one of: {', '.join(METRICS.names())}"
             )
-        if self.metric == "accuracy":
+        if METRICS.has(self.metric, "needs_choices"):
             for split in (self.train, self.eval):
                 if any(e.choices is None for e in split):
                     raise WorkbenchError(
-                        f"task {self.name!r} uses the accuracy metric, so every example needs "
+                        f"task {self.name!r} uses the {self.metric} metric, so every example needs "
                         "choices; give each Example a choices tuple"
                     )
 
@@ -101,6 +101,10 @@ class Task:
 
 TASKS: Registry[Callable[..., Task]] = Registry("task")
 """name -> builder(seed=0, n_train=..., n_eval=...) -> Task."""
+
+SPLIT_BOUNDS = {"seed": (0, None), "n_train": (0, None), "n_eval": (1, None)}  # every builder's split
+SPLIT_DOCS = {"seed": "seed of the train/eval split (and of generated data); same seed, same split",
+              "n_train": "number of training examples", "n_eval": "number of evaluation examples"}
 
 
 def load(names: str | Sequence[str], seed: int = 0) -> dict[str, Task]:

@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 
 from workbench.errors import MissingPackageError
-from workbench.tasks.base import TASKS, Example, Task, plain_split
+from workbench.tasks.base import SPLIT_BOUNDS, TASKS, Example, Task, plain_split
 
 INSTRUCTION = "Complete this Python function."
 MAX_SOLUTION_CHARS = 600
@@ -39,7 +39,7 @@ def problems() -> tuple[dict, ...]:
         return tuple(json.loads(line) for line in f if line.strip())
 
 
-@TASKS.register("code")
+@TASKS.register("code", bounds=SPLIT_BOUNDS)
 def code(seed: int = 0, n_train: int = 97, n_eval: int = 64) -> Task:
     """HumanEval function completion; metric ``loss`` of the canonical body.
 

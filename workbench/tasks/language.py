@@ -4,13 +4,16 @@ Sentences are the conversation turns of ``chatterbot_corpus/data/<language>/*.ym
 found in more than one language folder (untranslated English, names, emoji) is dropped, and only
 15-200 character sentences are kept. The choices are the English language names, whose first
 tokens are distinct for SmolLM2's tokenizer (``Portuguese`` starts with ``Port``).
+
+Reference: Cox, chatterbot-corpus (github.com/gunthercox/chatterbot-corpus), the dialog corpus of the
+ChatterBot library, as installed by the ``chatterbot-corpus`` package.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 
-from workbench.tasks.base import TASKS, Example, Task, balanced_split
+from workbench.tasks.base import SPLIT_BOUNDS, TASKS, Example, Task, balanced_split
 from workbench.tasks.chatterbot import lines
 
 LANGUAGES = {
@@ -38,7 +41,7 @@ def sentences() -> dict[str, list[str]]:
     }
 
 
-@TASKS.register("language")
+@TASKS.register("language", bounds=SPLIT_BOUNDS)
 def language(seed: int = 0, n_train: int = 600, n_eval: int = 96) -> Task:
     """Six-way language identification of short sentences; first-token accuracy.
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from workbench.registry import Registry
+from workbench.registry import Param, Registry
 
 
 @dataclass(frozen=True)
@@ -32,4 +32,11 @@ class Metric:
         return self.fn(model, tokenizer, task, examples, batch_size=batch_size)
 
 
-METRICS: Registry[Metric] = Registry("metric")
+METRICS: Registry[Metric] = Registry("metric", base=Metric, flags={
+    "needs_choices": "every example must carry choices (the target among them)",
+    "generates": "decodes an answer (``task.max_new_tokens``) instead of scoring the target",
+    "multimodal": "asks a multimodal model for its answers (``model.answer(task, examples)``)",
+})
+"""name -> Metric; its summary and parameters are read from its ``fn``."""
+
+BATCH_SIZE = Param("batch_size", 16, "examples per forward pass (or generation batch)", low=1)

@@ -28,12 +28,13 @@ from workbench.tasks.encoding import (
     pad_id,
     prompt_ids,
 )
-from workbench.tasks.metric import METRICS, Metric
+from workbench.tasks.metric import BATCH_SIZE, METRICS, Metric
 
 
-def _register(name: str, higher_is_better: bool):
+def _register(name: str, higher_is_better: bool, *, reference: str, flags: tuple[str, ...] = ()):
     def add(fn):
-        METRICS.register(name)(Metric(name, higher_is_better, fn))
+        METRICS.register(name, source=fn, reference=reference, params=[BATCH_SIZE], flags=flags)(
+            Metric(name, higher_is_better, fn))
         return fn
 
     return add
@@ -106,7 +107,10 @@ def _forward_kwargs(model) -> dict:
     return {"logits_to_keep": 1} if "logits_to_keep" in params else {}
 
 
-@_register("accuracy", higher_is_better=True)
+@_register("accuracy", higher_is_better=True, flags=("needs_choices",),
+           reference="Gao et al., A framework for few-shot language model evaluation "
+                     "(lm-evaluation-harness), 2021: multiple choice scored by the choices' log-likelihood "
+                     "(here: of the first token)")
 def accuracy(model, tokenizer, task: Task, examples: Sequence[Example], *, batch_size=16) -> float:
     """Share of examples whose target has the highest next-token log-probability among choices.
 
@@ -147,7 +151,9 @@ def normalize_answer(text: str) -> str:
     return " ".join(text.split())
 
 
-@_register("exact_match", higher_is_better=True)
+@_register("exact_match", higher_is_better=True, flags=("generates",),
+           reference="Rajpurkar et al., SQuAD: 100,000+ Questions for Machine Comprehension of Text, EMNLP "
+                     "2016 (exact match after answer normalization)")
 def exact_match(model, tokenizer, task: Task, examples: Sequence[Example], *, batch_size=16) -> float:
     """Share of examples whose greedy answer equals the target after whitespace normalization.
 
@@ -177,7 +183,9 @@ def exact_match(model, tokenizer, task: Task, examples: Sequence[Example], *, ba
     return correct / len(examples)
 
 
-@_register("loss", higher_is_better=False)
+@_register("loss", higher_is_better=False,
+           reference="Bengio et al., A Neural Probabilistic Language Model, JMLR 2003 (the negative "
+                     "log-likelihood of the target tokens, the training objective)")
 def loss(model, tokenizer, task: Task, examples: Sequence[Example], *, batch_size=16) -> float:
     """Mean negative log-likelihood per target token (target + end-of-turn, as in training).
 

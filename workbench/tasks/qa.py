@@ -3,6 +3,9 @@
 Pairs are (first turn, second turn) of the English corpus files except ``trivia`` (its own task)
 and ``coding`` (long code listings), de-duplicated (``tech_support`` repeats 10 pairs 105 times).
 A prompt can have several replies (``tell me a joke``); train and eval never share a prompt.
+
+Reference: Cox, chatterbot-corpus (github.com/gunthercox/chatterbot-corpus), the dialog corpus of the
+ChatterBot library, as installed by the ``chatterbot-corpus`` package.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import random
 
 from workbench.errors import WorkbenchError
-from workbench.tasks.base import TASKS, Example, Task, check_sizes
+from workbench.tasks.base import SPLIT_BOUNDS, TASKS, Example, Task, check_sizes
 from workbench.tasks.chatterbot import pairs, topics
 
 EXCLUDED = ("coding", "trivia")
@@ -28,7 +31,7 @@ def replies() -> dict[str, list[str]]:
     return dict(sorted(out.items()))
 
 
-@TASKS.register("qa")
+@TASKS.register("qa", bounds=SPLIT_BOUNDS)
 def qa(seed: int = 0, n_train: int = 400, n_eval: int = 64) -> Task:
     """Chit-chat replies in the chatterbot persona; metric ``loss`` of the reference reply.
 

@@ -4,6 +4,8 @@ The fortune files ``/usr/share/games/fortunes/<topic>`` hold quotations separate
 Four neutral topics are used, short quotes only, balanced per topic. The choices are the capitalized
 topic names, whose first tokens are distinct for SmolLM2's tokenizer (``Comput``, ``Food``,
 ``Sports``, ``Science``).
+
+Reference: the ``fortunes`` databases of BSD fortune(6), as packaged by Debian (``fortunes``).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 from workbench.errors import MissingPackageError
-from workbench.tasks.base import TASKS, Example, Task, balanced_split
+from workbench.tasks.base import SPLIT_BOUNDS, TASKS, Example, Task, balanced_split
 
 FORTUNES_DIR = Path("/usr/share/games/fortunes")
 TOPICS = {"computers": "Computers", "food": "Food", "sports": "Sports", "science": "Science"}
@@ -43,7 +45,7 @@ def read_fortunes(topic: str, max_chars: int = MAX_CHARS) -> tuple[str, ...]:
     return tuple(q for q in quotes if q and len(q) <= max_chars)
 
 
-@TASKS.register("topic")
+@TASKS.register("topic", bounds=SPLIT_BOUNDS)
 def topic(seed: int = 0, n_train: int = 320, n_eval: int = 64) -> Task:
     """Four-way topic classification of short quotations; first-token accuracy.
 

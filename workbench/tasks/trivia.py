@@ -13,6 +13,9 @@ other questions' answers. Two styles:
 
 Eval questions are disjoint from train questions and the correct position cycles through the four
 slots over the eval set, so always answering one position scores 25%.
+
+Reference: Cox, chatterbot-corpus (github.com/gunthercox/chatterbot-corpus), the dialog corpus of the
+ChatterBot library, as installed by the ``chatterbot-corpus`` package.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from __future__ import annotations
 import random
 
 from workbench.errors import WorkbenchError
-from workbench.tasks.base import TASKS, Example, Task, check_sizes
+from workbench.tasks.base import SPLIT_BOUNDS, TASKS, Example, Task, check_sizes
 from workbench.tasks.chatterbot import pairs
 
 LETTERS = ("A", "B", "C", "D")
@@ -70,7 +73,7 @@ def _example(question: str, answer: str, pool: list[str], slot: int, rng: random
     return Example(prompt, answer, tuple(options))
 
 
-@TASKS.register("trivia")
+@TASKS.register("trivia", bounds=SPLIT_BOUNDS, choices={"style": STYLES})
 def trivia(seed: int = 0, n_train: int = 384, n_eval: int = 64, style: str = "text") -> Task:
     """Four-way trivia questions; first-token accuracy on the answer (or its letter).
 

@@ -4,7 +4,7 @@ samplings, loss weightings, optimizers and LoRA variants."""
 
 from workbench.training import lorapro, nola  # noqa: F401  (they register optimizers)
 from workbench.training.capture import ConflictCapture
-from workbench.training.fit import encode_tasks, fit
+from workbench.training.fitting import encode_tasks, fit
 from workbench.training.loop import Loop
 from workbench.training.methods import GRAD_METHODS
 from workbench.training.multitask import MultiTaskResult, MultiTaskTrainer, train_multitask

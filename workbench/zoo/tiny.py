@@ -29,7 +29,9 @@ def _seeded(build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
         return build()
 
 
-@ZOO.register("tiny-llama")
+@ZOO.register("tiny-llama", flags=("causal-lm", "random_weights"),
+              reference="Touvron et al., LLaMA: Open and Efficient Foundation Language Models, 2023 "
+                        "(the architecture)")
 def tiny_llama() -> ZooModel:
     """A 2-layer Llama: hidden 64, 4 query heads sharing 2 key/value heads (GQA), untied head."""
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -48,7 +50,9 @@ def tiny_llama() -> ZooModel:
     return finish("tiny-llama", _seeded(lambda: LlamaForCausalLM(config)), None, "causal-lm")
 
 
-@ZOO.register("tiny-gpt2")
+@ZOO.register("tiny-gpt2", flags=("causal-lm", "random_weights"),
+              reference="Radford et al., Language Models are Unsupervised Multitask Learners (GPT-2), 2019 "
+                        "(the architecture)")
 def tiny_gpt2() -> ZooModel:
     """A 2-layer GPT-2 (hidden 64, 4 heads): its projections are transformers' Conv1D, (in, out)."""
     from transformers import GPT2Config, GPT2LMHeadModel
@@ -67,7 +71,9 @@ def tiny_gpt2() -> ZooModel:
     return finish("tiny-gpt2", _seeded(lambda: GPT2LMHeadModel(config)), None, "causal-lm")
 
 
-@ZOO.register("tiny-bert")
+@ZOO.register("tiny-bert", flags=("encoder", "random_weights"),
+              reference="Devlin et al., BERT: Pre-training of Deep Bidirectional Transformers, NAACL 2019 "
+                        "(the architecture)")
 def tiny_bert() -> ZooModel:
     """A 2-layer BERT encoder (hidden 64, 4 heads) with its pooler; outputs last_hidden_state."""
     from transformers import BertConfig, BertModel

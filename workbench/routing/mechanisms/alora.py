@@ -41,7 +41,7 @@ from torch import nn
 from workbench.adapters.init import INITS
 from workbench.errors import WorkbenchError
 from workbench.hooks import HookPoint
-from workbench.routing.base import ROUTERS, Router
+from workbench.routing.base import INIT_NAMES, ROUTERS, Router
 from workbench.routing.context import token_mask
 from workbench.routing.factors import linear_weight
 
@@ -55,8 +55,19 @@ def causal_allowed(real: torch.Tensor) -> torch.Tensor:
     return ((causal & real[:, None, None, :]) | eye)  # broadcast (B, 1, T, T)
 
 
-@ROUTERS.register("alora")
+@ROUTERS.register("alora", choices={"init": INIT_NAMES},
+                  bounds={"r": (1, None), "alpha": (0.0, None), "heads": (1, None), "dropout": (0.0, 1.0)})
 class ALoRA(Router):
+    """ALoRA: plain LoRA whose rank-r code z = A x also attends causally over the earlier tokens' codes.
+
+    Args:
+        r: rank of A and B (the attention works in this r-dimensional space).
+        alpha: the LoRA scale numerator: s = α / r.
+        heads: attention heads over z (r must be divisible by it).
+        dropout: dropout probability on the LoRA branch's input.
+        init: how the factors start (``workbench.adapters.INITS``): ``"lora"`` B = 0, ``"random"`` B ≠ 0.
+    """
+
     default_targets = "attention"
     full_sequence = True  # no cache of earlier z: generation must recompute the sequence
     reference = "ALoRA, arXiv 2405.17830 (no public code: reconstructed)"

@@ -36,7 +36,7 @@ from torch import nn
 
 from workbench.adapters.init import INITS
 from workbench.errors import WorkbenchError
-from workbench.routing.base import ROUTERS, Router
+from workbench.routing.base import INIT_NAMES, ROUTERS, Router
 from workbench.routing.gates import check_k, sign_bias_update, topk_dense
 
 SELECT = {"signed": lambda v: v, "abs": torch.abs}  # what top-k ranks: a + d, or |a + d|
@@ -50,8 +50,25 @@ def sparse_projection(r: int, n: int, p: int, generator: torch.Generator) -> tor
     return torch.zeros(r, n).scatter(-1, cols, values)
 
 
-@ROUTERS.register("flylora")
+@ROUTERS.register("flylora", bounds={"r": (1, None), "k": (1, None), "alpha": (0.0, None),
+                                     "bias_u": (0.0, None), "p": (1, None), "dropout": (0.0, 1.0)},
+                  choices={"select": tuple(SELECT), "update": UPDATES, "init": INIT_NAMES})
 class FlyLoRA(Router):
+    """FlyLoRA: a frozen sparse random A selects the top-k of r ranks per token; only B trains.
+
+    Args:
+        r: number of ranks (the implicit experts).
+        k: ranks active per token.
+        alpha: the LoRA scale numerator: s = α / r.
+        bias_u: step u of the per-rank balancing bias d (moved after forwards, not trained).
+        p: non-zeros per row of A (None: n // (r // k) as the peft code, at least 1).
+        dropout: dropout probability on the LoRA branch's input.
+        select: what the top-k ranks: ``"signed"`` a + d (the code) or ``"abs"`` |a + d|.
+        update: when d moves: after every forward, training forwards only, or on ``update_bias()``.
+        detach_A_branch: compute a = A x without gradient to x (the code's non-bnb path).
+        init: how B starts (``workbench.adapters.INITS``): ``"lora"`` B = 0, ``"random"`` B ≠ 0.
+    """
+
     default_targets = "all-linear"  # q,k,v,o,gate,up,down on Llama (the authors' run script)
     reference = "FlyLoRA, arXiv 2510.08396; github gfyddha/FlyLoRA @91d9e36 peft/.../lora/layer.py"
 

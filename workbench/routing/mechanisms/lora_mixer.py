@@ -36,15 +36,33 @@ import torch.nn.functional as F
 from torch import nn
 
 from workbench.errors import WorkbenchError
-from workbench.routing.base import ROUTERS, Router
+from workbench.routing.base import INIT_NAMES, ROUTERS, Router
 from workbench.routing.context import token_mask
 from workbench.routing.factors import expert_factors, linear_weight, mixture_delta
 from workbench.routing.gates import check_k, entropy, renormalize, straight_through, topk_dense
 from workbench.routing.losses import AUX_LOSSES
 
 
-@ROUTERS.register("lora-mixer")
+@ROUTERS.register("lora-mixer", flags=("bank",),
+                  bounds={"experts": (1, None), "k": (1, None), "r": (1, None), "alpha": (0.0, None),
+                          "dropout": (0.0, 1.0), "lambda_bal": (0.0, None), "lambda_spec": (0.0, None)},
+                  choices={"init": INIT_NAMES},
+                  docs={"bank": "names of the lab's adapters to route over, frozen, instead of new experts "
+                                "(then experts and r come from the bank)"})
 class LoRAMixer(Router):
+    """LoRA-Mixer: LoRA experts in the attention projections behind a hard–soft (straight-through) top-k gate.
+
+    Args:
+        experts: number of LoRA experts E.
+        k: experts active per token.
+        r: rank of each LoRA expert.
+        alpha: the LoRA scale numerator: s = α / r.
+        dropout: dropout probability on the LoRA branch's input.
+        lambda_bal: coefficient of the load-balance term of the specialization loss.
+        lambda_spec: coefficient of the entropy (specialization) term.
+        init: how the factors start (``workbench.adapters.INITS``): ``"lora"`` B = 0, ``"random"`` B ≠ 0.
+    """
+
     default_targets = "attention"
     reference = "LoRA-Mixer, arXiv 2507.00029 (⚠ reconstructed from the abstracts; code not released)"
 

@@ -32,14 +32,31 @@ import torch.nn.functional as F
 from torch import nn
 
 from workbench.errors import WorkbenchError
-from workbench.routing.base import ROUTERS, Router
+from workbench.routing.base import INIT_NAMES, ROUTERS, Router
 from workbench.routing.context import context_value
 from workbench.routing.factors import expert_factors, linear_weight, mixture_delta
 from workbench.routing.losses import AUX_LOSSES
 
 
-@ROUTERS.register("loramoe")
+@ROUTERS.register("loramoe", flags=("needs_task_labels",),
+                  bounds={"experts": (1, None), "r": (1, None), "alpha": (0.0, None), "dropout": (0.0, 1.0),
+                          "blc_alpha": (0.0, 1.0), "blc_weight": (0.0, None)},
+                  choices={"init": INIT_NAMES})
 class LoRAMoE(Router):
+    """LoRAMoE: a dense softmax mixture of LoRA experts in each FFN linear, with a localized balance loss.
+
+    Args:
+        experts: number of LoRA experts E (every one active on every token).
+        r: rank of each LoRA expert.
+        alpha: the LoRA scale numerator: s = α / r.
+        dropout: dropout probability on the LoRA branch's input.
+        blc_alpha: δ, how much the balance favours a sample's own expert group (C = 1 ± δ).
+        blc_weight: β, the coefficient of the localized balancing loss (0: off, no task labels needed).
+        groups: the experts of each data type (default: halves, as the code).
+        type_of_task: maps the routing context's task id to a data type (default: identity).
+        init: how the factors start (``workbench.adapters.INITS``): ``"lora"`` B = 0, ``"random"`` B ≠ 0.
+    """
+
     default_targets = "mlp"
     reference = "LoRAMoE, arXiv 2312.09979; github Ablustrund/LoRAMoE @1177288 peft/tuners/lora.py"
 

@@ -33,7 +33,7 @@ from torch import nn
 from workbench.adapters.init import INITS
 from workbench.errors import WorkbenchError
 from workbench.hooks import HookPoint
-from workbench.routing.base import ROUTERS, Router
+from workbench.routing.base import INIT_NAMES, ROUTERS, Router
 from workbench.routing.context import context_value
 
 
@@ -63,8 +63,19 @@ def check_types(types: torch.Tensor, shape: torch.Size, n: int, who: str) -> tor
     return types.long()
 
 
-@ROUTERS.register("mask-routed")
+@ROUTERS.register("mask-routed", flags=("needs_token_types",), bounds={"dropout": (0.0, 1.0)},
+                  choices={"init": INIT_NAMES})
 class MaskRoutedLoRA(Router):
+    """Mask-routed LoRA (Arcana's MM-LoRA): named LoRA branches; each token takes the one its type picks.
+
+    Args:
+        branches: branch name -> rank, in type-id order (default: language 192, vision 64, as Arcana).
+        scaling: the scale s of every branch, or one per branch (default 2, as Arcana's code).
+        alpha: instead of ``scaling``: s_k = α_k / r_k (one number or one per branch).
+        dropout: dropout probability on the LoRA branch's input.
+        init: how the factors start (``workbench.adapters.INITS``): ``"lora"`` B = 0, ``"random"`` B ≠ 0.
+    """
+
     default_targets = "all-linear"
     reference = "Arcana MM-LoRA, arXiv 2410.13733; github syp2ysy/Arcana @eefd549 modeling_llama_mmlora.py"
 

@@ -44,8 +44,23 @@ from workbench.routing.losses import AUX_LOSSES
 IGNORE = -100  # label of tokens the gate loss skips (padding), as torch's cross_entropy
 
 
-@ROUTERS.register("meteora")
+@ROUTERS.register("meteora", flags=("bank", "freezable", "needs_task_labels"),
+                  bounds={"k": (1, None), "T": (0.0, None), "dropout": (0.0, 1.0), "gate_coef": (0.0, None)})
 class MeteoRA(Router):
+    """MeteoRA: a gate per projection picks the top-k adapters of a frozen bank of the lab's LoRAs per token.
+
+    Args:
+        bank: names of the lab's adapters the gates choose from.
+        k: adapters active per token.
+        T: softmax temperature over the top-k logits (the default path).
+        reference_path: softmax over all adapters, then top-k renormalised (the released code's path).
+        dropout: dropout probability on the bank's input.
+        gate_coef: coefficient of the gate loss (CE of the gate logits against each token's task).
+        task_to_adapter: maps the routing context's task id to a bank index (default: identity).
+        shift: shift the gate logits by one against the labels, like LM labels (as the code).
+        train_loras: make the bank's copied factors trainable (the released trainer), not only the gates.
+    """
+
     # The paper's adapters cover q,k,v,o,gate,up,down = "all-linear" on Llama; by default MeteoRA
     # routes wherever every adapter of the bank has factors (`targets_for`).
     default_targets = "all-linear"

@@ -38,7 +38,7 @@ from torch import nn
 
 from workbench.adapters.layer import LoraLayer, out_in
 from workbench.errors import WorkbenchError
-from workbench.routing.base import ROUTERS, Router
+from workbench.routing.base import INIT_NAMES, ROUTERS, Router
 from workbench.routing.context import token_mask
 from workbench.routing.factors import expert_factors
 from workbench.routing.gates import check_k, renormalize, topk_dense
@@ -46,8 +46,26 @@ from workbench.routing.gates import check_k, renormalize, topk_dense
 PROJECTIONS = ("gate_proj", "up_proj", "down_proj")
 
 
-@ROUTERS.register("mixlora")
+@ROUTERS.register("mixlora", bounds={"experts": (1, None), "k": (1, None), "r": (1, None),
+                                     "alpha": (0.0, None),
+                                     "dropout": (0.0, 1.0), "jitter": (0.0, None), "aux_coef": (0.0, None),
+                                     "router_init_range": (0.0, None)},
+                  choices={"init": INIT_NAMES})
 class MixLoRA(Router):
+    """MixLoRA: a sparse top-k mixture of LoRA experts inside the FFN block, sharing its frozen weights.
+
+    Args:
+        experts: number of FFN experts E.
+        k: experts active per token.
+        r: rank of each LoRA expert.
+        alpha: the LoRA scale numerator: s = α / r.
+        dropout: dropout probability on the LoRA branch's input.
+        jitter: multiplicative router-input noise in training (0: off).
+        aux_coef: coefficient of the load-balance loss.
+        router_init_range: std of the router's N(0, σ²) initialization.
+        init: how the factors start (``workbench.adapters.INITS``): ``"lora"`` B = 0, ``"random"`` B ≠ 0.
+    """
+
     level = "block"
     default_targets = "mlp"
     reference = "MixLoRA, arXiv 2404.15159; github TUDB-Labs/MoE-PEFT @40f8cb7 adapters/mixlora/model.py"

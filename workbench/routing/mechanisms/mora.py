@@ -35,13 +35,26 @@ from torch import nn
 
 from workbench.adapters.init import INITS
 from workbench.errors import WorkbenchError
-from workbench.routing.base import ROUTERS, Router
+from workbench.routing.base import INIT_NAMES, ROUTERS, Router
 from workbench.routing.gates import check_k, topk_dense
 from workbench.routing.routed import Routed
 
 
-@ROUTERS.register("mora")
+@ROUTERS.register("mora", bounds={"r": (1, None), "k": (1, None), "tau": (0.0, None), "delta": (-1.0, 1.0),
+                                  "scale": (0.0, None)},
+                  choices={"init": INIT_NAMES})
 class MoRA(Router):
+    """MoRA: a growing pool of self-activated rank-1 experts (top-k of their own normalized activations).
+
+    Args:
+        r: rank-1 experts added per task.
+        k: experts active per token.
+        tau: softmax temperature over the top-k scores.
+        delta: evaluation-time pruning threshold on the scores s ∈ [-1, 1] (-inf: no pruning).
+        scale: the update's scale (1: none, as the summary's equation).
+        init: how the factors start (``workbench.adapters.INITS``): ``"lora"`` B = 0, ``"random"`` B ≠ 0.
+    """
+
     default_targets = "all-linear"  # the paper applies it to attention and MLP
     reference = "MoRA, arXiv 2506.21035 (RECONSTRUCTED: no public code)"
 
@@ -95,7 +108,7 @@ class MoRA(Router):
 
 def add_task_ranks(routed: Routed, r: int) -> None:
     """A new task for every MoRA router of a lab's ``Routed`` (``lab.routers[name]``): r more ranks each."""
-    if routed.mechanism != "mora":
+    if not all(isinstance(r, MoRA) for r in routed.modules.values()):
         raise WorkbenchError(f"{routed.name!r} is a {routed.mechanism!r} router; add_task_ranks is for MoRA")
     for router in routed.modules.values():
         router.add_task_ranks(r)

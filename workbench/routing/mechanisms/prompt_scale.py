@@ -38,7 +38,7 @@ from torch import nn
 
 from workbench.adapters.init import INITS
 from workbench.errors import WorkbenchError
-from workbench.routing.base import ROUTERS, Router
+from workbench.routing.base import INIT_NAMES, ROUTERS, Router
 from workbench.routing.context import context_value
 from workbench.routing.routed import Routed
 
@@ -66,8 +66,20 @@ def lookup_scale(value, path: str, out: int, batch: int) -> torch.Tensor:
     return sigma
 
 
-@ROUTERS.register("prompt-scale")
+@ROUTERS.register("prompt-scale", flags=("needs_prompt_scale",),
+                  bounds={"r": (1, None), "alpha": (0.0, None), "dropout": (0.0, 1.0)},
+                  choices={"init": INIT_NAMES})
 class PromptScaledLoRA(Router):
+    """Prompt-scaled LoRA (WavLLM): the constant α/r is replaced by a per-output-channel σ from the prompt.
+
+    Args:
+        r: rank of the LoRA.
+        alpha: the stage-1 scale numerator (σ ≡ α / r is the plain LoRA); unused once σ is given.
+        dropout: dropout probability on the LoRA branch's input.
+        freeze_lora: keep A and B frozen (stage 2 trains the scaler only).
+        init: how the factors start (``workbench.adapters.INITS``): ``"lora"`` B = 0, ``"random"`` B ≠ 0.
+    """
+
     default_targets = "attention"
     reference = "WavLLM, arXiv 2404.00656; github microsoft/SpeechT5 @5d66cf5 WavLLM/wavllm/models/llama.py"
 

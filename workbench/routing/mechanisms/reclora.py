@@ -31,7 +31,7 @@ from torch import nn
 from torch.nn.utils import skip_init
 
 from workbench.errors import WorkbenchError
-from workbench.routing.base import ROUTERS, Router
+from workbench.routing.base import INIT_NAMES, ROUTERS, Router
 from workbench.routing.context import context_value
 from workbench.routing.factors import expert_factors, linear_weight
 from workbench.routing.gates import check_k, topk_dense
@@ -39,8 +39,29 @@ from workbench.routing.gates import check_k, topk_dense
 ROUTINGS = ("soft", "hard")
 
 
-@ROUTERS.register("reclora")
+@ROUTERS.register("reclora", flags=("needs_context_vector",),
+                  bounds={"ctr_dim": (1, None), "M": (1, None), "r": (1, None), "alpha": (0.0, None),
+                          "T": (0.0, None), "topk": (1, None), "hidden": (1, None), "mlp_dropout": (0.0, 1.0),
+                          "dropout": (0.0, 1.0)},
+                  choices={"routing": ROUTINGS, "init": INIT_NAMES})
 class RecLoRA(Router):
+    """RecLoRA: M meta-LoRAs per module, mixed in parameter space by weights read from a context vector.
+
+    Args:
+        ctr_dim: width of the context vector u (``routing_context(context=u)``).
+        M: number of meta-LoRAs.
+        r: rank of each LoRA expert.
+        alpha: the LoRA scale numerator: s = α / r.
+        T: softmax temperature of the mixing logits (soft routing only).
+        routing: ``"soft"`` (softmax over all M) or ``"hard"`` (softmax over the top ``topk``).
+        topk: meta-LoRAs kept in hard routing.
+        sqrt: take √w after the softmax (the code's ``enable_sqrt_after_softmax``).
+        hidden: hidden width of the mixing MLP.
+        mlp_dropout: dropout probability inside the mixing MLP.
+        dropout: dropout probability on the LoRA branch's input.
+        init: how the factors start (``workbench.adapters.INITS``): ``"lora"`` B = 0, ``"random"`` B ≠ 0.
+    """
+
     default_targets = ["q_proj", "v_proj"]
     reference = "RecLoRA, arXiv 2408.03533; github Gebro13/RecLoRA @90f45f9 modeling_lorec_trash_v1.py"
 

@@ -22,13 +22,29 @@ import torch.nn.functional as F
 from torch import nn
 
 from workbench.errors import WorkbenchError
-from workbench.routing.base import ROUTERS, Router
+from workbench.routing.base import INIT_NAMES, ROUTERS, Router
 from workbench.routing.factors import expert_factors, linear_weight
 from workbench.routing.gates import check_k, renormalize, sign_bias_update, topk_dense
 
 
-@ROUTERS.register("smora")
+@ROUTERS.register("smora", bounds={"r": (1, None), "k": (1, None), "alpha": (0.0, None),
+                                   "rank_partition": (1, None),
+                                   "bias_u": (0.0, None), "dropout": (0.0, 1.0)},
+                  choices={"init": INIT_NAMES})
 class SMoRA(Router):
+    """SMoRA: every rank of one LoRA is an expert; a sigmoid router with a balancing bias keeps the top k.
+
+    Args:
+        r: rank of the LoRA (the number of rank experts).
+        k: ranks active per token.
+        alpha: the LoRA scale numerator (s = α / k: the gates sum to k).
+        rank_partition: ranks per router output (P; it divides r).
+        bias_u: step u of the balancing bias (moved after training forwards, not trained).
+        dropout: dropout probability on the LoRA branch's input.
+        sparse: compute only the k selected rank-1 products per token (same function).
+        init: how the factors start (``workbench.adapters.INITS``): ``"lora"`` B = 0, ``"random"`` B ≠ 0.
+    """
+
     default_targets = "all-linear"
     reference = "SMoRA, arXiv 2501.15103; github StyxXuan/smora @8bdabcd srmole/layer.py"
 

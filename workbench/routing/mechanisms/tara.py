@@ -79,8 +79,17 @@ def _tara_alignment(payloads: list[dict]) -> torch.Tensor:
     return torch.stack([p["value"] for p in payloads]).mean()
 
 
-@ROUTERS.register("tara")
+@ROUTERS.register("tara", flags=("bank", "needs_token_masks"), bounds={"align": (0.0, None)})
 class TARA(Router):
+    """TARA: token-aware LoRA, a bank of the lab's adapters, each acting only on its own tokens (masks).
+
+    Args:
+        bank: names of the lab's adapters to apply, each under its own token mask.
+        kv_only: mask only key and value projections (TARA's setting); the others apply the plain sum.
+        train: bank adapters whose factors train (under their masks); the others stay frozen.
+        align: coefficient of the token alignment loss (0: off).
+    """
+
     default_targets = "attention"
     reference = "TARA, arXiv 2508.08812; github YuqiPeng77/TARA @cbd5dd5 tara.py"
 

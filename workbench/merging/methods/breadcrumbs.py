@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from workbench.errors import WorkbenchError
-from workbench.merging.base import elementwise
+from workbench.merging.base import DENSITY, elementwise
 from workbench.ops.sparsify import outlier_prune_, weighted_sum_
 
 
@@ -22,10 +22,15 @@ def _validate(params: dict) -> None:
                              "fraction dropped)")
 
 
-@elementwise("breadcrumbs", reference="Davari & Belilovsky, Model Breadcrumbs, ECCV 2024", validate=_validate)
+@elementwise("breadcrumbs", bounds={"density": DENSITY, "gamma": (0.0, 1.0)}, validate=_validate)
 def breadcrumbs(deltas: torch.Tensor, weights: torch.Tensor, *, generators, peft_compat: bool,
                 density: float = 0.2, gamma: float = 0.01) -> torch.Tensor:
-    """Drop the top ``gamma`` outliers and the small entries of each ΔWᵢ (keep ``density``), then Σᵢ wᵢτ̂ᵢ."""
+    """Drop the top ``gamma`` outliers and the small entries of each ΔWᵢ (keep ``density``), then Σᵢ wᵢτ̂ᵢ.
+
+    Args:
+        density: the fraction of each ΔWᵢ's entries kept (those just below the outliers), in (0, 1].
+        gamma: the fraction of largest-magnitude entries dropped as outliers, in [0, 1).
+    """
     for k in range(deltas.shape[0]):
         outlier_prune_(deltas[k], density, gamma)
     return weighted_sum_(deltas, weights)

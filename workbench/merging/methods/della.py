@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from workbench.errors import WorkbenchError
-from workbench.merging.base import elementwise
+from workbench.merging.base import DENSITY, SIGN_METHODS, elementwise
 from workbench.ops.sparsify import magprune_, ties_merge_
 
 
@@ -27,11 +27,18 @@ def _validate(params: dict) -> None:
         )
 
 
-@elementwise("della", reference="Deep et al., DELLA-Merging, 2024 (arXiv 2406.11617)", stochastic=True,
-             choices={"majority_sign_method": ("total", "frequency")}, validate=_validate)
+@elementwise("della", stochastic=True, bounds={"density": DENSITY, "epsilon": (0.0, 0.5)},
+             choices={"majority_sign_method": SIGN_METHODS}, validate=_validate)
 def della(deltas: torch.Tensor, weights: torch.Tensor, *, generators, peft_compat: bool,
           density: float = 0.3, epsilon: float = 0.15, majority_sign_method: str = "total") -> torch.Tensor:
-    """MAGPRUNE (keep probability density ± ε by magnitude rank, rescaled), then TIES election and mean."""
+    """MAGPRUNE (keep probability density ± ε by magnitude rank, rescaled), then TIES election and mean.
+
+    Args:
+        density: the mean keep probability of an entry, in (0, 1].
+        epsilon: the spread ε of the keep probability over the magnitude ranks (density ± ε in (0, 1]).
+        majority_sign_method: how each entry's sign is elected: ``"total"`` (sign of the weighted
+            sum) or ``"frequency"`` (the most common sign).
+    """
     for k in range(deltas.shape[0]):
         magprune_(deltas[k], density, epsilon, generators[k])
     return ties_merge_(deltas, weights, majority_sign_method, unweighted=False)

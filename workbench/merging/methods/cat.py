@@ -14,8 +14,7 @@ import torch
 from workbench.merging.base import factored
 
 
-@factored("cat", reference="peft add_weighted_adapter(cat); Prabhakar et al., LoRA Soups 2025",
-          rank_default=None, peft_name="cat")
+@factored("cat", rank_default=None, flags=("peft_equivalent",))
 def cat(parts: list[tuple[torch.Tensor, torch.Tensor]], weights: list[float]
         ) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact concatenation of the factors, rank Σrᵢ: the weighted sum with no approximation."""

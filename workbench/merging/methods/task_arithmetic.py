@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from workbench.merging.base import MERGES, MergeMethod
+from workbench.merging.base import MERGES, PEFT_COMPAT, RANK, MergeMethod
 from workbench.merging.inputs import _peft_factor_space, run_factored
 from workbench.ops.lowrank import factored_svd, stack, truncate
 from workbench.ops.sparsify import weighted_sum_
@@ -36,8 +36,5 @@ def _linear(stack_: torch.Tensor, weights: torch.Tensor, *, generators, peft_com
     return weighted_sum_(stack_, weights)  # peft's merge_utils.task_arithmetic
 
 
-MERGES.register("task_arithmetic")(MergeMethod(
-    name="task_arithmetic", run=_run, params={"rank": None, "peft_compat": False},
-    summary=task_arithmetic.__doc__.split("\n")[0], peft_name="linear",
-    reference="Ilharco et al., Editing Models with Task Arithmetic, ICLR 2023",
-))
+MERGES.register("task_arithmetic", source=task_arithmetic, params=[RANK, PEFT_COMPAT],
+                flags=("factored", "peft_equivalent"))(MergeMethod(name="task_arithmetic", run=_run))

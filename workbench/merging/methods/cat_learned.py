@@ -31,6 +31,7 @@ from workbench.adapters.targets import linear_modules
 from workbench.errors import WorkbenchError
 from workbench.merging.base import MERGES, MergeMethod
 from workbench.merging.inputs import MergeInputs
+from workbench.registry import Param
 from workbench.tasks import encode_for_training
 from workbench.training import fit
 
@@ -121,13 +122,22 @@ def _validate(params: dict) -> None:
                              "set used; give a number in (0, 1]")
 
 
-MERGES.register("cat_learned")(MergeMethod(
-    name="cat_learned", run=_run,
-    params={"lab": None, "tasks": None, "features": None, "mix": 0.05, "min_examples": 16,
-            "steps": 60, "lr": 0.05, "batch_size": 8, "init": "randn", "progress": True},
+MERGES.register(
+    "cat_learned", flags=("stochastic", "factored", "needs_data"),
+    reference="Prabhakar et al., LoRA Soups, COLING Industry 2025 (arXiv 2410.13025)",
     summary="LoRA Soups (CAT): per-module softmax weights over the adapters, trained on a small mix of "
             "the tasks' data with the lab, exported as one rank-Σrᵢ adapter. Needs lab=... and tasks=[...] "
             "(or features=[...]).",
-    reference="Prabhakar et al., LoRA Soups, COLING Industry 2025 (arXiv 2410.13025)",
-    stochastic=True, needs=("lab",), choices={"init": ("randn", "uniform")}, validate=_validate,
-))
+    params=[Param("lab", Param.REQUIRED, "the Workbench on the sources' base model; it trains the weights on "
+                  "tasks=[...] (or features=[...])"),
+            Param("tasks", None, "the tasks whose training sets give the mix (or pass features)"),
+            Param("features", None, "encoded examples (dicts with input_ids, labels) instead of tasks"),
+            Param("mix", 0.05, "the fraction of each task's training set used, in (0, 1]", low=0.0, high=1.0),
+            Param("min_examples", 16, "at least this many examples of each task", low=1),
+            Param("steps", 60, "optimizer steps", low=1),
+            Param("lr", 0.05, "learning rate of the mixing logits", low=0.0),
+            Param("batch_size", 8, "examples per step", low=1),
+            Param("init", "randn", "the logits' start: randn(1) each as the authors' code, or 0 (uniform)",
+                  choices=("randn", "uniform")),
+            Param("progress", True, "show a progress bar while training", choices=(True, False))],
+)(MergeMethod(name="cat_learned", run=_run, validate=_validate))

@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import torch
 
-from workbench.merging.base import factored
-from workbench.merging.dare_linear import dare_linear
-from workbench.merging.dare_ties import dare_ties
-from workbench.merging.magnitude_prune import magnitude_prune
-from workbench.merging.ties import ties
+from workbench.merging.base import DENSITY, SIGN_METHODS, factored
+from workbench.merging.methods.dare_linear import dare_linear
+from workbench.merging.methods.dare_ties import dare_ties
+from workbench.merging.methods.magnitude_prune import magnitude_prune
+from workbench.merging.methods.ties import ties
 from workbench.ops.sparsify import weighted_sum_
 
 
@@ -58,13 +58,20 @@ def align(parts: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor,
     return Q_B @ u[:, :k], blocks
 
 
-@factored("knots", reference="Stoica et al., Model merging with SVD to tie the Knots, ICLR 2025",
-          rank_default=None, stochastic=True, choices={"merge": tuple(INNER),
-                                                       "majority_sign_method": ("total", "frequency")})
+@factored("knots", rank_default=None, stochastic=True, bounds={"density": DENSITY},
+          choices={"merge": tuple(INNER), "majority_sign_method": SIGN_METHODS})
 def knots(parts: list[tuple[torch.Tensor, torch.Tensor]], weights: list[float], *, generators,
           merge: str = "ties", density: float = 1.0, majority_sign_method: str = "total"
           ) -> tuple[torch.Tensor, torch.Tensor]:
-    """KnOTS: SVD-align the updates in a shared basis, merge the aligned components (TIES by default)."""
+    """KnOTS: SVD-align the updates in a shared basis, merge the aligned components (TIES by default).
+
+    Args:
+        merge: how the aligned components are combined: a TIES/DARE-family method, or ``"sum"``
+            (task arithmetic, exact).
+        density: the fraction of the aligned components kept by the inner method, in (0, 1].
+        majority_sign_method: how each entry's sign is elected: ``"total"`` (sign of the weighted
+            sum) or ``"frequency"`` (the most common sign).
+    """
     live = [i for i, w in enumerate(weights) if w != 0]
     if not live:
         A, sB = parts[0]

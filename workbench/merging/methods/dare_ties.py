@@ -11,15 +11,21 @@ from __future__ import annotations
 
 import torch
 
-from workbench.merging.base import elementwise
+from workbench.merging.base import DENSITY, SIGN_METHODS, elementwise
 from workbench.ops.sparsify import random_prune_, ties_merge_
 
 
-@elementwise("dare_ties", reference="Yu et al., DARE, ICML 2024 + Yadav et al., TIES, NeurIPS 2023",
-             stochastic=True, peft=True, choices={"majority_sign_method": ("total", "frequency")})
+@elementwise("dare_ties", stochastic=True, peft=True, bounds={"density": DENSITY},
+             choices={"majority_sign_method": SIGN_METHODS})
 def dare_ties(deltas: torch.Tensor, weights: torch.Tensor, *, generators, peft_compat: bool,
               density: float = 0.5, majority_sign_method: str = "total") -> torch.Tensor:
-    """DARE drop-and-rescale, then TIES sign election and the mean of the agreeing entries."""
+    """DARE drop-and-rescale, then TIES sign election and the mean of the agreeing entries.
+
+    Args:
+        density: the probability each entry survives the random drop (kept ones are divided by it), in (0, 1].
+        majority_sign_method: how each entry's sign is elected: ``"total"`` (sign of the weighted
+            sum) or ``"frequency"`` (the most common sign).
+    """
     for k in range(deltas.shape[0]):
         random_prune_(deltas[k], density, generators[k])
     return ties_merge_(deltas, weights, majority_sign_method, unweighted=peft_compat)

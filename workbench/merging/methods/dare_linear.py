@@ -13,14 +13,18 @@ from __future__ import annotations
 
 import torch
 
-from workbench.merging.base import elementwise
+from workbench.merging.base import DENSITY, elementwise
 from workbench.ops.sparsify import random_prune_, weighted_sum_
 
 
-@elementwise("dare_linear", reference="Yu et al., DARE (Super Mario), ICML 2024", stochastic=True, peft=True)
+@elementwise("dare_linear", stochastic=True, peft=True, bounds={"density": DENSITY})
 def dare_linear(deltas: torch.Tensor, weights: torch.Tensor, *, generators, peft_compat: bool,
                 density: float = 0.5) -> torch.Tensor:
-    """DARE: keep each entry with probability ``density`` and divide by it, then Σᵢ wᵢτ̃ᵢ."""
+    """DARE: keep each entry with probability ``density`` and divide by it, then Σᵢ wᵢτ̃ᵢ.
+
+    Args:
+        density: the probability each entry survives the random drop (kept ones are divided by it), in (0, 1].
+    """
     for k in range(deltas.shape[0]):
         random_prune_(deltas[k], density, generators[k])
     return weighted_sum_(deltas, weights)

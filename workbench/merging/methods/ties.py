@@ -18,15 +18,20 @@ from __future__ import annotations
 
 import torch
 
-from workbench.merging.base import elementwise
+from workbench.merging.base import DENSITY, SIGN_METHODS, elementwise
 from workbench.ops.sparsify import magnitude_prune_, ties_merge_
 
 
-@elementwise("ties", reference="Yadav et al., TIES-Merging, NeurIPS 2023", peft=True,
-             choices={"majority_sign_method": ("total", "frequency")})
+@elementwise("ties", peft=True, bounds={"density": DENSITY}, choices={"majority_sign_method": SIGN_METHODS})
 def ties(deltas: torch.Tensor, weights: torch.Tensor, *, generators, peft_compat: bool,
          density: float = 0.2, majority_sign_method: str = "total") -> torch.Tensor:
-    """TIES on ΔW: trim to the top ``density`` by magnitude, elect signs, mean of the agreeing entries."""
+    """TIES on ΔW: trim to the top ``density`` by magnitude, elect signs, mean of the agreeing entries.
+
+    Args:
+        density: the fraction of each ΔWᵢ's entries kept, by magnitude, in (0, 1].
+        majority_sign_method: how each entry's sign is elected: ``"total"`` (sign of the weighted
+            sum) or ``"frequency"`` (the most common sign).
+    """
     for k in range(deltas.shape[0]):
         magnitude_prune_(deltas[k], density)
     return ties_merge_(deltas, weights, majority_sign_method, unweighted=peft_compat)

@@ -18,8 +18,7 @@ from workbench.merging.base import factored
 from workbench.ops.lowrank import factored_svd, stack, truncate
 
 
-@factored("svd", reference="peft add_weighted_adapter(svd); Eckart & Young 1936", rank_default="max",
-          peft_name="svd")
+@factored("svd", rank_default="max", flags=("peft_equivalent",))
 def svd(parts: list[tuple[torch.Tensor, torch.Tensor]], weights: list[float], *,
         rank: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Best rank-r approximation of the weighted sum (r = max rᵢ by default), exact SVD from the factors."""

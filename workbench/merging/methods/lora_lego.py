@@ -26,14 +26,16 @@ from __future__ import annotations
 
 import math
 import zlib
+from dataclasses import replace
 
 import torch
 
 from workbench.errors import WorkbenchError
-from workbench.merging.base import MERGES, MergeMethod
+from workbench.merging.base import MERGES, RANK, MergeMethod
 from workbench.merging.inputs import MergeInputs, resolve_rank
 from workbench.merging.kmeans import kmeans
 from workbench.ops.lowrank import factored_norm
+from workbench.registry import Param
 
 OUTPUT_REWEIGHT = ("none", "sqrt_rank", "match")
 
@@ -102,15 +104,18 @@ def _validate(params: dict) -> None:
         raise WorkbenchError(f"lora_lego: n_init={params['n_init']!r} must be a positive int")
 
 
-MERGES.register("lora_lego")(MergeMethod(
-    name="lora_lego", run=_run,
-    params={"rank": None, "parameter_reweight": True, "output_reweight": "none",
-            "sign_canonicalize": False, "n_init": 10},
+MERGES.register(
+    "lora_lego", flags=("stochastic", "factored"),
+    reference="Zhao et al., Merging LoRAs like Playing LEGO, ICLR 2025 (arXiv 2409.16167)",
     summary="LoRA-LEGO: k-means of the pooled rank-1 units of every adapter; one unit per cluster "
             "(rank = k clusters, default max rᵢ).",
-    reference="Zhao et al., Merging LoRAs like Playing LEGO, ICLR 2025 (arXiv 2409.16167)",
-    stochastic=True,
-    choices={"output_reweight": OUTPUT_REWEIGHT, "parameter_reweight": (True, False),
-             "sign_canonicalize": (True, False)},
-    validate=_validate,
-))
+    params=[replace(RANK, doc="the number k of clusters, the output rank (None: max rᵢ, the paper's k = r)"),
+            Param("parameter_reweight", True, "rescale each centroid to its members' mean norm (undoes the "
+                  "norm decay of averaging)", choices=(True, False)),
+            Param("output_reweight", "none", "scale γ of the merged ΔW': none, √(r̄/k), or matching the "
+                  "sources' mean Frobenius norm", choices=OUTPUT_REWEIGHT),
+            Param("sign_canonicalize", False, "flip each unit so its a-half's largest entry is positive "
+                  "(our ablation)", choices=(True, False)),
+            Param("n_init", 10, "k-means restarts (k-means++ seeds); the lowest inertia wins",
+                  low=1, high=100)],
+)(MergeMethod(name="lora_lego", run=_run, validate=_validate))
