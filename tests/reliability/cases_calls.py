@@ -197,7 +197,7 @@ ROUTERS = [
         _router(rank=4),
         "no parameter 'rank'; its parameters: r=",
     ),
-    Case("add-router:misspelt-parameter", _router(alpah=4.0), "no parameter .alpah.; its parameters: .*alpha"),
+    Case("add-router:misspelt-parameter", _router(alpah=4.0), "no parameter .alpah.;.*alpha"),
     Case("add-router:r-zero", _router(r=0), "r=0 is out of range.*\\[1, "),
     Case("add-router:r-negative", _router(r=-4), "r=-4"),
     Case("add-router:r-float", _router(r=4.5), "r=4.5"),
