@@ -64,7 +64,9 @@ def make_with_peft(arch: str, variant: str, out) -> PeftModel:
     kwargs["fan_in_fan_out"] = arch == "gpt2"
     if arch == "bert" and variant == "alora":
         kwargs.pop("task_type")
-    model = get_peft_model(build(arch), LoraConfig(**{"r": 4, "lora_alpha": 8, **kwargs})).eval()
+    with torch.random.fork_rng(devices=[]):  # peft's own initialization draws from the global RNG
+        torch.manual_seed(0)
+        model = get_peft_model(build(arch), LoraConfig(**{"r": 4, "lora_alpha": 8, **kwargs})).eval()
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for name, p in model.named_parameters():

@@ -8,8 +8,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 
@@ -21,10 +20,8 @@ from workbench.adapters import (
     Adapter,
     Composition,
     LoraLayer,
-    composition_of,
     linear_modules,
     new_adapter,
-    per_row,
     read_peft,
     resolve_targets,
     write_peft,
@@ -38,26 +35,24 @@ from workbench.errors import WorkbenchError
 from workbench.evaluation import evaluate
 from workbench.hooks import Cache
 from workbench.hooks import record as record_hooks  # `run` has a parameter named `record`
-from workbench.lab_checks import (
+from workbench.lab.checks import (
+    RESERVED,
     check_addable,
+    check_fits,
     check_model,
-    check_router_params,
     finite,
     mark_owner,
     rollback,
 )
+from workbench.lab.composing import Composing
+from workbench.lab.routers import RouterShelf
 from workbench.merging import merge
 from workbench.merging.base import get_method
-from workbench.routing import ROUTERS, Routed, RoutedBlock
-from workbench.routing.block import resolve_blocks
-from workbench.routing.files import read_config, read_weights, write_routed
 from workbench.training import train_lora, train_multitask, train_router
 from workbench.zoo import fingerprint as fingerprint_of
 
-RESERVED = {"base"}
 
-
-class Workbench:
+class Workbench(RouterShelf, Composing):
     """Wraps any transformers model (or any nn.Module with Linear/Conv1D layers) for adapter work.
 
     Args:
@@ -190,21 +185,7 @@ class Workbench:
                 f"{adapter.base_fingerprint}, but this lab's base ({self.name}) is {self.fingerprint}; "
                 "load it on its own base, or pass check_base=False if you know the shapes agree"
             )
-        modules = adaptable_modules(self.model)
-        for path, f in adapter.modules.items():
-            if path not in modules:
-                near = [n for n in modules if n.split(".")[-1] == path.split(".")[-1]][:3]
-                raise WorkbenchError(
-                    f"adapter {adapter.name!r} targets module {path!r}, which this model "
-                    f"({self.name}) does not have as a linear layer; similar: {near or list(modules)[:3]}"
-                )
-            out_f, in_f = out_in(modules[path])
-            if (f.out_features, f.in_features) != (out_f, in_f):
-                raise WorkbenchError(
-                    f"adapter {adapter.name!r} module {path!r}: ΔW would be "
-                    f"(out={f.out_features}, in={f.in_features}) but the model's layer is "
-                    f"(out={out_f}, in={in_f}); it was made for another base model"
-                )
+        check_fits(adapter, adaptable_modules(self.model), self.name)
         check_base_copies(adapter, self.model)  # peft's saved copies of base weights must equal ours
         for path in adapter.modules:
             self._wrap(path).add(adapter)
@@ -261,149 +242,6 @@ class Workbench:
             raise WorkbenchError(
                 f"no adapter {name_or_adapter!r} in this lab; it has: {list(self._adapters) or '(none)'}"
             ) from None
-
-    # -- routers ---------------------------------------------------------------------------------
-    def add_router(self, name: str, mechanism: str, targets: str | list[str] | None = None, *,
-                   seed: int = 0, **params) -> Routed:
-        """Add a routed mechanism (``workbench.routing.ROUTERS``) on ``targets``; ``use(name)`` applies it.
-
-        Example:
-            >>> lab.add_router("smora", "smora", r=64, k=8, targets="all-linear")
-
-        Args:
-            mechanism: a registered router name; ``params`` go to its constructor.
-            targets: linear targets (presets, suffixes, regexes) for linear-level routers, block-name
-                suffixes (``"mlp"``) for block-level ones; default: the mechanism's own.
-            seed: seeds every random initialisation (one generator per module, in model order).
-        """
-        if name in self._adapters or name in self._routers or name in RESERVED:
-            raise WorkbenchError(f"the name {name!r} is taken in this lab (or reserved); pick another")
-        if not isinstance(name, str) or not name.isidentifier():
-            raise WorkbenchError(f"router name {name!r} is not a Python identifier; "
-                                 "use letters, digits and _")
-        cls = ROUTERS.get(mechanism)
-        ROUTERS.check(mechanism, params)  # unknown names, bounds, choices, required ones: before any work
-        check_router_params(mechanism, params, ROUTERS.info(mechanism).params)  # nested numbers, ints
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise WorkbenchError(f"seed must be a whole number, got {seed!r}")
-        with rollback(self):
-            return self._add_router(name, mechanism, cls, targets, seed, params)
-
-    def _add_router(self, name, mechanism, cls, targets, seed, params) -> Routed:
-        targets = cls.targets_for(self, **params) if targets is None else targets
-        paths = (resolve_blocks(self.model, targets) if cls.level == "block"
-                 else resolve_targets(self.model, targets))
-        routed = Routed(name, mechanism, {"targets": targets, "seed": seed, **params})
-        for i, path in enumerate(paths):  # build every router before touching the model
-            module = self.model.get_submodule(path) if cls.level == "block" else self._wrap(path)
-            router = cls.build(path=path, module=module, lab=self,
-                               generator=torch.Generator().manual_seed(seed * 1_000_003 + i), **params)
-            router.owner = name
-            routed.modules[path] = router.to(self.device).train(self.model.training)
-        for path, router in routed.modules.items():
-            holder = self._wrap(path, RoutedBlock) if cls.level == "block" else self.layers[path]
-            holder.routes[name] = router
-        self._routers[name] = routed
-        return routed
-
-    def remove_router(self, name: str) -> Routed:
-        """Take a router out of every module (blocks it alone wrapped are unwrapped) and return it."""
-        if name not in self._routers:
-            raise WorkbenchError(f"no router {name!r} in this lab; it has: {list(self._routers) or '(none)'}")
-        if name in self._composition.names:
-            self.use(None)
-        for path, module in list(self.model.named_modules()):
-            if isinstance(module, LoraLayer | RoutedBlock) and name in module.routes:
-                del module.routes[name]
-                if isinstance(module, RoutedBlock) and not len(module.routes):
-                    self._set_module(path, module.unwrap())
-        return self._routers.pop(name)
-
-    def save_router(self, name: str, path: str | Path, *, overwrite: bool = False) -> Path:
-        """Write a router (its mechanism, parameters and weights) to a folder, atomically."""
-        if name not in self._routers:
-            raise WorkbenchError(f"no router {name!r} in this lab; it has: {list(self._routers) or '(none)'}")
-        return write_routed(self._routers[name], path, base_fingerprint=self.fingerprint, overwrite=overwrite)
-
-    def load_router(self, path: str | Path, name: str | None = None, *, check_base: bool = True) -> Routed:
-        """Add a router saved by ``save_router`` (a bank router needs its adapters in the lab first)."""
-        config = read_config(path)
-        if not isinstance(config.get("mechanism"), str) or not isinstance(config.get("params"), dict):
-            raise WorkbenchError(f"{path}: router.json needs \"mechanism\" (a string) and \"params\" (an "
-                                 "object); the file is damaged: save the router again")
-        if check_base and config.get("base_fingerprint") not in (None, self.fingerprint):
-            raise WorkbenchError(
-                f"router {path} was trained on a base with fingerprint {config['base_fingerprint']}, "
-                f"but this lab's base is {self.fingerprint}; load it on its own base (or check_base=False)"
-            )
-        params = dict(config["params"])
-        params.pop("training", None)
-        weights = read_weights(path)
-        with rollback(self):
-            routed = self.add_router(name or config.get("name"), config["mechanism"], **params)
-            try:
-                routed.load_state_dict(weights)
-            except (RuntimeError, KeyError, ValueError) as e:
-                raise WorkbenchError(
-                    f"{path}: the saved weights do not fit {config['mechanism']} ({e})") from None
-        if "training" in config["params"]:
-            routed.params["training"] = config["params"]["training"]
-        return routed
-
-    # -- what the forward applies ----------------------------------------------------------------
-    def use(self, spec=None, *, rows: list[str | None] | None = None) -> Workbench:
-        """Set what ``lab.model``'s forward applies.
-
-        ``use(None)`` base only; ``use("a")``; ``use(["a", "b"])`` sum; ``use({"a": .7, "b": .3})``;
-        ``use(rows=["a", None, "b"])`` one adapter per batch row (a mixed batch).
-        """
-        comp = composition_of(per_row(rows) if rows is not None else spec, [*self._adapters, *self._routers])
-        merged = {n for layer in self.layers.values() for n in layer.merged} & comp.names
-        if merged:
-            raise WorkbenchError(
-                f"{sorted(merged)} are merged into the base weights already; using them again would "
-                "apply them twice. Call lab.unmerge() first"
-            )
-        self._composition = comp
-        for module in self.model.modules():
-            if isinstance(module, LoraLayer | RoutedBlock):
-                module.composition = comp
-        return self
-
-    def using(self, spec=None, *, rows: list[str | None] | None = None):
-        """``with lab.using("a"): ...`` applies ``a`` inside the block, then restores what was used."""
-        return self.session(spec, rows=rows)
-
-    @contextmanager
-    def session(self, use=..., *, rows: list[str | None] | None = None, train: bool | None = None,
-                trainable: Iterable[nn.Parameter] = (),
-                module: nn.Module | None = None) -> Iterator[Workbench]:
-        """Inside the block: apply ``use`` (as ``use()``; ``...`` keeps what is used), put ``module``
-        (default ``lab.model``) in train (``train=True``) or eval (``False``) mode, and let ``trainable``
-        require gradients. After it, what was used, the mode and each parameter's ``requires_grad``
-        come back, and those parameters' ``.grad`` are cleared.
-        """
-        module = self.model if module is None else module
-        before, was_training = self._composition, module.training
-        params = list({id(p): p for p in trainable}.values())
-        wanted = [p.requires_grad for p in params]
-        change = use is not ... or rows is not None
-        try:
-            for p in params:
-                p.requires_grad_(True)
-            if change:
-                self.use(None if use is ... else use, rows=rows)
-            if train is not None:
-                module.train(train)
-            yield self
-        finally:
-            for p, w in zip(params, wanted, strict=True):
-                p.requires_grad_(w)
-                p.grad = None
-            if train is not None:
-                module.train(was_training)
-            if change:
-                self.use(before)
 
     # -- merging adapters into a new one -----------------------------------------------------------
     def merge(self, names: list[str], method: str = "task_arithmetic", weights: list[float] | None = None,

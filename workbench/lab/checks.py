@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from workbench.adapters import Adapter, LoraLayer
+from workbench.adapters.layer import out_in
 from workbench.errors import WorkbenchError
 from workbench.registry import Param
 from workbench.routing import RoutedBlock
@@ -76,6 +77,27 @@ def check_addable(lab, adapter) -> None:
             f"adapter {adapter.name!r} belongs to another lab ({owner.name}); add a copy: "
             f"lab.add_adapter(adapter.copy())"
         )
+
+
+RESERVED = {"base"}  # names no adapter or router may take
+
+
+def check_fits(adapter: Adapter, modules: dict[str, nn.Module], base_name: str) -> None:
+    """Every module the adapter targets exists in the model with the shape of its update."""
+    for path, f in adapter.modules.items():
+        if path not in modules:
+            near = [n for n in modules if n.split(".")[-1] == path.split(".")[-1]][:3]
+            raise WorkbenchError(
+                f"adapter {adapter.name!r} targets module {path!r}, which this model "
+                f"({base_name}) does not have as a linear layer; similar: {near or list(modules)[:3]}"
+            )
+        out_f, in_f = out_in(modules[path])
+        if (f.out_features, f.in_features) != (out_f, in_f):
+            raise WorkbenchError(
+                f"adapter {adapter.name!r} module {path!r}: ΔW would be "
+                f"(out={f.out_features}, in={f.in_features}) but the model's layer is "
+                f"(out={out_f}, in={in_f}); it was made for another base model"
+            )
 
 
 # -- routers -----------------------------------------------------------------------------------------

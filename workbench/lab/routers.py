@@ -1,0 +1,109 @@
+"""The lab's routers: add a routed mechanism, take it out, save and load it (a mixin of ``Workbench``).
+
+A router is used like an adapter (``lab.use("smora")``); it lives in the wrapped modules' ``routes``
+(linear level) or in a ``RoutedBlock`` wrapping a whole block (block level).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from workbench.adapters import LoraLayer, resolve_targets
+from workbench.errors import WorkbenchError
+from workbench.lab.checks import RESERVED, check_router_params, rollback
+from workbench.routing import ROUTERS, Routed, RoutedBlock
+from workbench.routing.block import resolve_blocks
+from workbench.routing.files import read_config, read_weights, write_routed
+
+
+class RouterShelf:
+    """``add_router``, ``remove_router``, ``save_router``, ``load_router`` of ``Workbench``."""
+
+    def add_router(self, name: str, mechanism: str, targets: str | list[str] | None = None, *,
+                   seed: int = 0, **params) -> Routed:
+        """Add a routed mechanism (``workbench.routing.ROUTERS``) on ``targets``; ``use(name)`` applies it.
+
+        Example:
+            >>> lab.add_router("smora", "smora", r=64, k=8, targets="all-linear")
+
+        Args:
+            mechanism: a registered router name; ``params`` go to its constructor.
+            targets: linear targets (presets, suffixes, regexes) for linear-level routers, block-name
+                suffixes (``"mlp"``) for block-level ones; default: the mechanism's own.
+            seed: seeds every random initialisation (one generator per module, in model order).
+        """
+        if name in self._adapters or name in self._routers or name in RESERVED:
+            raise WorkbenchError(f"the name {name!r} is taken in this lab (or reserved); pick another")
+        if not isinstance(name, str) or not name.isidentifier():
+            raise WorkbenchError(f"router name {name!r} is not a Python identifier; "
+                                 "use letters, digits and _")
+        cls = ROUTERS.get(mechanism)
+        ROUTERS.check(mechanism, params)  # unknown names, bounds, choices, required ones: before any work
+        check_router_params(mechanism, params, ROUTERS.info(mechanism).params)  # nested numbers, ints
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise WorkbenchError(f"seed must be a whole number, got {seed!r}")
+        with rollback(self):
+            return self._add_router(name, mechanism, cls, targets, seed, params)
+
+    def _add_router(self, name, mechanism, cls, targets, seed, params) -> Routed:
+        targets = cls.targets_for(self, **params) if targets is None else targets
+        paths = (resolve_blocks(self.model, targets) if cls.level == "block"
+                 else resolve_targets(self.model, targets))
+        routed = Routed(name, mechanism, {"targets": targets, "seed": seed, **params})
+        for i, path in enumerate(paths):  # build every router before touching the model
+            module = self.model.get_submodule(path) if cls.level == "block" else self._wrap(path)
+            router = cls.build(path=path, module=module, lab=self,
+                               generator=torch.Generator().manual_seed(seed * 1_000_003 + i), **params)
+            router.owner = name
+            routed.modules[path] = router.to(self.device).train(self.model.training)
+        for path, router in routed.modules.items():
+            holder = self._wrap(path, RoutedBlock) if cls.level == "block" else self.layers[path]
+            holder.routes[name] = router
+        self._routers[name] = routed
+        return routed
+
+    def remove_router(self, name: str) -> Routed:
+        """Take a router out of every module (blocks it alone wrapped are unwrapped) and return it."""
+        if name not in self._routers:
+            raise WorkbenchError(f"no router {name!r} in this lab; it has: {list(self._routers) or '(none)'}")
+        if name in self._composition.names:
+            self.use(None)
+        for path, module in list(self.model.named_modules()):
+            if isinstance(module, LoraLayer | RoutedBlock) and name in module.routes:
+                del module.routes[name]
+                if isinstance(module, RoutedBlock) and not len(module.routes):
+                    self._set_module(path, module.unwrap())
+        return self._routers.pop(name)
+
+    def save_router(self, name: str, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Write a router (its mechanism, parameters and weights) to a folder, atomically."""
+        if name not in self._routers:
+            raise WorkbenchError(f"no router {name!r} in this lab; it has: {list(self._routers) or '(none)'}")
+        return write_routed(self._routers[name], path, base_fingerprint=self.fingerprint, overwrite=overwrite)
+
+    def load_router(self, path: str | Path, name: str | None = None, *, check_base: bool = True) -> Routed:
+        """Add a router saved by ``save_router`` (a bank router needs its adapters in the lab first)."""
+        config = read_config(path)
+        if not isinstance(config.get("mechanism"), str) or not isinstance(config.get("params"), dict):
+            raise WorkbenchError(f"{path}: router.json needs \"mechanism\" (a string) and \"params\" (an "
+                                 "object); the file is damaged: save the router again")
+        if check_base and config.get("base_fingerprint") not in (None, self.fingerprint):
+            raise WorkbenchError(
+                f"router {path} was trained on a base with fingerprint {config['base_fingerprint']}, "
+                f"but this lab's base is {self.fingerprint}; load it on its own base (or check_base=False)"
+            )
+        params = dict(config["params"])
+        params.pop("training", None)
+        weights = read_weights(path)
+        with rollback(self):
+            routed = self.add_router(name or config.get("name"), config["mechanism"], **params)
+            try:
+                routed.load_state_dict(weights)
+            except (RuntimeError, KeyError, ValueError) as e:
+                raise WorkbenchError(
+                    f"{path}: the saved weights do not fit {config['mechanism']} ({e})") from None
+        if "training" in config["params"]:
+            routed.params["training"] = config["params"]["training"]
+        return routed
