@@ -141,17 +141,12 @@ def _input_grams(lab, stacks: dict[str, _Stack], batch: dict[str, torch.Tensor],
         H = x[mask[0]].to(torch.float64) @ stacks[path].A.T  # (N, Σr)
         grams[path] += H.T @ H
 
-    was_training = lab.model.training
-    lab.model.eval()
-    try:
-        # the base alone (x is what the base produces); each stacked module's input goes to ``take``
-        with lab.using(None), hooks(lab.model, dict.fromkeys(stacks, take), pre=True):
-            for start in range(0, len(batch["input_ids"]), batch_size):
-                chunk = {k: v[start:start + batch_size].to(lab.device) for k, v in batch.items()}
-                mask[:] = [chunk["attention_mask"].bool()]
-                lab.model(**chunk)
-    finally:
-        lab.model.train(was_training)
+    # the base alone in eval mode (x is what the base produces); each stacked module's input goes to ``take``
+    with lab.session(None, train=False), hooks(lab.model, dict.fromkeys(stacks, take), pre=True):
+        for start in range(0, len(batch["input_ids"]), batch_size):
+            chunk = {k: v[start:start + batch_size].to(lab.device) for k, v in batch.items()}
+            mask[:] = [chunk["attention_mask"].bool()]
+            lab.model(**chunk)
     return grams
 
 

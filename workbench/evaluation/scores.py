@@ -47,25 +47,19 @@ def _score(lab, runs: list[tuple[str, object]], task_list: list, *, limit: int |
            progress: bool) -> list[dict]:
     """One row per (run, task): the compositions are used one at a time, then what was used is restored."""
     rows = []
-    before, was_training = lab.active, lab.model.training
-    lab.model.eval()
     bar = tqdm(total=len(runs) * len(task_list), desc="evaluating", disable=not progress)
-    try:
+    with lab.session(train=False), bar:
         for label, spec in runs:
-            lab.use(spec)
-            for task in task_list:
-                metric = METRICS.get(task.metric)
-                examples = task.eval[:limit] if limit else task.eval
-                bar.set_postfix_str(f"{label} on {task.name}")
-                value = metric.fn(lab.model, lab.tokenizer, task, examples, batch_size=batch_size)
-                rows.append({"adapter": label, "task": task.name, "metric": metric.name,
-                             "value": float(value), "higher_is_better": metric.higher_is_better,
-                             "n": len(examples)})
-                bar.update()
-    finally:
-        bar.close()
-        lab.use(before)
-        lab.model.train(was_training)
+            with lab.session(spec):
+                for task in task_list:
+                    metric = METRICS.get(task.metric)
+                    examples = task.eval[:limit] if limit else task.eval
+                    bar.set_postfix_str(f"{label} on {task.name}")
+                    value = metric.fn(lab.model, lab.tokenizer, task, examples, batch_size=batch_size)
+                    rows.append({"adapter": label, "task": task.name, "metric": metric.name,
+                                 "value": float(value), "higher_is_better": metric.higher_is_better,
+                                 "n": len(examples)})
+                    bar.update()
     return rows
 
 

@@ -53,13 +53,9 @@ def modality_map(vlm, name: str, task, example) -> ModalityRun:
         raise WorkbenchError(f"modality_map needs a router that routes by token type (MM-LoRA, "
                              f"'mask-routed'); {name!r} is not one")
     batch = vlm.build([(task, example)])
-    was = vlm.training
-    vlm.eval()
-    try:
-        with vlm.lab.using(name), record(vlm.lm, f"*.routes.{name}.hook_branch_norm") as cache:
-            vlm(batch)
-    finally:
-        vlm.train(was)
+    with vlm.lab.session(name, train=False, module=vlm), \
+            record(vlm.lm, f"*.routes.{name}.hook_branch_norm") as cache:
+        vlm(batch)
     branches = next(iter(routed.modules.values())).branches
     rows = []
     for key, value in cache.items():

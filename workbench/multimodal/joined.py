@@ -161,14 +161,10 @@ class JoinedLM(nn.Module):
     def answer(self, task: Task, examples: list, *, batch_size: int = 8,
                max_new_tokens: int | None = None) -> list[str]:
         """Greedy answers (text after the assistant header, special tokens skipped), in order."""
-        was = self.training
-        self.eval()
-        try:
+        with self.lab.session(train=False, module=self):  # eval mode, the training flag restored after
             return [text for start in range(0, len(examples), batch_size)
                     for text in self._generate(task, examples[start : start + batch_size],
                                                max_new_tokens or task.max_new_tokens)]
-        finally:
-            self.train(was)
 
     def _generate(self, task: Task, examples: list, max_new_tokens: int) -> list[str]:
         tok = self.lab.tokenizer

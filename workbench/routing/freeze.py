@@ -56,14 +56,10 @@ def freeze(lab, routed_name: str, prompts, *, name: str | None = None,
         )
     name = name or f"{routed_name}_frozen"
     batches = _batches(lab, prompts, batch_size)
-    was_training = lab.model.training
-    lab.model.eval()
-    try:
+    with lab.session(train=False):
         weights = average_weights(lab, routed_name, batches)
         adapter = lab.add_adapter(_merged(lab, routed, weights, name))
         report = compare(lab, routed_name, name, batches)
-    finally:
-        lab.model.train(was_training)
     rows = [{"module": p, "adapter": a, "weight": float(w)}
             for p, ws in weights.items() for a, w in zip(routed.modules[p].bank, ws, strict=True)]
     return adapter, report | {"weights": pd.DataFrame(rows)}
