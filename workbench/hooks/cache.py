@@ -23,27 +23,39 @@ class Cache(Mapping[str, torch.Tensor]):
     """Recorded tensors keyed by hook path, e.g. ``model.layers.3.self_attn.q_proj.hook_rank.arith``.
 
     A plain container: analysis lives in ``workbench.analysis``. ``to_frame`` gives the tidy long form.
+    ``record`` fills it while it records (``add`` as each hook fires), so a cache read during a run,
+    or after a forward that raised midway, holds everything recorded so far. A key added more than
+    once (a hook point that fires at each decoding step) reads as its values joined along the token
+    axis (dim 1; a record type such as ``RoutingRecord`` brings its own ``concat``).
     """
 
     def __init__(self, values: dict[str, torch.Tensor] | None = None):
-        self._values: dict[str, torch.Tensor] = dict(values or {})
+        # key -> the values added so far; joined into one on read (and kept joined)
+        self._parts: dict[str, list] = {k: [v] for k, v in (values or {}).items()}
+
+    def add(self, key: str, value) -> None:
+        """Append ``value`` to ``key`` (what a recording hook calls each time its point fires)."""
+        self._parts.setdefault(key, []).append(value)
 
     def __getitem__(self, key: str) -> torch.Tensor:
         try:
-            return self._values[key]
+            parts = self._parts[key]
         except KeyError:
             raise KeyError(
-                f"{key!r} was not recorded; recorded keys: {', '.join(self._values) or '(none)'}"
+                f"{key!r} was not recorded; recorded keys: {', '.join(self._parts) or '(none)'}"
             ) from None
+        if len(parts) > 1:
+            parts[:] = [_concat(parts)]  # joined once; later adds join onto it
+        return parts[0]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._values)
+        return iter(self._parts)
 
     def __len__(self) -> int:
-        return len(self._values)
+        return len(self._parts)
 
     def __repr__(self) -> str:
-        shapes = ", ".join(f"{k}: {tuple(v.shape)}" for k, v in list(self._values.items())[:4])
+        shapes = ", ".join(f"{k}: {tuple(self[k].shape)}" for k in list(self._parts)[:4])
         more = f", ... ({len(self)} in all)" if len(self) > 4 else ""
         return f"Cache({shapes}{more})"
 
@@ -55,7 +67,7 @@ class Cache(Mapping[str, torch.Tensor]):
                 frames: select the hooks you need, e.g. the per-rank ones.
         """
         frames = []
-        for key in keys if keys is not None else list(self._values):
+        for key in keys if keys is not None else list(self._parts):
             module_path, hook, adapter = split_hook_key(key)
             layer, module = split_module_name(module_path)
             if hasattr(self[key], "to_frame"):  # a structured record (e.g. a RoutingRecord)
@@ -80,6 +92,12 @@ class Cache(Mapping[str, torch.Tensor]):
         if not frames:
             return pd.DataFrame(columns=["layer", "module", "hook", "adapter", "value"])
         return pd.concat(frames, ignore_index=True)
+
+
+def _concat(parts: list):
+    """Successive values of one hook point along the token axis (a record type brings its own)."""
+    concat = getattr(type(parts[0]), "concat", None)
+    return concat(parts) if concat else torch.cat(parts, dim=1)
 
 
 def split_hook_key(key: str) -> tuple[str, str, str | None]:

@@ -7,7 +7,6 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import torch
 from torch import nn
 
 from workbench.errors import WorkbenchError
@@ -52,21 +51,22 @@ def record(model: nn.Module, patterns: list[str] | str, *, detach: bool = True) 
         ...     lab.model(**batch)
         >>> cache.to_frame()
 
-    The hooks are removed in ``finally``, whatever happens in the block. A hook point that fires more
-    than once (e.g. during generation) keeps a list; the cache then holds them concatenated on dim 1
-    (the token dimension), which is what incremental decoding produces.
+    Each hook writes into the cache as it fires, so the cache holds values as soon as they are
+    produced: read it inside the block, or after a forward that raised midway (it keeps what was
+    recorded before the error). The hooks are removed in ``finally``, whatever happens in the block.
+    A hook point that fires more than once (e.g. during generation) reads as its values concatenated
+    on dim 1 (the token dimension), which is what incremental decoding produces.
     """
     points = hook_points(model)
-    values: dict[str, list] = {}
+    cache = Cache()
     handles = []
 
     def make_hook(name: str):
         def hook(_module, _inputs, output):
-            values.setdefault(name, []).append(output.detach() if detach else output)
+            cache.add(name, output.detach() if detach else output)
 
         return hook
 
-    cache = Cache()
     try:
         for name in match_hooks(model, patterns):
             handles.append(points[name].register_forward_hook(make_hook(name)))
@@ -74,11 +74,3 @@ def record(model: nn.Module, patterns: list[str] | str, *, detach: bool = True) 
     finally:
         for h in handles:
             h.remove()
-    for name, parts in values.items():
-        cache._values[name] = parts[0] if len(parts) == 1 else _concat(parts)
-
-
-def _concat(parts: list):
-    """Successive values of one hook point along the token axis (a record type brings its own)."""
-    concat = getattr(type(parts[0]), "concat", None)
-    return concat(parts) if concat else torch.cat(parts, dim=1)
