@@ -14,6 +14,7 @@ from workbench import Workbench, merging, zoo
 from workbench.errors import WorkbenchError
 from workbench.evaluation import (
     against_solo,
+    evaluate,
     installed,
     normalize,
     normalized,
@@ -117,3 +118,15 @@ def test_against_solo_scores_the_owners_and_leaves_the_lab_alone(lab, tasks):
     again = against_solo(lab, merged, ["a", "c"], tasks, limit=2, cache=cache,
                          progress=lambda *a: calls.append(a))
     assert list(again.task) == ["toy_a"] and calls[-1] == (1, 1, "done")  # solo scores reused
+
+
+def test_evaluate_restores_what_was_used_and_the_train_mode_when_a_metric_fails(lab, tasks):
+    bad = Task("toy_bad", "same first token", "accuracy", train=[], eval=[
+        Example("which fruit ?", "apple", ("apple", "apple banana"))])  # one first token: refused
+    lab.use("b")
+    lab.model.train()
+    with pytest.raises(WorkbenchError, match="same token"):
+        evaluate(lab, ["a", None], [tasks["toy_a"], bad], progress=False)
+    assert lab.active.names == {"b"} and lab.model.training
+    scores = evaluate(lab, "a", tasks["toy_a"], progress=False)  # and the lab still evaluates
+    assert scores.adapter.tolist() == ["a"] and lab.active.names == {"b"} and lab.model.training
