@@ -3,14 +3,13 @@ adapter that is not in the lab without adding it (tiny model, word-level tokeniz
 
 from __future__ import annotations
 
-import copy
 import math
 
 import pandas as pd
 import pytest
 
-from tests.tasks.helpers import build_tokenizer
-from workbench import Workbench, merging, zoo
+from tests.widgets.merge_lab import tiny_merge_lab
+from workbench import merging
 from workbench.errors import WorkbenchError
 from workbench.evaluation import (
     against_solo,
@@ -29,12 +28,7 @@ FRUIT = ("apple", "banana", "cherry")
 
 @pytest.fixture
 def lab():
-    z = zoo.load("tiny-llama")
-    lab = Workbench(copy.deepcopy(z.model), build_tokenizer(), name="tiny-llama", fingerprint=z.fingerprint)
-    for seed, (name, task) in enumerate([("a", "toy_a"), ("b", "toy_b"), ("c", None)]):
-        adapter = lab.new_adapter(name, r=2, init="random", seed=seed, targets="attention")
-        adapter.lineage["tasks"] = [task] if task else []
-    return lab
+    return tiny_merge_lab()  # three random adapters: a (toy_a), b (toy_b), c (no task)
 
 
 @pytest.fixture

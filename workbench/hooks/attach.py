@@ -9,14 +9,13 @@ same for HookPoints and keeps what passes.
 
 from __future__ import annotations
 
-import fnmatch
-import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
 from torch import nn
 
 from workbench.errors import WorkbenchError
+from workbench.hooks.patterns import matching
 
 
 def match_modules(model: nn.Module, pattern: str) -> list[str]:
@@ -28,7 +27,7 @@ def match_modules(model: nn.Module, pattern: str) -> list[str]:
     names = [n for n, _ in model.named_modules() if n]
     if pattern in names:
         return [pattern]
-    found = [n for n in names if fnmatch.fnmatchcase(n, pattern) or _regex_match(pattern, n)]
+    found = matching(names, pattern)
     if not found:
         sample = ", ".join(names[:5]) or "(the model has no submodules)"
         raise WorkbenchError(f"hook pattern {pattern!r} matches no module; module paths look like: {sample}")
@@ -48,12 +47,6 @@ def module_paths(model: nn.Module, modules: list[nn.Module]) -> list[str]:
                              "model that runs")
     return [paths[id(m)] for m in modules]
 
-
-def _regex_match(pattern: str, name: str) -> bool:
-    try:
-        return re.fullmatch(pattern, name) is not None
-    except re.error:
-        return False
 
 
 @contextmanager

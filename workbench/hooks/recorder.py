@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -12,6 +10,7 @@ from torch import nn
 from workbench.errors import WorkbenchError
 from workbench.hooks.cache import Cache
 from workbench.hooks.hook_point import HookPoint
+from workbench.hooks.patterns import matching
 
 
 def hook_points(model: nn.Module) -> dict[str, HookPoint]:
@@ -25,7 +24,7 @@ def match_hooks(model: nn.Module, patterns: list[str] | str) -> list[str]:
     names = list(hook_points(model))
     chosen = []
     for pattern in patterns:
-        found = [n for n in names if fnmatch.fnmatchcase(n, pattern) or _regex_match(pattern, n)]
+        found = matching(names, pattern)
         if not found:
             sample = ", ".join(names[:5]) or "(no hook points: attach adapters first)"
             raise WorkbenchError(
@@ -34,12 +33,6 @@ def match_hooks(model: nn.Module, patterns: list[str] | str) -> list[str]:
         chosen += [n for n in found if n not in chosen]
     return chosen
 
-
-def _regex_match(pattern: str, name: str) -> bool:
-    try:
-        return re.fullmatch(pattern, name) is not None
-    except re.error:
-        return False
 
 
 @contextmanager
