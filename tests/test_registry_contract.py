@@ -216,6 +216,7 @@ def test_every_declared_flag_is_used_by_some_entry(key):
 @pytest.mark.parametrize(("package", "marker"), [
     ("workbench/merging/methods", re.compile(r"@(?:factored|elementwise)\(|MERGES\.register\(")),
     ("workbench/routing/mechanisms", re.compile(r"@ROUTERS\.register\(")),
+    ("workbench/training/methods", re.compile(r"@GRAD_METHODS\.register\(")),
 ])
 def test_plugin_packages_hold_one_plugin_per_file(package, marker):
     """Found by package scan: every file there registers its plugin (plumbing lives one level up)."""

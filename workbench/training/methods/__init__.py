@@ -1,4 +1,4 @@
-"""Multi-task gradient methods, one per file, behind ``GRAD_METHODS``.
+"""Multi-task gradient methods, one per file, behind ``GRAD_METHODS`` (found by its package scan).
 
 Each method is a class built as ``GRAD_METHODS.get(name)(**options)`` whose ``combine(grads)`` maps
 the (T, D) task gradients of one step (rows already carry the task weights) to the (D,) update. The
@@ -6,7 +6,6 @@ plain ``sum`` gives their sum; the others change the rows first. Stateful method
 keep their state on the object, so one object serves one training run.
 """
 
-from workbench.training.methods import cagrad, gradvac, pcgrad, sum  # noqa: F401  (they register)
-from workbench.training.methods.base import GRAD_METHODS, GradMethod
+from workbench.training.grad_method import GRAD_METHODS, GradMethod
 
 __all__ = ["GRAD_METHODS", "GradMethod"]

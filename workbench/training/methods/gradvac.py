@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from workbench.training.methods.base import GRAD_METHODS, GradMethod
+from workbench.training.grad_method import GRAD_METHODS, GradMethod
 
 
 @GRAD_METHODS.register("gradvac", flags=("per_task_gradients",), bounds={"beta": (0.0, 1.0)})

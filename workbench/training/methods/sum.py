@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from workbench.training.methods.base import GRAD_METHODS, GradMethod
+from workbench.training.grad_method import GRAD_METHODS, GradMethod
 
 
 @GRAD_METHODS.register("sum")

@@ -23,6 +23,7 @@ class GradMethod:
 
 
 GRAD_METHODS: Registry[type[GradMethod]] = Registry(
-    "gradient method", base=GradMethod, skip=("seed",), flags=("per_task_gradients",))
+    "gradient method", base=GradMethod, skip=("seed",), flags=("per_task_gradients",),
+    package="workbench.training.methods")  # a method is one file of this package, found by scan
 """``per_task_gradients``: the method needs each task's gradient apart (a forward and backward per task);
 without it the loop takes one backward over the whole batch."""
