@@ -21,7 +21,8 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 def _base_weights(model) -> dict[str, torch.Tensor]:
     """The base model's own tensors under their original names (wrapping adds ``base_layer.``)."""
-    return {k.replace("base_layer.", ""): v.clone() for k, v in model.state_dict().items() if "lora_" not in k}
+    state = model.state_dict()
+    return {k.replace("base_layer.", ""): v.clone() for k, v in state.items() if "lora_" not in k}
 
 
 def _output(out) -> torch.Tensor:
