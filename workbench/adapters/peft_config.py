@@ -12,14 +12,12 @@ Reference: peft 0.21 ``peft/tuners/lora/config.py`` (``LoraConfig``) and ``layer
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from workbench.adapters.config_checks import OUR_KEY, check_adapter_config
 from workbench.errors import WorkbenchError
-
-OUR_KEY = "lora_workbench"
 
 # (a) Fields that do not change what a trained adapter computes.
 NEUTRAL = {
@@ -118,9 +116,7 @@ def read_settings(cfg: dict, cfg_file: Path) -> PeftSettings:
         WorkbenchError: naming the field, its value and the fix, for anything that would change the
             forward pass in a way this workbench does not reproduce exactly.
     """
-    if not isinstance(cfg, dict):
-        raise WorkbenchError(f"{cfg_file} holds a JSON {type(cfg).__name__}, not an object; "
-                             "is it an adapter_config.json?")
+    check_adapter_config(cfg, cfg_file)  # JSON types, ranks, alphas and pattern regexes: one checker
     peft_type = str(cfg.get("peft_type", "LORA")).upper()
     if peft_type != "LORA":
         raise WorkbenchError(f"{cfg_file}: peft_type is {peft_type}; only LoRA adapters can be read")
@@ -139,10 +135,10 @@ def read_settings(cfg: dict, cfg_file: Path) -> PeftSettings:
     if bias not in ("none", "all", "lora_only"):
         raise WorkbenchError(f"{cfg_file}: bias={bias!r}; peft writes 'none', 'all' or 'lora_only'")
     settings = PeftSettings(
-        r=_positive_int(cfg.get("r", 8), "r", cfg_file),
-        alpha=_finite(cfg.get("lora_alpha", 8), "lora_alpha", cfg_file),
-        rank_pattern=_pattern(cfg, "rank_pattern", cfg_file),
-        alpha_pattern=_pattern(cfg, "alpha_pattern", cfg_file),
+        r=cfg.get("r", 8),
+        alpha=float(cfg.get("lora_alpha", 8)),
+        rank_pattern=cfg.get("rank_pattern") or {},
+        alpha_pattern=cfg.get("alpha_pattern") or {},
         rslora=bool(cfg.get("use_rslora", False)),
         bias=bias,
         lora_bias=bool(cfg.get("lora_bias", False)),
@@ -155,10 +151,6 @@ def read_settings(cfg: dict, cfg_file: Path) -> PeftSettings:
             f"{cfg_file}: ensure_weight_tying=true with modules_to_save/trainable_token_indices ties the "
             "trained copies of the embedding and the head, which this loader does not reproduce; save "
             "the adapter without ensure_weight_tying, or use it with peft")
-    for m, v in settings.rank_pattern.items():
-        _positive_int(v, f"rank_pattern[{m!r}]", cfg_file)
-    for m, v in settings.alpha_pattern.items():
-        _finite(v, f"alpha_pattern[{m!r}]", cfg_file)
     if settings.dora and settings.lora_bias:
         raise WorkbenchError(f"{cfg_file}: use_dora and lora_bias are both true, which peft itself "
                              "refuses; the config does not come from peft")
@@ -214,29 +206,7 @@ def _is_set(value) -> bool:
     return not (value is None or value is False or value == {} or value == [] or value == "")
 
 
-def _positive_int(v, name: str, cfg_file: Path) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-        raise WorkbenchError(f"{cfg_file}: {name}={v!r}; a LoRA rank is a positive integer")
-    return v
 
-
-def _finite(v, name: str, cfg_file: Path) -> float:
-    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-        raise WorkbenchError(f"{cfg_file}: {name}={v!r}; it must be a finite number")
-    return float(v)
-
-
-def _pattern(cfg: dict, key: str, cfg_file: Path) -> dict:
-    value = cfg.get(key) or {}
-    if not isinstance(value, dict):
-        raise WorkbenchError(f"{cfg_file}: {key} must be a JSON object (module pattern -> value), "
-                             f"got {type(value).__name__}")
-    for pattern in value:
-        try:
-            re.compile(pattern)
-        except re.error as e:
-            raise WorkbenchError(f"{cfg_file}: {key} key {pattern!r} is not a valid regex ({e})") from None
-    return value
 
 
 def _pattern_value(patterns: dict, module: str, default):

@@ -20,10 +20,10 @@ import torch
 from safetensors.torch import save_file
 
 from workbench.adapters.adapter import SCALINGS, Adapter, LoraFactors
-from workbench.adapters.config_checks import check_lora_tensors, read_adapter_config
+from workbench.adapters.config_checks import OUR_KEY, check_lora_tensors, read_adapter_config
 from workbench.adapters.files import atomic_directory, read_safetensors
 from workbench.adapters.params import SavedParam
-from workbench.adapters.peft_config import OUR_KEY, PeftSettings, read_settings
+from workbench.adapters.peft_config import PeftSettings, read_settings
 from workbench.errors import WorkbenchError
 
 CONFIG = "adapter_config.json"
