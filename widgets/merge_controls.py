@@ -29,17 +29,8 @@ STEPS = 100  # a float slider moves in 1/100 of its range
 
 
 def declared(method: str) -> dict[str, Param]:
-    """The declared parameters of a merge method, in its order.
-
-    Read from ``MERGES.info(method).params``; while a method declares none there, from
-    ``merging.method_params`` (its defaults) and ``MergeMethod.choices`` (unbounded numbers).
-    """
-    info = merging.MERGES.info(method)
-    if info.params:
-        return dict(info.params)
-    choices = getattr(info.obj, "choices", None) or {}
-    return {n: Param(n, default=d, choices=tuple(choices[n]) if n in choices else None)
-            for n, d in merging.method_params(method).items()}
+    """The declared parameters of a merge method (``MERGES.info(method).params``), in its order."""
+    return dict(merging.MERGES.info(method).params)
 
 
 def _number_kind(p: Param) -> str | None:
