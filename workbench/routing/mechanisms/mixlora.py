@@ -143,8 +143,13 @@ def _base_projection(block: nn.Module, name: str) -> nn.Module:
 
 def add_mixlora(lab, name: str, *, experts: int = 8, k: int = 2, r: int = 16, alpha: float = 32.0,
                 dropout: float = 0.05, jitter: float = 0.0, aux_coef: float = 0.001, targets="mlp",
-                attention_targets="attention", init: str = "lora", seed: int = 0):
+                attention_targets="attention", init: str = "lora", seed: int = 0,
+                mechanism: str = "mixlora", **variant):
     """Add MixLoRA as the paper builds it: the FFN expert router ``name`` and a plain attention LoRA.
+
+    ``mechanism`` picks the routing variant (``"mixlora"`` top-k, ``"mixlora-dynamic"`` top-p,
+    ``"mixlora-switch"`` top-1 with capacity); ``k`` goes only to a variant that takes it and
+    ``variant`` holds the variant's own parameters (``top_p=0.8``, ``capacity=32`` ...).
 
     Example:
         >>> routed, attn = add_mixlora(lab, "mix")
@@ -157,8 +162,11 @@ def add_mixlora(lab, name: str, *, experts: int = 8, k: int = 2, r: int = 16, al
     Returns:
         (the ``Routed`` of ``name``, the attention ``Adapter`` named ``f"{name}_attn"``, same r, α, dropout).
     """
-    routed = lab.add_router(name, "mixlora", targets=targets, seed=seed, experts=experts, k=k, r=r,
-                            alpha=alpha, dropout=dropout, jitter=jitter, aux_coef=aux_coef, init=init)
+    params = dict(experts=experts, r=r, alpha=alpha, dropout=dropout, jitter=jitter, aux_coef=aux_coef,
+                  init=init, **variant)
+    if "k" in ROUTERS.info(mechanism).params:
+        params["k"] = k
+    routed = lab.add_router(name, mechanism, targets=targets, seed=seed, **params)
     try:
         attn = lab.new_adapter(f"{name}_attn", r=r, alpha=alpha, targets=attention_targets, init=init,
                                seed=seed)
