@@ -112,6 +112,22 @@ def decide(interval: Interval, *, above: float = 0.0) -> bool | None:
     return None
 
 
+def at_least(interval: Interval) -> bool | None:
+    """A "≥ baseline" claim on a difference: refuted when the interval lies wholly below 0, shown
+    (strictly better) when wholly above, not decided when it straddles 0 or n = 1."""
+    return decide(interval)
+
+
+def per_rank(lab, targets) -> int:
+    """Trainable parameters one rank of a plain LoRA on ``targets`` costs: Σ (in + out)."""
+    return sum(i + o for o, i in lab.shapes(targets).values())
+
+
+def matched_rank(lab, budget: int, targets) -> int:
+    """The rank of a plain LoRA on ``targets`` whose trainable count is the closest to ``budget``."""
+    return max(1, round(budget / per_rank(lab, targets)))
+
+
 @contextmanager
 def scratch(lab) -> Iterator[None]:
     """Remove every adapter and router an arm added to ``lab`` when the arm is done."""

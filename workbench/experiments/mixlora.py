@@ -34,8 +34,11 @@ from workbench.experiments.base import (
     Experiment,
     Schedule,
     Verdict,
+    at_least,
     decide,
+    matched_rank,
     paired,
+    per_rank,
     rows,
     scratch,
 )
@@ -50,6 +53,7 @@ EXPERTS, K, RANK = 4, 2, 8
 VARIANTS = {"mixlora": ("mixlora", {"k": K}), "mixlora_noaux": ("mixlora", {"k": K, "aux_coef": 0.0}),
             "mixlora_dynamic": ("mixlora-dynamic", {}), "mixlora_switch": ("mixlora-switch", {})}
 DROPOUT = 0.05
+PLAIN = "lora"  # the baseline arm
 
 
 @EXPERIMENTS.register("mixlora")
@@ -59,7 +63,7 @@ class MixLoRAExperiment(Experiment):
     title = "MixLoRA against a plain LoRA of the same trainable budget (arithmetic, topic, language)"
     claims = ("multi-task score ≥ plain LoRA of equal budget", "experts specialize by task",
               "the aux loss balances the expert load")
-    full = Schedule(steps=24, lr=2e-3, batch_size=4, eval_limit=24, prompts=8)
+    full = Schedule(steps=16, lr=3e-3, batch_size=4, eval_limit=16, prompts=4)
     quick = Schedule(steps=2, lr=2e-3, batch_size=2, eval_limit=2, seeds=(0,), prompts=2)
     notes = (f"MixLoRA: E={EXPERTS} experts of rank {RANK} (α = 2r), top-{K}, on every FFN (gate/up/down), "
              f"plus a rank-{RANK} LoRA on q/k/v/o; aux coefficient 0.001 (MoE-PEFT default); dropout "
@@ -85,8 +89,8 @@ class MixLoRAExperiment(Experiment):
         with scratch(lab):
             t0 = time.perf_counter()
             budget = _mixlora_budget(lab)
-            if arm == "lora":
-                r = max(1, round(budget / _per_rank(lab, "all-linear")))
+            if arm == PLAIN:
+                r = matched_rank(lab, budget, "all-linear")
                 adapter, history = lab.train_lora("lora", task_list, r=r, alpha=2 * r, targets="all-linear",
                                                   dropout=DROPOUT, steps=schedule.steps, lr=schedule.lr,
                                                   batch_size=schedule.batch_size, seed=seed, progress=False)
@@ -108,7 +112,7 @@ class MixLoRAExperiment(Experiment):
                              "multitask_score": scores["value"].mean()})
             for s in scores.itertuples():
                 out += rows(arm, {"score": s.value}, task=s.task)
-            if arm != "lora":
+            if arm != PLAIN:
                 out += rows(arm, routing_measures(lab, use, "mix", TASKS, schedule.prompts))
         return pd.DataFrame(out)
 
@@ -117,7 +121,7 @@ class MixLoRAExperiment(Experiment):
         arms = set(table.arm)
         if {"mixlora", "lora"} <= arms:
             d = paired(table, "multitask_score", "mixlora", "lora")
-            out.append(Verdict(self.claims[0], "multitask_score: mixlora − lora", d, _geq(d)))
+            out.append(Verdict(self.claims[0], "multitask_score: mixlora − lora", d, at_least(d)))
         if "mixlora" in arms:
             s = _within(table, "mixlora", "task_mi", "half_mi")
             out.append(Verdict(self.claims[1], "task_mi − half_mi (bits), mixlora", s, decide(s)))
@@ -128,15 +132,8 @@ class MixLoRAExperiment(Experiment):
             if {arm, "lora"} <= arms:
                 d = paired(table, "multitask_score", arm, "lora")
                 out.append(Verdict(f"{arm}: multi-task score ≥ plain LoRA", f"multitask_score: {arm} − lora",
-                                   d, _geq(d)))
+                                   d, at_least(d)))
         return out
-
-
-def _geq(d) -> bool | None:
-    """"≥ baseline" holds unless the interval lies wholly below 0 (equal is enough for the claim)."""
-    if d.n < 2:
-        return None
-    return False if d.high < 0 else (True if d.low > 0 else None)
 
 
 def _within(table: pd.DataFrame, arm: str, a: str, b: str) -> Interval:
@@ -145,17 +142,12 @@ def _within(table: pd.DataFrame, arm: str, a: str, b: str) -> Interval:
     return mean_interval((part[a] - part[b]).tolist())
 
 
-def _per_rank(lab, targets: str) -> int:
-    """Parameters one rank of a plain LoRA on ``targets`` costs: Σ (in + out)."""
-    return sum(i + o for o, i in lab.shapes(targets).values())
-
-
 def _mixlora_budget(lab) -> int:
     """MixLoRA's trainable count (router + experts + attention LoRA) for this model, without building it."""
     ffn = sum(i + o for o, i in lab.shapes(["gate_proj", "up_proj", "down_proj"]).values())
     d_model = lab.model.config.hidden_size
     blocks = len(lab.shapes(["gate_proj"]))
-    return EXPERTS * RANK * ffn + blocks * EXPERTS * d_model + RANK * _per_rank(lab, "attention")
+    return EXPERTS * RANK * ffn + blocks * EXPERTS * d_model + RANK * per_rank(lab, "attention")
 
 
 @torch.no_grad()

@@ -3,11 +3,11 @@
     reproduce("mixlora")                      # the full schedule, 3 seeds -> results/mixlora.{csv,md}
     reproduce("mixlora", quick=True)          # a few steps, one seed -> results/quick/
 
-Arms run one after another, each over all seeds (the baseline first), so a run stopped midway keeps
-complete arms and the seeds it finished (the summary says so). The per-seed table is tidy
-(``experiment, seed, arm, measure, task, value``); the markdown summary has each measure's mean and 95%
-t interval over seeds, each claim's verdict, the command, the date and the machine (CPU count, torch
-threads, load average). Both files are rewritten after every (arm, seed).
+Seeds run one after another, each over all arms (the baseline first), so a run stopped midway keeps
+complete, paired seeds (the summary says how many); ``arms=`` adds arms to an existing table later.
+The per-seed table is tidy (``experiment, seed, arm, measure, task, value``); the markdown summary
+has each measure's mean and 95% t interval over seeds, each claim's verdict, the command, the date
+and the machine (CPU count, torch threads, load average). Both files are rewritten after every (arm, seed).
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ class Reproduction:
 
 def reproduce(name: str, *, quick: bool = False, seeds: Sequence[int] | None = None,
               arms: Sequence[str] | None = None, out: str | Path | None = None, command: str | None = None,
-              lab=None, log: Callable[[str], None] = print) -> Reproduction:
+              lab=None, experiment: Experiment | None = None,
+              log: Callable[[str], None] = print) -> Reproduction:
     """Run experiment ``name`` and write ``<out>/<name>.csv`` and ``<out>/<name>.md``.
 
     Args:
@@ -58,8 +59,9 @@ def reproduce(name: str, *, quick: bool = False, seeds: Sequence[int] | None = N
         out: the folder (default ``results/``, or ``results/quick/`` when ``quick``).
         command: the command line recorded in the summary (default: the equivalent CLI line).
         lab: a ``Workbench`` on SmolLM2 to reuse (default: a fresh one; arms clean up after themselves).
+        experiment: an unregistered ``Experiment`` to run under ``name`` (default: the registered one).
     """
-    experiment: Experiment = EXPERIMENTS.get(name)()
+    experiment = experiment if experiment is not None else EXPERIMENTS.get(name)()
     schedule: Schedule = experiment.quick if quick else experiment.full
     seeds = list(schedule.seeds if seeds is None else seeds)
     if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
@@ -83,8 +85,8 @@ def reproduce(name: str, *, quick: bool = False, seeds: Sequence[int] | None = N
     info = {"command": command, "started": _now(), "machine": machine(), "load_start": _load(),
             "schedule": schedule, "quick": quick, "seeds_asked": seeds}
     parts, verdicts = [kept] if len(kept) else [], []
-    for arm in run_arms:
-        for seed in seeds:
+    for seed in seeds:
+        for arm in run_arms:
             t0 = time.perf_counter()
             log(f"{name}: {arm}, seed {seed} ({schedule.steps} steps) ...")
             part = experiment.run_arm(lab, arm, seed, schedule)
