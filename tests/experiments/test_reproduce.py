@@ -100,3 +100,12 @@ def test_reproduce_mixlora_quick_end_to_end_on_smollm2(tmp_path):
     assert {"task_mi", "half_mi", "specialization", "load_cv"} <= routing
     md = (tmp_path / "mixlora.md").read_text()
     assert "quick mode" in md and "multitask_score: mixlora − lora" in md
+
+
+def test_the_command_lists_the_experiments_and_names_an_unknown_one(capsys):
+    from workbench.cli import main
+
+    assert main(["reproduce", "--list"]) == 0
+    assert "mixlora:" in capsys.readouterr().out
+    assert main(["reproduce", "nosuch", "--quick"]) == 2
+    assert "unknown experiment 'nosuch'; choose one of: loramoe, mixlora" in capsys.readouterr().err
