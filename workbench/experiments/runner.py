@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import platform
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -82,7 +83,11 @@ def reproduce(name: str, *, quick: bool = False, seeds: Sequence[int] | None = N
         lab = Workbench.from_zoo(MODEL)
     command = command or " ".join(["lora-workbench reproduce", name, *(["--quick"] if quick else []),
                                    "--seeds", *map(str, seeds), *(["--arms", *arms] if arms else [])])
-    info = {"command": command, "started": _now(), "machine": machine(), "load_start": _load(),
+    commands = [command]
+    if len(kept) and md.exists():  # the other arms came from earlier commands: keep them in the summary
+        earlier = [line for line in md.read_text().splitlines() if line.startswith("Command")]
+        commands = [c for line in earlier for c in re.findall(r"`([^`]+)`", line)] + commands
+    info = {"commands": commands, "started": _now(), "machine": machine(), "load_start": _load(),
             "schedule": schedule, "quick": quick, "seeds_asked": seeds}
     parts, verdicts = [kept] if len(kept) else [], []
     for seed in seeds:

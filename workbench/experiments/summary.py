@@ -29,7 +29,8 @@ def summary_markdown(experiment, name: str, table: pd.DataFrame, verdicts: list,
     seeds = sorted(table.seed.unique().tolist())
     schedule, m = info["schedule"], info["machine"]
     lines = [f"# {name}: {experiment.title}", "",
-             f"Command: `{info['command']}`  ",
+             ("Command: " if len(info["commands"]) == 1 else "Commands (the arms of each, in turn): ")
+             + " then ".join(f"`{c}`" for c in info["commands"]) + "  ",
              f"Date: {info['started']} → {info['finished']}  ",
              f"Seeds finished: {seeds} of {info['seeds_asked']}"
              + ("" if len(seeds) == len(info["seeds_asked"]) else " (**partial run**)") + "  ",
