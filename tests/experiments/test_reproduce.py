@@ -66,7 +66,8 @@ def test_an_arm_run_alone_keeps_the_other_arms_rows(tmp_path):
                                   again[again.arm == "r1"].reset_index(drop=True))
     md = (tmp_path / "tiny.md").read_text()
     assert len(again) == len(first)
-    assert "`lora-workbench reproduce tiny --seeds 0` then `lora-workbench reproduce tiny --seeds 0 --arms r4`" in md
+    assert ("`lora-workbench reproduce tiny --seeds 0` then "
+            "`lora-workbench reproduce tiny --seeds 0 --arms r4`") in md
 
 
 def test_bad_arms_and_seeds_are_refused_before_any_work(tmp_path):
