@@ -3,6 +3,7 @@
     lab.add_router("smora", "smora", r=64, k=8, targets="all-linear")
     lab.use("smora")
     out, cache = lab.run(prompts, record="*.hook_route")     # one RoutingRecord per module
+    adapter = lab.export_router("smora", prompts)            # a static LoRA (exact where it can be)
 
 Every mechanism is a ``Router`` (one file each) registered in ``ROUTERS``; its decisions come out as
 ``RoutingRecord``s, its auxiliary losses go through ``aux_loss``, and per-batch facts it needs (task
@@ -14,6 +15,7 @@ from workbench.routing.base import ROUTERS, Router
 from workbench.routing.block import RoutedBlock
 from workbench.routing.context import context_value, routing_context
 from workbench.routing.dmoerm import DMoERM, pairwise_loss
+from workbench.routing.export import export
 from workbench.routing.freeze import freeze
 from workbench.routing.losses import AUX_LOSSES, aux_loss
 from workbench.routing.mechanisms.prompt_scale import constant_scale
@@ -32,6 +34,7 @@ __all__ = [
     "aux_loss",
     "constant_scale",
     "context_value",
+    "export",
     "freeze",
     "pairwise_loss",
     "prompt_states",
