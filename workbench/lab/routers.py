@@ -16,7 +16,7 @@ from workbench.lab.checks import RESERVED, check_router_params, rollback
 from workbench.routing import ROUTERS, Routed, RoutedBlock
 from workbench.routing.block import resolve_blocks
 from workbench.routing.export import export
-from workbench.routing.files import read_config, read_weights, write_routed
+from workbench.routing.files import REPLAY, read_config, read_training, read_weights, write_routed
 
 
 class RouterShelf:
@@ -137,11 +137,25 @@ class RouterShelf:
                 out[n] = self._adapters[n]
         return out
 
-    def save_router(self, name: str, path: str | Path, *, overwrite: bool = False) -> Path:
-        """Write a router (its mechanism, parameters and weights) to a folder, atomically."""
+    def save_router(self, name: str, path: str | Path, *, overwrite: bool = False, trainer=None) -> Path:
+        """Write a router (its mechanism, parameters and weights, and its training history) atomically.
+
+        Args:
+            trainer: the ``MultiTaskTrainer`` (or anything with ``optimizer``, ``scheduler``,
+                ``step_index``, ``history``) training it: its optimizer state, schedule and step are
+                saved too, so ``load_router`` gives them back (``routed.training_state``) to resume.
+        """
         if name not in self._routers:
             raise WorkbenchError(f"no router {name!r} in this lab; it has: {list(self._routers) or '(none)'}")
-        return write_routed(self._routers[name], path, base_fingerprint=self.fingerprint, overwrite=overwrite)
+        routed = self._routers[name]
+        if trainer is not None:
+            if not getattr(trainer, "name", name) == name or not hasattr(trainer, "optimizer"):
+                raise WorkbenchError(f"trainer= must be the trainer of router {name!r} (with an optimizer)")
+            routed.history = trainer.history
+        return write_routed(routed, path, base_fingerprint=self.fingerprint, overwrite=overwrite,
+                            optimizer=getattr(trainer, "optimizer", None),
+                            scheduler=getattr(trainer, "scheduler", None),
+                            step=getattr(trainer, "step_index", None))
 
     def load_router(self, path: str | Path, name: str | None = None, *, check_base: bool = True) -> Routed:
         """Add a router saved by ``save_router`` (a bank router needs its adapters in the lab first)."""
@@ -156,9 +170,13 @@ class RouterShelf:
             )
         params = dict(config["params"])
         params.pop("training", None)
+        replays = {k: params.pop(k) for k in list(params) if k in REPLAY}  # gained after building
         weights = read_weights(path)
+        history, training_state = read_training(path)
         with rollback(self):
             routed = self.add_router(name or config.get("name"), config["mechanism"], **params)
+            for key, value in replays.items():
+                REPLAY[key](routed, value)
             try:
                 routed.load_state_dict(weights)
             except (RuntimeError, KeyError, ValueError) as e:
@@ -166,4 +184,5 @@ class RouterShelf:
                     f"{path}: the saved weights do not fit {config['mechanism']} ({e})") from None
         if "training" in config["params"]:
             routed.params["training"] = config["params"]["training"]
+        routed.history, routed.training_state = history, training_state
         return routed

@@ -67,6 +67,18 @@ EXPORTS: Registry[StaticForm] = Registry("router export", base=StaticForm,
 """mechanism name (``ROUTERS``) -> its ``StaticForm``."""
 
 
+def reference_of(mechanism: str) -> str:
+    """The reference of a static form: its mechanism's paper (the static form itself is this workbench's)."""
+    from workbench.routing.base import ROUTERS  # at registration time: the mechanisms are scanned then
+
+    return f"{ROUTERS.info(mechanism).reference}; static form: workbench.routing.static_forms"
+
+
+def register(mechanism: str, summary: str, form: StaticForm) -> StaticForm:
+    """``EXPORTS.register`` for a mechanism's static form, its reference the mechanism's."""
+    return EXPORTS.register(mechanism, summary=summary, reference=reference_of(mechanism))(form)
+
+
 def concat(parts: Iterable[tuple[torch.Tensor, torch.Tensor, float | torch.Tensor]]) -> tuple[torch.Tensor,
                                                                                                torch.Tensor]:
     """Σ_j w_j B_j A_j as one pair of factors: A = [A_1; …] (Σr_j, in), B = [w_1 B_1, …] (out, Σr_j).

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from workbench.routing.static_form import EXPORTS, StaticForm, concat
+from workbench.routing.static_form import StaticForm, concat, register
 
 
 def _prompt_scale(router, path: str, sigma: torch.Tensor):
@@ -25,7 +25,7 @@ def _prompt_scale(router, path: str, sigma: torch.Tensor):
     return {path: (router.A.detach().float().cpu().clone(), sigma.float().cpu()[:, None] * B)}
 
 
-EXPORTS.register("prompt-scale", summary="diag(σ̄) B A with σ̄ the mean per-channel scale of the prompts")(
+register("prompt-scale", "diag(σ̄) B A with σ̄ the mean per-channel scale of the prompts",
     StaticForm(_prompt_scale,
                exact_when="σ the same for every prompt (e.g. constant_scale: the stage-1 LoRA)"))
 
@@ -35,7 +35,7 @@ def _mask_routed(router, path: str, f: torch.Tensor):
                          for k, n in enumerate(router.branches))}
 
 
-EXPORTS.register("mask-routed", summary="Σ_k f_k s_k B_k A_k with f_k the share of tokens of type k")(
+register("mask-routed", "Σ_k f_k s_k B_k A_k with f_k the share of tokens of type k",
     StaticForm(_mask_routed, constant=lambda r: torch.ones(1) if len(r.branches) == 1 else None,
                exact_when="a single branch"))
 
@@ -54,7 +54,7 @@ def _tara_constant(router):
     return torch.tensor([1.0 if c in router.layer.lora_A else 0.0 for c in router.bank])
 
 
-EXPORTS.register("tara", summary="Σ_c m̄_c s_c B_c A_c with m̄_c the share of tokens in adapter c's mask")(
+register("tara", "Σ_c m̄_c s_c B_c A_c with m̄_c the share of tokens in adapter c's mask",
     StaticForm(_tara, constant=_tara_constant,
                exact_when="modules it does not mask (q, o with kv_only=True); masked ones when the masks "
                           "are constant"))
@@ -72,6 +72,6 @@ def _reclora(router, path: str, S: torch.Tensor):
     return {path: (A.clone(), router.scaling * B.permute(1, 0, 2).reshape(B.shape[1], M * r))}
 
 
-EXPORTS.register("reclora", summary="Σ_mn E[w_m w_n] s B_m A_n: the mean of the per-sample mixed updates")(
+register("reclora", "Σ_mn E[w_m w_n] s B_m A_n: the mean of the per-sample mixed updates",
     StaticForm(_reclora, constant=lambda r: torch.ones(1, 1) if r.M == 1 else None,
                statistic=_reclora_statistic, exact_when="M = 1, or one context vector for every prompt"))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from workbench.routing.mechanisms.mixlora import PROJECTIONS
-from workbench.routing.static_form import EXPORTS, StaticForm, concat
+from workbench.routing.static_form import StaticForm, concat, register
 
 
 def _one_expert(n: int) -> torch.Tensor | None:
@@ -24,7 +24,7 @@ def _loramoe(router, path: str, w: torch.Tensor):
     return {path: concat((router.A[e], router.B[e], w[e] * router.scaling) for e in range(router.experts))}
 
 
-EXPORTS.register("loramoe", summary="Σ_e ω̄_e s B_e A_e with ω̄ the mean softmax weights")(StaticForm(
+register("loramoe", "Σ_e ω̄_e s B_e A_e with ω̄ the mean softmax weights", StaticForm(
     _loramoe, constant=lambda r: _one_expert(r.experts), exact_when="experts = 1"))
 
 
@@ -32,7 +32,7 @@ def _lora_mixer(router, path: str, w: torch.Tensor):
     return {path: concat((router.A[e], router.B[e], w[e] * router.scaling[e]) for e in range(router.experts))}
 
 
-EXPORTS.register("lora-mixer", summary="Σ_e ḡ_e s_e B_e A_e with ḡ the mean hard top-k gate")(StaticForm(
+register("lora-mixer", "Σ_e ḡ_e s_e B_e A_e with ḡ the mean hard top-k gate", StaticForm(
     _lora_mixer, constant=lambda r: _one_expert(r.experts), exact_when="experts = 1 (or a bank of one)"))
 
 
@@ -40,7 +40,7 @@ def _meteora(router, path: str, w: torch.Tensor):
     return {path: concat((A, B, w[j] * s) for j, (A, B, s) in enumerate(router.bank_factors()))}
 
 
-EXPORTS.register("meteora", summary="Σ_j w̄_j s_j B_j A_j over the bank (what routing.freeze makes)")(
+register("meteora", "Σ_j w̄_j s_j B_j A_j over the bank (what routing.freeze makes)",
     StaticForm(_meteora, constant=lambda r: _one_expert(len(r.bank)), exact_when="a bank of one adapter"))
 
 
@@ -49,5 +49,5 @@ def _mixlora(router, path: str, w: torch.Tensor):
                                      for e in range(router.experts)) for proj in PROJECTIONS}
 
 
-EXPORTS.register("mixlora", summary="one FFN whose projections carry Σ_e w̄_e s B^e A^e (first order)")(
+register("mixlora", "one FFN whose projections carry Σ_e w̄_e s B^e A^e (first order)",
     StaticForm(_mixlora, constant=lambda r: _one_expert(r.experts), exact_when="experts = 1"))

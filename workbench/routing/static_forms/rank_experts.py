@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from workbench.routing.static_form import EXPORTS, StaticForm, ranks_weighted
+from workbench.routing.static_form import StaticForm, ranks_weighted, register
 
 
 def _smora(router, path: str, g: torch.Tensor):
@@ -25,7 +25,7 @@ def _smora_constant(router):
     return torch.ones(router.r) if router.k == router.r == router.partition and uniform else None
 
 
-EXPORTS.register("smora", summary="s·B diag(Ḡ) A with Ḡ the mean rank gate (Σ Ḡ = k)")(StaticForm(
+register("smora", "s·B diag(Ḡ) A with Ḡ the mean rank gate (Σ Ḡ = k)", StaticForm(
     _smora, constant=_smora_constant,
     exact_when="k = r = rank_partition with a uniform bias (every G_i = 1)"))
 
@@ -34,7 +34,7 @@ def _flylora(router, path: str, m: torch.Tensor):
     return {path: ranks_weighted(router.A, router.scaling * router.B, m)}  # (α/r) B diag(m̄) A
 
 
-EXPORTS.register("flylora", summary="(α/r)·B diag(m̄) A, m̄ how often each rank is in the top k")(StaticForm(
+register("flylora", "(α/r)·B diag(m̄) A, m̄ how often each rank is in the top k", StaticForm(
     _flylora, constant=lambda r: torch.ones(r.r) if r.k == r.r else None,
     exact_when="k = r (every rank active: the full (α/r)·B·A)"))
 
@@ -49,5 +49,5 @@ def _mora_constant(router):
     return torch.ones(1) if router.n_ranks == 1 and router.delta == -math.inf else None
 
 
-EXPORTS.register("mora", summary="scale·B diag(w̄) A over every task's ranks, w̄ the mean top-k weight")(
+register("mora", "scale·B diag(w̄) A over every task's ranks, w̄ the mean top-k weight",
     StaticForm(_mora, constant=_mora_constant, exact_when="a single rank in the pool and delta = -inf"))

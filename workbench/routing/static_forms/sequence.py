@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from workbench.routing.static_form import EXPORTS, StaticForm
+from workbench.routing.static_form import StaticForm, register
 
 
 def _self_attention(probs: torch.Tensor) -> torch.Tensor:
@@ -31,6 +31,6 @@ def _alora(router, path: str, d: torch.Tensor):
     return {path: (mix @ router.A.detach().float().cpu(), router.scaling * router.B.detach().float().cpu())}
 
 
-EXPORTS.register("alora", summary="s·B (I + W_o D̄ W_v) A: each token's mean attention to itself kept")(
+register("alora", "s·B (I + W_o D̄ W_v) A: each token's mean attention to itself kept",
     StaticForm(_alora, constant=lambda r: torch.zeros(r.heads) if not r.W_o.detach().any() else None,
                statistic=_self_attention, hook="hook_attn", exact_when="W_o = 0 (the plain LoRA)"))
