@@ -46,7 +46,8 @@ def write_routed(routed: Routed, path: str | Path, *, base_fingerprint: str | No
         save_file(state, str(tmp / WEIGHTS))
         (tmp / CONFIG).write_text(json.dumps(config, indent=2, default=str) + "\n")
         if routed.history is not None and len(routed.history):
-            (tmp / HISTORY).write_text(routed.history.to_json(orient="records", indent=1) + "\n")
+            rows = routed.history.to_dict(orient="records")  # floats as repr: they read back exactly
+            (tmp / HISTORY).write_text(json.dumps(rows, default=_plain) + "\n")
         if optimizer is not None:
             tensors, groups = _flatten(optimizer.state_dict())
             save_file(tensors, str(tmp / OPTIMIZER))
@@ -72,6 +73,8 @@ def read_training(path: str | Path) -> tuple[pd.DataFrame | None, dict | None]:
     groups = extra.get("param_groups")
     if not isinstance(groups, list):
         raise WorkbenchError(f"{path / STATE} has no param_groups list; save the router again")
+    groups = [{k: tuple(v) if isinstance(v, list) and k != "params" else v for k, v in g.items()}
+              for g in groups]  # JSON made the tuples (Adam's betas) lists
     optimizer = {"state": state, "param_groups": groups}
     return history, {"optimizer": optimizer, "scheduler": extra.get("scheduler"), "step": extra.get("step")}
 
