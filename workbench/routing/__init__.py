@@ -21,16 +21,19 @@ from workbench.routing.losses import AUX_LOSSES, aux_loss
 from workbench.routing.mechanisms.prompt_scale import constant_scale
 from workbench.routing.prompt_scaler import PromptScaler, prompt_states
 from workbench.routing.routed import Routed
+from workbench.routing.static_form import EXPORTS, StaticForm
 
 __all__ = [
     "AUX_LOSSES",
     "DMoERM",
+    "EXPORTS",
     "PromptScaler",
     "ROUTERS",
     "Routed",
     "RoutedBlock",
     "Router",
     "RoutingRecord",
+    "StaticForm",
     "aux_loss",
     "constant_scale",
     "context_value",
