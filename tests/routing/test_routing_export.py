@@ -174,6 +174,11 @@ def test_routers_enter_the_angle_matrix_and_spectra_through_their_export():
     assert not analysis.spectrum(named["r"]).empty
     with pytest.raises(WorkbenchError, match="neither adapters nor routers"):
         lab.as_adapters(["a", "zz"])
+    exported = lab.export_router("r", x)  # kept: it sums with adapters like any other
+    summed = lab.merge(["a", exported.name], weights=[1.0, 1.0])
+    path = "model.layers.1.self_attn.q_proj"
+    torch.testing.assert_close(summed.delta(path), lab.adapters["a"].delta(path) + exported.delta(path),
+                               atol=1e-6, rtol=1e-5)
 
 
 def test_clear_errors():
