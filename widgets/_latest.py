@@ -18,7 +18,8 @@ Threads: torch's intra-op thread count is set in the worker (``threads``, defaul
 each ask torch for two threads on a shared two-core machine spin-wait each other into 10–40× slowdowns
 (issue 23); one thread per worker keeps a preview's time steady when a training run or another kernel is
 busy beside it. ``torch.set_num_threads`` in the worker sets the worker thread's OpenMP team size; the
-main thread, already initialised, keeps its own.
+main thread, already initialised, keeps its own (threads started later begin with the worker's setting:
+torch keeps one process-wide default).
 
 Reference: the "latest value wins" pattern of debounced UI back ends (RxJS ``switchMap``: a new request
 cancels the one in flight). Deviation: cancellation is cooperative, between steps; a step already running

@@ -38,7 +38,7 @@ from pathlib import Path
 
 from widgets._interference import METRICS, check_metric
 from widgets._latest import Latest, Outcome
-from widgets.merge_controls import coerce, controls, declared
+from widgets.merge_controls import about, coerce, controls, declared, needs
 from widgets.merge_previews import angles_payload, error_payload, sources_interference, summary_line
 from workbench import analysis, merging
 from workbench.errors import WorkbenchError
@@ -89,15 +89,15 @@ class MergeModel:
         self.lab = lab
         self.tasks = dict(tasks) if isinstance(tasks, Mapping) else {x.name: x for x in (tasks or [])}
         plugins = {m: merging.MERGES.info(m) for m in merging.MERGES.names()}
-        needs = {m: _needs(p) for m, p in plugins.items()}
-        self.names, self.methods = offered, [m for m in plugins if not needs[m]]
+        needed = {m: needs(p) for m, p in plugins.items()}
+        self.names, self.methods = offered, [m for m in plugins if not needed[m]]
         if method not in self.methods:
-            why = f" ({method} needs {', '.join(needs[method])}: call lab.merge for it)" \
-                if needs.get(method) else ""
+            why = f" ({method} needs {', '.join(needed[method])}: call lab.merge for it)" \
+                if needed.get(method) else ""
             raise WorkbenchError(f"MergeBuilder(method={method!r}): choose one of "
                                  f"{', '.join(self.methods)}{why}")
         self.controls = {m: controls(declared(m)) for m in self.methods}
-        self.about = {m: f"{_summary(plugins[m])} Reference: {_reference(plugins[m])}" for m in self.methods}
+        self.about = {m: about(plugins[m]) for m in self.methods}
         # the settings
         self.active, self.method, self.seed = list(offered), method, int(seed)
         self.weights = self.check_weights({n: 1.0 for n in offered} | dict(weights or {}))
@@ -407,20 +407,6 @@ class MergeModel:
             getattr(self, action)()
         except WorkbenchError as e:
             self._emit(notice=f"{action} failed: {e}")
-
-
-def _needs(plugin) -> tuple[str, ...]:
-    """The parameters a method needs that the builder cannot give (``lab`` for a method that trains)."""
-    declared_needs = tuple(getattr(plugin.obj, "needs", ()) or ())
-    return declared_needs or tuple(n for n, p in plugin.params.items() if p.required)
-
-
-def _summary(plugin) -> str:
-    return getattr(plugin.obj, "summary", None) or plugin.summary
-
-
-def _reference(plugin) -> str:
-    return plugin.reference or getattr(plugin.obj, "reference", "") or ""
 
 
 __all__ = ["METRICS", "OFFER", "OUTPUTS", "SETTINGS", "TRIM", "VIEW", "MergeModel"]
