@@ -153,8 +153,9 @@ def report(args, runs: dict, busy: dict | None, load: tuple[float, float]) -> st
         lines += ["", "## Worker threads with a busy process beside", "",
                   "Cold full preview through the background worker (`widgets._latest.Latest`), 1 and 2 torch "
                   "threads in the worker, interleaved; *busy*: a 1-thread torch matmul loop runs in another "
-                  "process meanwhile (as a training run would). Median seconds.", "",
-                  "| method | threads | idle-ish (s) | busy beside (s) | busy ÷ idle |",
+                  "process meanwhile (as a training run would); *without*: no process added by this script, "
+                  "the machine's other load as stated above. Median seconds.", "",
+                  "| method | threads | without (s) | busy beside (s) | busy ÷ without |",
                   "|---|---:|---:|---:|---:|"]
         for method in args.busy_methods:
             for n in (1, 2):
