@@ -68,6 +68,7 @@ class Plan:
 
     rows: tuple
     generation: int
+    device: torch.device
     buckets: list[BucketPlan] = field(default_factory=list)
 
 
@@ -105,7 +106,7 @@ def plan_for(pool: FactorPool, rows: tuple, held: set[str], device: torch.device
             continue
         r, slot = pool.locate(name)
         groups.setdefault(r, {}).setdefault(slot, []).append(i)
-    plan = Plan(rows, pool.generation)
+    plan = Plan(rows, pool.generation, device)
     for r, by_slot in sorted(groups.items()):
         slots = sorted(by_slot)
         counts = [len(by_slot[s]) for s in slots]
@@ -134,7 +135,7 @@ def mixed_delta(layer, x: torch.Tensor, rows: tuple, delta: torch.Tensor) -> tor
     present = [n for n in dict.fromkeys(rows) if n is not None and n in held]
     pool.sync(layer, present)
     plan = layer._plan
-    if plan is None or plan.generation != pool.generation or plan.rows != rows:
+    if plan is None or plan.generation != pool.generation or plan.device != x.device or plan.rows != rows:
         plan = layer._plan = plan_for(pool, rows, held, x.device)
     T, fan_in = x.shape[1], x.shape[2]
     for bp in plan.buckets:
