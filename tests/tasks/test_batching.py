@@ -18,7 +18,7 @@ from workbench.tasks.encoding import prompt_ids
 from workbench.tasks.metrics import first_token_ids, normalize_answer
 
 CHOICES = ("apple", "banana", "cherry")
-PROMPTS = [  # different lengths; all share the chat header (a prefix of more than MIN_PREFIX tokens)
+PROMPTS = [  # different lengths; all share the chat header
     "which fruit is red ?",
     "what is one plus two plus three plus four plus five plus six ?",
     "answer A",
@@ -27,6 +27,12 @@ PROMPTS = [  # different lengths; all share the chat header (a prefix of more th
     "one two three four five six one two three four five six one two three four five six",
 ]
 TARGETS = ["red", "ten", "A", "yellow banana", "a", "six"]
+
+
+@pytest.fixture(autouse=True)
+def share_any_prefix(monkeypatch):
+    """Short toy prompts: share even a prefix that saves few tokens, so the shared path is exercised."""
+    monkeypatch.setattr(batching, "MIN_SAVED", 1)
 
 
 @pytest.fixture(scope="module", params=["tiny-llama", "tiny-gpt2"])

@@ -3,16 +3,19 @@
 The base model (no adapter in use) answers the same on the same examples as long as its weights do not
 change, so its score is kept under a key made of everything the answer depends on:
 
-- the base weights as they are now: ``zoo.fingerprint`` (names, shapes, dtypes, sampled values) plus a
-  float64 sum and sum of squares of every base tensor (a change between the fingerprint's samples, a
-  ``merge_into_base``, an edit in place all change it), the adapters merged into the base, the
-  model's config, its device and dtype;
+- the base weights as they are now: ``zoo.fingerprint`` (names, shapes, dtypes, sampled values) plus
+  each base tensor's storage address and version counter (every in-place change through torch bumps
+  it: an optimizer step, ``copy_``, ``load_state_dict``, ``merge_into_base``; a replaced tensor has
+  another address), the adapters merged into the base, the model's config, its device and dtype;
 - the tokenizer (class, vocabulary size, chat template, special ids);
 - the task: name, metric, system prompt, generation budget, token budget and every example used
   (prompt, target, choices), hence also the ``limit``; and the batch size.
 
-Any difference is another key, so nothing stale is ever read: a changed base simply misses. The cache
-holds at most ``SIZE`` scores (least recently used go first); ``clear()`` empties it.
+Any difference is another key, so nothing stale is read: a changed base simply misses. The one change
+it cannot see is an edit through ``tensor.data`` (which bypasses the version counter) confined to values
+between the fingerprint's samples: call ``clear()`` (or ``evaluate(..., cache=False)``) after such
+surgery. The key costs a few milliseconds (no pass over the weights). The cache holds at most ``SIZE``
+scores (least recently used go first).
 
 Reference: memoization keyed by content (a cache key is a hash of every input), as in the
 lm-evaluation-harness request cache (Gao et al., 2021). Deviation: scores, not per-request outputs.
@@ -24,14 +27,13 @@ import hashlib
 import json
 from collections import OrderedDict
 
-import torch
-
 from workbench.adapters import LoraLayer
 from workbench.zoo import fingerprint
 from workbench.zoo.fingerprint import base_state
 
 SIZE = 4096
 _SCORES: OrderedDict[str, float] = OrderedDict()
+_STATS = {"hits": 0, "misses": 0}
 
 
 def clear() -> None:
@@ -39,11 +41,18 @@ def clear() -> None:
     _SCORES.clear()
 
 
+def stats() -> dict[str, int]:
+    """``{"hits", "misses", "size"}`` since the process started (hits and misses are never reset)."""
+    return {**_STATS, "size": len(_SCORES)}
+
+
 def get(key: str) -> float | None:
     """The cached score under ``key``, or None."""
     if key in _SCORES:
+        _STATS["hits"] += 1
         _SCORES.move_to_end(key)
         return _SCORES[key]
+    _STATS["misses"] += 1
     return None
 
 
@@ -58,14 +67,8 @@ def put(key: str, value: float) -> None:
 def model_key(model, tokenizer) -> str:
     """A hash of the base weights as they are now, the model's config and the tokenizer."""
     digest = hashlib.sha256(fingerprint(model).encode())
-    with torch.no_grad():
-        for name, tensor in base_state(model):
-            t = tensor.detach()
-            if t.is_floating_point():
-                t64 = t.double()
-                digest.update(f"{name}:{float(t64.sum())!r}:{float((t64 * t64).sum())!r};".encode())
-            else:
-                digest.update(f"{name}:{int(t.long().sum())};".encode())
+    for name, tensor in base_state(model):  # state_dict tensors share their parameter's version counter
+        digest.update(f"{name}:{tensor.data_ptr()}:{tensor._version};".encode())
     merged = sorted((n, layer.path, w) for layer in model.modules() if isinstance(layer, LoraLayer)
                     for n, w in layer.merged.items())
     config = getattr(model, "config", None)

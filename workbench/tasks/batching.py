@@ -40,8 +40,8 @@ import torch
 
 PAD_SHARE = 0.2
 """A batch closes before its padding would exceed this share of its tokens."""
-MIN_PREFIX = 4
-"""A common prefix shorter than this is not worth its own forward pass."""
+MIN_SAVED = 64
+"""A shared prefix gets its own forward pass when it saves at least this many tokens ((rows - 1) × length)."""
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,7 @@ def plan_batches(seqs: Sequence[Sequence[int]], batch_size: int, *, keep: Sequen
         prefix: list[int] = []
         if share and len(rows) > 1:
             p = min(common_prefix([seqs[i] for i in rows]), *(len(seqs[i]) - keep[i] for i in rows))
-            prefix = list(seqs[rows[0]][:p]) if p >= MIN_PREFIX else []
+            prefix = list(seqs[rows[0]][:p]) if p > 0 and (len(rows) - 1) * p >= MIN_SAVED else []
         order = sorted(rows, key=lambda i: len(seqs[i]))
         batch: list[int] = []
         for i in order:
