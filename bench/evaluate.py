@@ -19,6 +19,7 @@ Measures, with the load average before and after:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -28,9 +29,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import legacy_metrics  # noqa: E402
-from common import publish  # noqa: E402
+from common import publish, write_atomically  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "evaluate.md"
+ROWS = OUT.with_suffix(".jsonl")  # every (run, task) measured so far: a loaded machine resumes here
 
 
 def timed(fn):
@@ -39,12 +41,16 @@ def timed(fn):
     return value, time.perf_counter() - start
 
 
-def grid(lab, runs, task_map, limit, rows):
-    """(run, task) before and after, alternating; appends dict rows and returns them."""
+def grid(lab, runs, task_map, limit, rows, *, deadline: float, save=None):
+    """(run, task) before and after, alternating; skips pairs already in ``rows``; stops at ``deadline``."""
     from workbench.evaluation import base_cache
 
+    done = {(r["run"], r["task"]) for r in rows}
     for spec in runs:
         for task in task_map.values():
+            if (spec or "base", task.name) in done or time.perf_counter() > deadline:
+                continue
+
             def one(spec=spec, task=task, **kw):
                 return lab.evaluate([spec], [task], limit=limit, progress=False, **kw).value[0]
 
@@ -54,8 +60,11 @@ def grid(lab, runs, task_map, limit, rows):
             new, t_new = timed(one)
             same = old == new if task.metric != "loss" else abs(old - new) <= 1e-5 * abs(old)
             rows.append({"run": spec or "base", "task": task.name, "metric": task.metric, "before_s": t_old,
-                         "after_s": t_new, "before": old, "after": new, "same": same})
+                         "after_s": t_new, "before": float(old), "after": float(new), "same": bool(same),
+                         "load": os.getloadavg()[0]})
             print(rows[-1], flush=True)
+            if save:
+                save(rows)
     return rows
 
 
@@ -76,8 +85,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full-task", default="topic", help="task whose full eval split is timed (one run)")
     parser.add_argument("--quick", action="store_true", help="two runs, two tasks, limit 2; prints only")
     parser.add_argument("--no-builder", action="store_true", help="skip the MergeBuilder timing")
+    parser.add_argument("--no-full", action="store_true", help="skip the full-split timing")
+    parser.add_argument("--resume", action="store_true", help=f"keep the (run, task) rows in {ROWS.name}")
+    parser.add_argument("--budget-s", type=float, default=float("inf"),
+                        help="start no new (run, task) pair after this many seconds (the table says so)")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
+    start = time.perf_counter()
     torch.set_num_threads(1)
     from workbench import Workbench, ready, tasks
     from workbench.evaluation import base_cache
@@ -91,29 +105,40 @@ def main(argv: list[str] | None = None) -> int:
     limit = args.limit
     if args.quick:
         runs, task_map, limit = [None, "topic"], {k: task_map[k] for k in ("topic", "arithmetic")}, 2
-    rows = grid(lab, runs, task_map, limit, [])
-    base_cache.clear()
-    lab.evaluate(runs, task_map, limit=limit, progress=False)  # fills the base cache
-    _, warm = timed(lambda: lab.evaluate(runs, task_map, limit=limit, progress=False))
+    rows_path = None if args.quick else args.out.with_suffix(".jsonl")
+    rows = [json.loads(line) for line in rows_path.read_text().splitlines()] \
+        if args.resume and rows_path and rows_path.exists() else []
+
+    def save(rows):
+        write_atomically(rows_path, "".join(json.dumps(r) + "\n" for r in rows))
+
+    rows = grid(lab, runs, task_map, limit, rows, deadline=start + args.budget_s, save=rows_path and save)
+    warm = float("nan")
+    if len(rows) == len(runs) * len(task_map):
+        base_cache.clear()
+        lab.evaluate(runs, task_map, limit=limit, progress=False)  # fills the base cache
+        _, warm = timed(lambda: lab.evaluate(runs, task_map, limit=limit, progress=False))
     first = second = float("nan")
     if not args.no_builder and not args.quick:
         first, second = builder_times(lab, names, task_map, limit)
     full = task_map.get(args.full_task) or next(iter(task_map.values()))
     spec = full.name if full.name in lab.adapters else names[0]
-    n_full = 4 if args.quick else None
-    def whole():
-        return lab.evaluate([spec], [full], limit=n_full, progress=False, cache=False)
+    n_full = 4 if args.quick else len(full.eval)
+    full_before = full_after = float("nan")
+    if not args.no_full:
+        def whole():
+            return lab.evaluate([spec], [full], limit=n_full, progress=False, cache=False)
 
-    with legacy_metrics.swapped():
-        _, full_before = timed(whole)
-    _, full_after = timed(whole)
-    text = report(rows, warm, first, second, full, n_full or len(full.eval), full_before, full_after, limit,
-                  load_before, os.getloadavg())
+        with legacy_metrics.swapped():
+            _, full_before = timed(whole)
+        _, full_after = timed(whole)
+    text = report(rows, len(runs) * len(task_map), warm, first, second, full, n_full, full_before, full_after,
+                  limit, load_before, os.getloadavg())
     publish(text, None if args.quick else args.out)
     return 0 if all(r["same"] for r in rows) else 1
 
 
-def report(rows, warm, first, second, full, n_full, full_before, full_after, limit, load_before,
+def report(rows, total, warm, first, second, full, n_full, full_before, full_after, limit, load_before,
            load_after) -> str:
     before = sum(r["before_s"] for r in rows)
     after = sum(r["after_s"] for r in rows)
@@ -129,6 +154,9 @@ def report(rows, warm, first, second, full, n_full, full_before, full_after, lim
         "(the machine is shared: absolute seconds scale with the load, the ratios much less).",
         "",
         f"## The grid `lab.evaluate([None, *ready.NAMES], tasks.load(ready.NAMES), limit={limit})`",
+        "",
+        f"{len(rows)} of its {total} (run, task) pairs measured"
+        + ("." if len(rows) == total else " (the machine was too loaded for the rest within the budget)."),
         "",
         "| task | metric | before (s, all runs) | after (s) | before/after |",
         "|---|---|---|---|---|",
