@@ -207,3 +207,19 @@ def test_bias_update_is_u_times_the_sign_of_mean_minus_count_over_every_token():
     torch.testing.assert_close(router.bias, torch.tensor([-0.25, -0.25, 0.25, 0.25]))
     router.eval()(x, None)  # evaluation forwards leave the bias alone
     torch.testing.assert_close(router.bias, torch.tensor([-0.25, -0.25, 0.25, 0.25]))
+
+
+def test_dropout_hits_the_lora_input_in_training_only():
+    router = hand_router(r=4, k=2, dropout=0.5, bias_u=0.0)
+    x = torch.randn(2, 8, 2, generator=torch.Generator().manual_seed(0))
+    evaluated = router.eval()(x, None)
+    torch.testing.assert_close(evaluated, make_plain(router)(x, None))
+    torch.manual_seed(0)
+    assert not torch.allclose(router.train()(x, None), evaluated)
+
+
+def make_plain(router: SMoRA) -> SMoRA:
+    """The same router without dropout."""
+    plain = hand_router(r=router.r, k=router.k, bias_u=0.0)
+    plain.load_state_dict(router.state_dict())
+    return plain.eval()
