@@ -35,7 +35,8 @@ are imported again, with the mutant.
 
 Options: ``--lines A-B[,C-D]`` mutates only nodes starting in those lines; ``--list`` prints the
 mutants without running; ``--only i,j`` runs those mutant ids; ``--json PATH`` writes the results;
-``--preload mod,mod`` chooses what the parent imports before forking.
+``--preload mod,mod`` chooses what the parent imports before forking; ``--survivors-of JSON`` reruns
+only an earlier run's survivors (after adding tests: a killed mutant stays killed when tests only grow).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ import argparse
 import ast
 import copy
 import difflib
+import hashlib
 import importlib.abc
 import importlib.util
 import json
@@ -167,6 +169,7 @@ def _mutated(node: ast.AST, kind: str, detail) -> ast.AST | None:
 def _replace(source: str, node: ast.AST, new: ast.AST) -> str:
     """``source`` with ``node``'s text replaced by ``new`` (same number of lines, so line numbers hold)."""
     lines = source.splitlines(keepends=True)
+
     def offset(line: int, col: int) -> int:
         return sum(len(x) for x in lines[: line - 1]) + _col(lines[line - 1], col)
 
@@ -321,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", help="only these mutant ids, e.g. 3,7")
     p.add_argument("--list", action="store_true", help="print the mutants, run nothing")
     p.add_argument("--json", help="write the results here")
+    p.add_argument("--survivors-of", help="run only the mutants that were not killed in this earlier --json "
+                                          "of the same file (before/after: the tests only grow)")
     p.add_argument("--log", default="/tmp/mutate-pytest.log", help="pytest output of the last mutant")
     p.add_argument("--preload", default=PRELOAD, help="modules the parent imports before forking")
     p.add_argument("--purge", default="tests",
@@ -332,8 +337,17 @@ def main(argv: list[str] | None = None) -> int:
     with open(path, encoding="utf-8") as f:
         source = f.read()
     found = mutants(source, parse_lines(args.lines))
+    digest = hashlib.sha256(source.encode()).hexdigest()
     if args.only:
         keep = {int(i) for i in args.only.split(",")}
+        found = [(m, t) for m, t in found if m.id in keep]
+    if args.survivors_of:
+        with open(args.survivors_of, encoding="utf-8") as f:
+            earlier = json.load(f)
+        if earlier.get("sha256", digest) != digest or earlier.get("lines", args.lines) != args.lines:
+            raise SystemExit(f"{args.survivors_of} was made from another version of {args.path} or other "
+                             "--lines: mutant ids would not match")
+        keep = {m["id"] for m in earlier["mutants"] if m["status"] != "killed"}
         found = [(m, t) for m, t in found if m.id in keep]
     if args.list:
         for m, _ in found:
@@ -365,8 +379,8 @@ def main(argv: list[str] | None = None) -> int:
     report(args.path, [m for m, _ in found])
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"path": args.path, "pytest": pytest_args, "mutants": [asdict(m) for m, _ in found]}, f,
-                      indent=1)
+            json.dump({"path": args.path, "sha256": digest, "lines": args.lines, "pytest": pytest_args,
+                       "mutants": [asdict(m) for m, _ in found]}, f, indent=1)
     return 0
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Mutation run over the routing mechanisms' defining code (dev script; see scripts/mutate.py).
 # Usage: scripts/mutate_routing.sh OUTDIR [file-key ...]   (run from the repository root; one file at a time)
+#        SURVIVORS_OF=EARLIER_OUTDIR scripts/mutate_routing.sh OUTDIR [key ...]   reruns only the earlier survivors
 # Each row: file key | the lines mutated (the gate / forward / loss code, not validation or defaults) |
 # the tests run per mutant (that mechanism's own test file; never in parallel).
 set -u
@@ -32,7 +33,9 @@ keys=("$@")
                               losses flylora meteora lora_mixer mask_routed)
 for k in "${keys[@]}"; do
   # shellcheck disable=SC2086
-  $PY scripts/mutate.py "${FILE[$k]}" --lines "${LINES[$k]}" --timeout "${TIMEOUT:-150}" --json "$out/$k.json" \
+  only=()
+  [ -n "${SURVIVORS_OF:-}" ] && only=(--survivors-of "$SURVIVORS_OF/$k.json")
+  $PY scripts/mutate.py "${FILE[$k]}" --lines "${LINES[$k]}" "${only[@]}" --timeout "${TIMEOUT:-150}" --json "$out/$k.json" \
       --log "$out/$k.pytest.log" -- ${TESTS[$k]} -m "not slow and not browser" > "$out/$k.txt" 2>&1
   tail -n +1 "$out/$k.txt" | grep -A1 "mutants:" | head -2
 done
