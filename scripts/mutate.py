@@ -198,7 +198,8 @@ def mutants(source: str, lines: set[int] | None = None) -> list[tuple[Mutant, st
         new = _mutated(node, kind, detail)
         if new is None:
             continue
-        text = _replace(source, node.test if kind == "negate" else node, new)
+        target = node.test if kind == "negate" else node  # negation rewrites the condition only
+        text = _replace(source, target, new)
         if text == source:
             continue
         try:
@@ -206,8 +207,8 @@ def mutants(source: str, lines: set[int] | None = None) -> list[tuple[Mutant, st
         except SyntaxError:
             continue
         changed = text.splitlines()
-        span = range(node.lineno - 1, node.end_lineno)
-        out.append((Mutant(len(out), node.lineno, kind, "\n".join(original[i] for i in span),
+        span = range(target.lineno - 1, target.end_lineno)
+        out.append((Mutant(len(out), target.lineno, kind, "\n".join(original[i] for i in span),
                            "\n".join(changed[i] for i in span)), text))
     return out
 
