@@ -81,3 +81,24 @@ def test_lorapro_step_takes_the_closest_adjustment_of_the_adam_direction():
     want_A, want_B = _closest(A, B, s, GA2, GB2, _projection(A, B, u))
     torch.testing.assert_close(A_p, A - lr * want_A, atol=1e-6, rtol=1e-6)
     torch.testing.assert_close(B_p, B - lr * want_B, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("s", [2.0, 0.5])
+def test_lorapro_first_step_projects_on_the_rows_of_a(s):
+    """B = 0 (a fresh LoRA): only g_B moves W, and s·g_B·A is G's projection on A's rows, G P_A."""
+    A, _, G = _lora(3)
+    B = torch.zeros(OUT, R, dtype=torch.float64)
+    G_A, G_B = s * B.T @ G, s * G @ A.T
+    g_A, g_B = adjusted_gradients(A, B, s, G_A, G_B, first=True)
+    P_A = A.T @ torch.linalg.inv(A @ A.T) @ A
+    torch.testing.assert_close(g_A, G_A)
+    torch.testing.assert_close(equivalent_gradient(A, B, s, g_A, g_B), G @ P_A, atol=1e-7, rtol=1e-6)
+
+
+def test_lorapro_weight_decay_is_decoupled_on_a_and_b():
+    A, B, _ = _lora(9)
+    A_p, B_p = A.clone(), B.clone()
+    A_p.grad, B_p.grad = torch.zeros_like(A), torch.zeros_like(B)  # no gradient: only the decay acts
+    LoRAPro([(A_p, B_p, 2.0)], lr=0.1, weight_decay=0.5).step()
+    torch.testing.assert_close(A_p, A * (1 - 0.05))
+    torch.testing.assert_close(B_p, B * (1 - 0.05))
