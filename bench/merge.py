@@ -18,6 +18,7 @@ down (4096 x 11008)), 4 random rank-16 adapters in float32. One run measures, si
 
     python bench/merge.py            # full size (tens of minutes on one core); writes the table
     python bench/merge.py --quick    # 2 layers, 1024-wide modules; prints the table only
+    python bench/merge.py --ready    # every method on the ready adapters (bench/merge_ready.py)
 
 Peak memory, times and the load average are measured as in ``bench/geometry.py``.
 """
@@ -39,7 +40,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import publish  # noqa: E402
+from common import publish, write_atomically  # noqa: E402
 from geometry import MIB, factor_bytes, llama2_7b_shapes, measure  # noqa: E402
 
 from workbench.adapters.adapter import Adapter  # noqa: E402
@@ -205,12 +206,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ffn", type=int, default=11008)
     parser.add_argument("--adapters", type=int, default=4)
     parser.add_argument("--rank", type=int, default=16)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, nargs="+", default=None,
+                        help="torch threads (default 1; --ready: 1 2, each measured)")
     parser.add_argument("--repeat", type=int, default=3, help="runs of our (fast) svd path")
     parser.add_argument("--skip-ties", action="store_true")
     parser.add_argument("--quick", action="store_true", help="2 layers, 1024/2752 wide; print only")
     parser.add_argument("--out", type=Path, default=None, help=f"the Markdown table (default {OUT})")
+    parser.add_argument("--ready", action="store_true",
+                        help="every registered method on the four ready adapters, and interference")
+    parser.add_argument("--methods", nargs="*", default=None, help="--ready: only these methods")
+    parser.add_argument("--label", default="current code", help="--ready: the table's title label")
+    parser.add_argument("--compare-with", type=Path, default=None,
+                        help="--ready: another checkout's root, timed against this tree (before/after)")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)  # --compare-with's worker
     args = parser.parse_args(argv)
+    if args.serve or args.ready:
+        import merge_ready
+
+        if args.serve:
+            merge_ready.serve()
+            return 0
+        args.threads = args.threads or [1, 2]
+        if args.compare_with:
+            out = args.out or merge_ready.OUT.with_name("merge_ready_compare.md")
+            merge_ready.compare(args, lambda text: write_atomically(out, text))
+            print(out.read_text())
+            return 0
+        publish(merge_ready.main(args), args.out or merge_ready.OUT)
+        return 0
+    args.threads = (args.threads or [1])[0]
     if args.quick:
         args.layers, args.hidden, args.ffn = 2, 1024, 2752
     args.peft_modules = list(PEFT_MODULES)

@@ -7,12 +7,14 @@ import math
 
 import pandas as pd
 import pytest
+import torch
 
 from tests.widgets.merge_lab import tiny_merge_lab
 from workbench import merging
 from workbench.errors import WorkbenchError
 from workbench.evaluation import (
     against_solo,
+    base_cache,
     evaluate,
     installed,
     normalize,
@@ -124,3 +126,44 @@ def test_evaluate_restores_what_was_used_and_the_train_mode_when_a_metric_fails(
     assert lab.active.names == {"b"} and lab.model.training
     scores = evaluate(lab, "a", tasks["toy_a"], progress=False)  # and the lab still evaluates
     assert scores.adapter.tolist() == ["a"] and lab.active.names == {"b"} and lab.model.training
+
+
+def test_the_base_models_scores_are_cached_and_any_change_of_the_base_misses(lab, tasks, capsys):
+    base_cache.clear()
+    hits, misses = base_cache.stats()["hits"], base_cache.stats()["misses"]
+    first = evaluate(lab, [None], tasks, limit=2, progress=False)
+    assert base_cache.stats()["misses"] == misses + 2
+    again = evaluate(lab, ["a", None], tasks, limit=2, progress=False)  # the base: read back
+    assert base_cache.stats()["hits"] == hits + 2
+    assert again[again.adapter == "base"].value.tolist() == first.value.tolist()
+    assert capsys.readouterr().err == ""  # progress=False: no bar, not even the metrics' own
+    fresh = evaluate(lab, [None], tasks, limit=2, progress=False, cache=False)  # cache off: computed
+    assert fresh.value.tolist() == pytest.approx(first.value.tolist())
+    assert base_cache.stats()["hits"] == hits + 2
+
+    def misses_after(change) -> bool:
+        before = base_cache.stats()["misses"]
+        change()
+        evaluate(lab, [None], tasks, limit=2, progress=False)
+        return base_cache.stats()["misses"] == before + 2
+
+    solo = evaluate(lab, ["a"], tasks, limit=2, progress=False).value.tolist()
+    assert misses_after(lambda: lab.merge_into_base("a"))  # other base weights: computed again
+    merged = evaluate(lab, [None], tasks, limit=2, progress=False).value.tolist()
+    assert merged == pytest.approx(solo, rel=1e-4)  # the base with `a` folded in scores as `a`
+    assert misses_after(lab.unmerge)  # written again (bit-exact, but the key does not read values)
+    restored = evaluate(lab, [None], tasks, limit=2, progress=False).value.tolist()
+    assert restored == first.value.tolist()
+    embed = lab.model.get_input_embeddings().weight
+    assert embed.numel() > 4096  # index 1 falls between the fingerprint's samples
+    with torch.no_grad():
+        embed.view(-1)[1] += 0.5
+    try:
+        assert misses_after(lambda: None)
+    finally:
+        with torch.no_grad():
+            embed.view(-1)[1] -= 0.5
+    other = {n: Task(t.name, t.description, t.metric, train=[], eval=t.eval[:1]) for n, t in tasks.items()}
+    before = base_cache.stats()["misses"]
+    evaluate(lab, [None], other, progress=False)  # other examples: another key
+    assert base_cache.stats()["misses"] == before + 2

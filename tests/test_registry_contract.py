@@ -27,6 +27,7 @@ REGISTRIES = {
     "merges": ("workbench.merging", "MERGES"),
     "routers": ("workbench.routing", "ROUTERS"),
     "aux_losses": ("workbench.routing", "AUX_LOSSES"),
+    "exports": ("workbench.routing.static_form", "EXPORTS"),
     "tasks": ("workbench.tasks", "TASKS"),
     "metrics": ("workbench.tasks", "METRICS"),
     "mm_tasks": ("workbench.tasks.multimodal", "MM_TASKS"),

@@ -135,3 +135,28 @@ def test_the_tasks_of_each_adapter_are_shipped_for_the_sidebar():
     shipped = {a["name"]: a["tasks"] for a in describe({"lab": lab})["sessions"][0]["adapters"]}
     assert shipped == {"x": ["arithmetic"], "y": ["topic"], "xy": ["arithmetic", "topic"]}
     assert "lineage[" not in (SRC / "actions.ts").read_text()  # the TypeScript computes nothing
+
+
+def test_routers_carry_their_kind_needs_training_and_actions(lab):
+    other = tiny_lab()
+    other.new_adapter("a", r=2, targets="attention")
+    other.add_router("m", "meteora", bank=["a"], k=1, targets="attention")
+    other.add_router("fly", "flylora", r=4, k=4, targets="q_proj")
+    other.add_router("mix", "mixlora", experts=2, k=1, r=2)
+    other.add_router("ps", "prompt-scale", r=2, targets="q_proj")
+    other.routers["fly"].params["training"] = {"tasks": ["arithmetic"], "steps": 3}
+    routers = {r["name"]: r for r in describe({"lab": other})["sessions"][0]["routers"]}
+    assert {n: r["kind"] for n, r in routers.items()} == {"m": "bank", "fly": "linear", "mix": "block",
+                                                         "ps": "linear"}
+    assert routers["m"]["actions"] == ["use", "evaluate", "export", "freeze", "save"]
+    assert routers["ps"]["actions"] == ["use", "evaluate", "export", "save"]
+    assert routers["m"]["needs"] == ["task_labels"] and routers["ps"]["needs"] == ["prompt_scale"]
+    assert routers["fly"]["exact_export"] and routers["m"]["exact_export"]  # k = r; a bank of one
+    assert not routers["mix"]["exact_export"] and not routers["ps"]["exact_export"]
+    assert routers["fly"]["trained"] == {"tasks": ["arithmetic"], "steps": 3}
+    assert routers["m"]["trained"] is None
+    assert "training" not in routers["fly"]["params"]
+    actions = (SRC / "actions.ts").read_text()
+    offered = set(re.findall(r"id: '(\w+)'", actions[actions.index("ROUTER_ACTIONS"):]))
+    assert {a for r in routers.values() for a in r["actions"]} <= offered  # each has a button
+    json.dumps(routers)

@@ -33,10 +33,14 @@ class MergeBuilder(View):
     sources, weights and density, so a method change that keeps them is answered at the merge's speed.
 
     Staleness: the view waits ~300 ms after a control moves, then sends the settings with a new
-    ``request`` number (one request in flight at a time). Python answers with the previews and
-    ``answered`` = the request they belong to. The view dims every preview whose ``answered`` is behind
-    its latest settings; ``status`` says ``"computing…"`` or ``"current"``. Scores of the quick evaluation
-    carry the settings they were computed for and turn ``"stale"`` when the settings move on.
+    ``request`` number, also while an earlier one computes. Python computes the previews of a gesture in
+    the browser on a worker thread (``MergeModel(background=True)``): the kernel keeps answering, a newer
+    request cancels the one computing, ``computing`` names the request being computed and ``stale`` says
+    that the previews shown belong to earlier settings. The answer carries ``answered`` = the request it
+    belongs to; the view dims and labels every preview whose ``answered`` is behind its latest settings.
+    A setting assigned from Python (``b.method = "ties"``) waits for its previews, as any call in a cell
+    does. Scores of the quick evaluation carry the settings they were computed for and turn ``"stale"``
+    when the settings move on.
 
     Example::
 
@@ -73,6 +77,10 @@ class MergeBuilder(View):
     # -- the previews ----------------------------------------------------------------------------
     answered = t.Int(-1, help="The `request` the previews were computed for (behind `request`: they are "
                      "stale).").tag(sync=True)
+    computing = t.Int(-1, help="The `request` whose previews are computing in the background (-1: "
+                      "none).").tag(sync=True)
+    stale = t.Bool(False, help="The previews shown belong to earlier settings: newer ones are "
+                   "computing.").tag(sync=True)
     status = t.Unicode("computing…", help="'current' when the previews match the settings; 'computing…', "
                        "a hint or an error otherwise.").tag(sync=True)
     error_map = t.Dict(help="Module × layer heatmap payload of the merge's relative error per module "
@@ -118,7 +126,8 @@ class MergeBuilder(View):
     @classmethod
     def from_lab(cls, lab, names: Sequence[str] | None = None, *, tasks=None, method: str = "task_arithmetic",
                  weights: Mapping[str, float] | Sequence[float] | None = None, seed: int = 0,
-                 eval_limit: int = 8, name: str | None = None, **params) -> MergeBuilder:
+                 eval_limit: int = 8, name: str | None = None, background: bool = True,
+                 threads: int | None = 1, **params) -> MergeBuilder:
         """A builder on ``lab``'s adapters.
 
         Args:
@@ -131,9 +140,15 @@ class MergeBuilder(View):
             seed: the seed of random methods.
             eval_limit: examples per task in the quick evaluation.
             name: the name to commit under (default: ``merged``, or ``merged_2`` ... when taken).
+            background: compute the previews of a browser gesture on a worker thread (False: in the
+                message handler, blocking the kernel meanwhile).
+            threads: torch's threads in that worker (``MergeModel``).
         """
-        return cls.from_model(MergeModel(lab, names, tasks=tasks, method=method, weights=weights, seed=seed,
-                                         eval_limit=eval_limit, name=name, params=params))
+        model = MergeModel(lab, names, tasks=tasks, method=method, weights=weights, seed=seed,
+                           eval_limit=eval_limit, name=name, params=params, background=background,
+                           threads=threads)
+        model.wait()  # the first previews: a call in a cell returns with them
+        return cls.from_model(model)
 
     # -- model -> traits ---------------------------------------------------------------------------
     def _show(self, fields: dict) -> None:
@@ -170,10 +185,22 @@ class MergeBuilder(View):
         except ValueError as e:
             raise t.TraitError(str(e)) from None
 
+    _from_front = False  # a state message from the browser is being applied
+
+    def set_state(self, sync_data) -> None:
+        """A message from the browser: its settings are computed in the background (no wait)."""
+        self._from_front = True
+        try:
+            super().set_state(sync_data)
+        finally:
+            self._from_front = False
+
     @t.observe(*SETTINGS, *VIEW)
     def _forward(self, _change) -> None:
         if self.model is not None:
             self.model.update(**{k: getattr(self, k) for k in (*SETTINGS, *VIEW)})
+            if not self._from_front:  # assigned in a cell: the cell sees the previews of its settings
+                self.model.wait()
 
     # -- the model's reading and actions, here for convenience ------------------------------------------
     @property
@@ -186,8 +213,13 @@ class MergeBuilder(View):
 
     @property
     def result(self):
-        """The ``MergeResult`` of the current settings (None when they give no merge)."""
+        """The ``MergeResult`` of the current settings (None when they give no merge); waits for it."""
+        self.model.wait()
         return self.model.result
+
+    def wait(self, timeout: float | None = None) -> None:
+        """``MergeModel.wait``: until the previews of the current settings are in."""
+        self.model.wait(timeout)
 
     @property
     def scores_frame(self):

@@ -141,3 +141,16 @@ def _typed(kind: str, value, *, untyped: bool):
             except ValueError:
                 pass
     return str(value)
+
+
+def needs(plugin) -> tuple[str, ...]:
+    """The parameters a method needs that the builder cannot give (``lab`` for a method that trains)."""
+    declared_needs = tuple(getattr(plugin.obj, "needs", ()) or ())
+    return declared_needs or tuple(n for n, p in plugin.params.items() if p.required)
+
+
+def about(plugin) -> str:
+    """One line on what a method does and the paper it follows."""
+    summary = getattr(plugin.obj, "summary", None) or plugin.summary
+    reference = plugin.reference or getattr(plugin.obj, "reference", "") or ""
+    return f"{summary} Reference: {reference}"

@@ -17,17 +17,28 @@ evaluation: scores, solo adapters, normalized), ``Workbench.merge`` and ``save_a
 
 Request numbers: a view numbers the settings it sends (``request``); the answer carries ``answered`` =
 the request it belongs to, so a view can dim what is behind. The slow interference frame is cached by
-sources, weights and density; the angles by sources; solo scores by (adapter, task, limit). Scores
-carry the settings they were computed for: ``eval_status`` turns ``"stale: …"`` when the settings move.
+sources, weights and density; the angles by sources; whole previews by settings (the last ``KEPT``, so a
+slider moved back is answered at once); solo scores by (adapter, task, limit). Scores carry the settings
+they were computed for: ``eval_status`` turns ``"stale: …"`` when the settings move.
+
+In the background (``background=True``, what ``MergeBuilder`` uses in a notebook): the previews are
+computed on one worker thread (``widgets._latest.Latest``), off the kernel's main thread, so the notebook
+answers while they compute. A newer request cancels the one computing between its steps (angles,
+interference, merge, error map) and runs next. Meanwhile ``status`` is ``"computing…"``, ``computing`` the
+request being computed and ``stale`` True while the previews shown belong to earlier settings; the answer
+comes back on the kernel's event loop. ``wait()`` blocks until it is in (``current()``, ``evaluate``,
+``commit`` and ``export`` wait themselves). ``background=False`` (the default) computes in ``update``.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from widgets._interference import METRICS, check_metric
-from widgets.merge_controls import coerce, controls, declared
+from widgets._latest import Latest, Outcome
+from widgets.merge_controls import about, coerce, controls, declared, needs
 from widgets.merge_previews import angles_payload, error_payload, sources_interference, summary_line
 from workbench import analysis, merging
 from workbench.errors import WorkbenchError
@@ -36,9 +47,10 @@ from workbench.evaluation import against_solo
 SETTINGS = ("active", "weights", "method", "params", "seed")  # what the merge depends on
 VIEW = ("metric", "request", "eval_limit", "name", "export_path")  # what else a view sets
 OFFER = ("names", "methods", "controls", "about")  # fixed at construction
-OUTPUTS = ("answered", "status", "error_map", "interference", "angles", "summary", "progress", "scores",
-           "eval_status", "exported", "committed", "notice")
+OUTPUTS = ("answered", "computing", "stale", "status", "error_map", "interference", "angles", "summary",
+           "progress", "scores", "eval_status", "exported", "committed", "notice")
 TRIM = 0.2  # the interference map's trim density for a method without its own (TIES' default)
+KEPT = 32  # whole previews kept by settings (a merge of the ready adapters is ~1 MB)
 
 
 class MergeModel:
@@ -54,12 +66,16 @@ class MergeModel:
         eval_limit: held-out examples per task in the quick evaluation.
         name: the name to commit under (default: ``merged``, or ``merged_2`` ... when taken).
         metric: the interference column shown (``METRICS``).
+        background: compute the previews on a worker thread (see the module docstring); False: in
+            ``update``, before it returns.
+        threads: torch's threads in the worker (None: torch's setting); 1 keeps a preview's time steady
+            when another process is busy on the machine (bench/results/merge_preview.md).
     """
 
     def __init__(self, lab, names: Sequence[str] | None = None, *, tasks=None, method="task_arithmetic",
                  weights: Mapping[str, float] | Sequence[float] | None = None, seed: int = 0,
                  eval_limit: int = 8, name: str | None = None, params: Mapping | None = None,
-                 metric: str = "conflict_rate") -> None:
+                 metric: str = "conflict_rate", background: bool = False, threads: int | None = 1) -> None:
         offered = list(lab.adapters) if names is None else list(names)
         missing = [n for n in offered if n not in lab.adapters]
         if missing or not offered:
@@ -73,15 +89,15 @@ class MergeModel:
         self.lab = lab
         self.tasks = dict(tasks) if isinstance(tasks, Mapping) else {x.name: x for x in (tasks or [])}
         plugins = {m: merging.MERGES.info(m) for m in merging.MERGES.names()}
-        needs = {m: _needs(p) for m, p in plugins.items()}
-        self.names, self.methods = offered, [m for m in plugins if not needs[m]]
+        needed = {m: needs(p) for m, p in plugins.items()}
+        self.names, self.methods = offered, [m for m in plugins if not needed[m]]
         if method not in self.methods:
-            why = f" ({method} needs {', '.join(needs[method])}: call lab.merge for it)" \
-                if needs.get(method) else ""
+            why = f" ({method} needs {', '.join(needed[method])}: call lab.merge for it)" \
+                if needed.get(method) else ""
             raise WorkbenchError(f"MergeBuilder(method={method!r}): choose one of "
                                  f"{', '.join(self.methods)}{why}")
         self.controls = {m: controls(declared(m)) for m in self.methods}
-        self.about = {m: f"{_summary(plugins[m])} Reference: {_reference(plugins[m])}" for m in self.methods}
+        self.about = {m: about(plugins[m]) for m in self.methods}
         # the settings
         self.active, self.method, self.seed = list(offered), method, int(seed)
         self.weights = self.check_weights({n: 1.0 for n in offered} | dict(weights or {}))
@@ -90,6 +106,7 @@ class MergeModel:
         self.name, self.export_path = name or self._free_name("merged"), ""
         # the outputs
         self.answered, self.status, self.summary = -1, "computing…", ""
+        self.computing, self.stale = 0, False  # the request being computed (-1: none); previews behind
         self.error_map, self.interference, self.angles, self.scores = {}, {}, {}, {}
         self.progress = {"done": 0, "total": 0, "label": ""}
         self.eval_status, self.exported, self.committed, self.notice = "not run", "", [], ""
@@ -97,6 +114,10 @@ class MergeModel:
         self.scores_frame = None  # the last quick evaluation (DataFrame)
         self._key = self._scores_key = self._error = self._frame = None
         self._cache: dict = {}  # angles by sources, interference by (sources, weights, density)
+        self._previews: dict = {}  # settings key -> (result, frame, error, outputs), the last KEPT
+        self._worker = Latest(threads, name="merge-preview") if background else None
+        self._applied = 0  # the worker generation whose answer is shown
+        self._lock = threading.RLock()  # a worker without an event loop delivers on its own thread
         self._solo: dict = {}  # (adapter, task, limit) -> score
         self._committed_keys: dict = {}  # settings key -> name of the committed adapter
         self._listeners: list[Callable[[dict], None]] = []
@@ -185,16 +206,74 @@ class MergeModel:
 
     def _refresh(self) -> None:
         """Recompute what the settings changed (nothing when they did not), then answer the request."""
-        key = self.key()
-        changed = key != self._key
-        out: dict = {}
-        if changed:
-            self._emit(status="computing…")  # on its own, before the work
-            self._key, self.result, self._error = key, None, None
-            try:
-                out.update(self._compute(key))
-            except WorkbenchError as e:  # an unknown name is one too (UnknownNameError)
-                self._error = str(e)
+        with self._lock:
+            key = self.key()
+            if key == self._key:  # a metric or a request number: answered now, or with the pending answer
+                if not self.busy:
+                    self._answer({})
+                return
+            self._key = key
+            if key in self._previews:  # seen before: answered at once, whatever computes is dropped
+                if self._worker is not None:
+                    self._worker.cancel()
+                    self._applied = self._worker.generation
+                self._show(key, self._previews[key])
+            elif self._worker is None:
+                self._emit(status="computing…")  # on its own, before the work
+                self._show(*self._outcome(key, None))
+            else:
+                self._emit(status="computing…", computing=self.request, stale=self.answered >= 0)
+                self._worker.submit(lambda check: self._outcome(key, check), self._deliver)
+
+    @property
+    def busy(self) -> bool:
+        """A preview is computing in the background (the previews shown are for earlier settings)."""
+        return self._worker is not None and self._applied != self._worker.generation
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until the previews of the current settings are in (nothing to do without a worker).
+
+        Raises:
+            Exception: what the computation raised that is not a ``WorkbenchError`` (a bug: its traceback).
+        """
+        if self._worker is not None and self.busy:
+            self._worker.wait(self._deliver, timeout)
+
+    def close(self) -> None:
+        """Stop the background worker (pending previews are dropped)."""
+        if self._worker is not None:
+            self._worker.close()
+
+    def _deliver(self, outcome: Outcome) -> None:
+        """The worker's answer, on the kernel's loop (or in ``wait``): shown if still the latest, once."""
+        with self._lock:
+            if outcome.generation != self._worker.generation or outcome.generation == self._applied:
+                return
+            self._applied = outcome.generation
+            if outcome.error is not None:  # a bug, not a refusal: said in the view, raised by wait()
+                self._emit(status=f"error: {outcome.error!r}", computing=-1, answered=self.request)
+                raise outcome.error
+            self._show(*outcome.value)
+
+    def _outcome(self, key: tuple, check) -> tuple:
+        """``(key, (result, frame, error, outputs))`` of the settings ``key``; stops at ``check()``."""
+        try:
+            result, frame, out = self._compute(key, check or (lambda: None))
+            return key, (result, frame, None, out)
+        except WorkbenchError as e:  # an unknown name is one too (UnknownNameError)
+            return key, (None, None, str(e), {"error_map": {}, "summary": ""})
+
+    def _show(self, key: tuple, shown: tuple) -> None:
+        """Show the previews ``shown`` of ``key`` (the current settings) and keep them for a return."""
+        self._previews.pop(key, None)
+        self._previews[key] = shown  # the most recent last
+        while len(self._previews) > KEPT:
+            self._previews.pop(next(iter(self._previews)))
+        self.result, self._frame, self._error, out = shown
+        self._answer(dict(out))
+
+    def _answer(self, out: dict) -> None:
+        key = self._key
         out["interference"] = self._draw_interference()
         if self._error is not None:
             out.update(error_map={}, summary="", status=f"error: {self._error}")
@@ -203,26 +282,31 @@ class MergeModel:
         if self._scores_key is not None:
             out["eval_status"] = ("current" if self._scores_key == key
                                   else "stale: the settings changed since; evaluate again")
-        self._emit(**out, params=self.params, answered=self.request)
+        self._emit(**out, params=self.params, answered=self.request, computing=-1, stale=False)
 
-    def _compute(self, key: tuple) -> dict:
+    def _compute(self, key: tuple, check) -> tuple:
+        """The previews of ``key``: ``(MergeResult, (interference frame, density), outputs)``; ``check()``
+        between the steps raises ``Cancelled`` when newer settings came (nothing of this is kept then)."""
         chosen, w, method, params, seed = key
-        self._frame = None
         if not chosen:
-            return {"error_map": {}, "angles": {}, "summary": ""}
+            return None, None, {"error_map": {}, "angles": {}, "summary": ""}
         sources = {n: self.lab.adapters[n] for n in chosen}
         out = {"angles": self._angles(chosen, sources)}
+        check()
         density = float(dict(params).get("density") or TRIM)
+        frame = None
         if len(chosen) >= 2:
             k = ("interference", chosen, w, density)
             if k not in self._cache:
                 self._cache[k] = analysis.interference(sources, weights=list(w), density=density)
-            self._frame = (self._cache[k], density)
-        self.result = merging.merge(list(sources.values()), method, list(w), name=self._preview_name(),
-                                    seed=seed, **dict(params))
-        out["error_map"] = error_payload(self.result, method, params)
-        out["summary"] = summary_line(self.result, method, chosen, w)
-        return out
+            frame = (self._cache[k], density)
+        check()
+        result = merging.merge(list(sources.values()), method, list(w), name=self._preview_name(),
+                               seed=seed, **dict(params))
+        check()
+        out["error_map"] = error_payload(result, method, params)
+        out["summary"] = summary_line(result, method, chosen, w)
+        return result, frame, out
 
     def _angles(self, chosen: tuple, sources: dict) -> dict:
         if len(chosen) < 2:
@@ -250,6 +334,7 @@ class MergeModel:
         """The MergeResult of the current settings, or the error that they do not merge."""
         if self._key != self.key():
             self._refresh()
+        self.wait()
         if self.result is None:
             raise WorkbenchError(f"the current settings give no merge ({self.status}); change them first")
         return self.result
@@ -322,20 +407,6 @@ class MergeModel:
             getattr(self, action)()
         except WorkbenchError as e:
             self._emit(notice=f"{action} failed: {e}")
-
-
-def _needs(plugin) -> tuple[str, ...]:
-    """The parameters a method needs that the builder cannot give (``lab`` for a method that trains)."""
-    declared_needs = tuple(getattr(plugin.obj, "needs", ()) or ())
-    return declared_needs or tuple(n for n, p in plugin.params.items() if p.required)
-
-
-def _summary(plugin) -> str:
-    return getattr(plugin.obj, "summary", None) or plugin.summary
-
-
-def _reference(plugin) -> str:
-    return plugin.reference or getattr(plugin.obj, "reference", "") or ""
 
 
 __all__ = ["METRICS", "OFFER", "OUTPUTS", "SETTINGS", "TRIM", "VIEW", "MergeModel"]

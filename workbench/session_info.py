@@ -20,6 +20,7 @@ from typing import Any
 
 from workbench.adapters.lineage import tasks_of
 from workbench.lab import Workbench
+from workbench.routing import EXPORTS, ROUTERS
 
 VERSION = 1
 OWN = {"lora_A", "lora_B", "routes"}  # parameter path parts that belong to adapters and routers
@@ -89,14 +90,31 @@ def adapter_info(adapter, *, active: bool = False, others: Mapping[str, Any] | N
 
 
 def router_info(routed, *, active: bool = False) -> dict:
-    """One router: name, mechanism, how many modules it routes, its parameters."""
+    """One router: name, mechanism, kind, modules routed, parameters, training record and sidebar actions.
+
+    ``kind`` is ``"bank"`` (it routes over the lab's adapters) or its level (``"linear"``: inside linear
+    modules, ``"block"``: replacing a whole block); ``needs`` the routing-context keys it reads (``needs_*``
+    flags); ``exact_export`` whether ``export_router`` makes it static exactly without prompts;
+    ``actions`` what the sidebar offers for it: ``use``, ``evaluate``, ``export`` (flag ``exportable``),
+    ``freeze`` (flag ``freezable``), ``save``.
+    """
     params = {k: v for k, v in routed.params.items() if k != "training"}
+    flags = ROUTERS.info(routed.mechanism).flags
+    level = type(next(iter(routed.modules.values()))).level if routed.modules else "linear"
+    exportable = "exportable" in flags and routed.mechanism in EXPORTS
+    form = EXPORTS.get(routed.mechanism) if exportable else None
     return {
         "name": routed.name,
         "mechanism": routed.mechanism,
+        "kind": "bank" if "bank" in flags else level,
         "modules": len(routed.modules),
         "parameters": routed.n_parameters(),
         "params": _jsonable(params),
+        "trained": _jsonable(routed.params.get("training")),
+        "needs": sorted(f.removeprefix("needs_") for f in flags if f.startswith("needs_")),
+        "exact_export": bool(form) and all(form.constant(r) is not None for r in routed.modules.values()),
+        "actions": ["use", "evaluate", *(["export"] if exportable else []),
+                    *(["freeze"] if "freezable" in flags else []), "save"],
         "active": active,
     }
 

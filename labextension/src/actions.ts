@@ -4,7 +4,7 @@
 
 import { NotebookActions, NotebookPanel } from '@jupyterlab/notebook';
 
-import { ISessionInfo } from './tokens';
+import { IRouterInfo, ISessionInfo } from './tokens';
 
 export interface IAction {
   /** command id suffix: lora-workbench:<id> */
@@ -79,6 +79,71 @@ export const ACTIONS: IAction[] = [
     code: (lab, names) =>
       `for name in ${list(names)}:\n` +
       `    print(${lab}.save_adapter(name, f"exported/{name}"))  # PEFT format, lineage inside`
+  }
+];
+
+/** An action on one router: its id is one of the `actions` the engine lists for that router. */
+export interface IRouterAction {
+  id: string;
+  label: string;
+  caption: string;
+  /** the cell's source, for lab variable `lab` and the router */
+  code(lab: string, router: IRouterInfo): string;
+}
+
+const PROMPTS =
+  'prompts = ["Write the prompts to average the routing over here", "2 + 3 ="]' +
+  '  # texts like the ones it will see\n';
+
+/** The tasks a router was trained on (its training record), else a default to choose from. */
+function routerTasks(router: IRouterInfo): string {
+  const tasks = router.trained?.tasks;
+  return Array.isArray(tasks) && tasks.length
+    ? `wb.tasks.load(${list(tasks.map(String))})`
+    : 'wb.tasks.load(["arithmetic"])  # no training record: choose from wb.tasks.TASKS.names()';
+}
+
+export const ROUTER_ACTIONS: IRouterAction[] = [
+  {
+    id: 'use',
+    label: 'Use',
+    caption: "Make the lab's forward apply this router",
+    code: (lab, r) => `${lab}.use(${JSON.stringify(r.name)})`
+  },
+  {
+    id: 'evaluate',
+    label: 'Evaluate',
+    caption: 'Score the router and the base model on the tasks it was trained on',
+    code: (lab, r) =>
+      'import workbench as wb\n\n' +
+      `scores = ${lab}.evaluate([${JSON.stringify(r.name)}, None], ${routerTasks(r)})  # None = the base\n` +
+      'scores.pivot_table(index="adapter", columns="task", values="value")'
+  },
+  {
+    id: 'export',
+    label: 'Export',
+    caption: 'A static LoRA adapter (exact where the math allows, else averaged over prompts), saved as PEFT',
+    code: (lab, r) =>
+      (r.exact_export ? '' : PROMPTS) +
+      `adapter = ${lab}.export_router(${JSON.stringify(r.name)}${r.exact_export ? '' : ', prompts'})\n` +
+      `print(${lab}.save_adapter(adapter, f"exported/{adapter.name}"))  # PEFT format, lineage inside\n` +
+      `${lab}.last_export  # exact, and the distance to the router on the prompts`
+  },
+  {
+    id: 'freeze',
+    label: 'Freeze',
+    caption: 'Its bank at the average gate weights over prompts, as one adapter',
+    code: (lab, r) =>
+      'from workbench.routing import freeze\n\n' +
+      PROMPTS +
+      `adapter, report = freeze(${lab}, ${JSON.stringify(r.name)}, prompts)\n` +
+      'report'
+  },
+  {
+    id: 'save',
+    label: 'Save',
+    caption: 'Save the router (weights, parameters, training history) under routers/',
+    code: (lab, r) => `${lab}.save_router(${JSON.stringify(r.name)}, "routers/${r.name}", overwrite=True)`
   }
 ];
 

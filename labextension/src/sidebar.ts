@@ -8,9 +8,9 @@ import { Kernel } from '@jupyterlab/services';
 import { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
-import { ACTIONS, IAction } from './actions';
+import { ACTIONS, IAction, insertAndRun, ROUTER_ACTIONS } from './actions';
 import { querySessions } from './kernel';
-import { IAdapterInfo, ISessionInfo, IWorkbenchInfo } from './tokens';
+import { IAdapterInfo, IRouterInfo, ISessionInfo, IWorkbenchInfo } from './tokens';
 
 const WAITING = new Set(['starting', 'restarting', 'autorestarting', 'unknown']);
 
@@ -290,15 +290,36 @@ export class WorkbenchSidebar extends Widget {
       box.append(el('h4', '', `Routers (${session.routers.length})`));
       const routers = el('ul', 'jp-LoraWorkbench-routers');
       for (const r of session.routers) {
-        const item = el('li', r.active ? 'jp-mod-active' : '');
-        item.dataset.router = r.name;
-        item.append(el('b', '', r.name), ` ${r.mechanism} · ${r.modules} modules · ${formatCount(r.parameters)} params`);
-        item.title = JSON.stringify(r.params, null, 1);
-        routers.append(item);
+        routers.append(this._router(r, key));
       }
       box.append(routers);
     }
     return box;
+  }
+
+  private _router(r: IRouterInfo, lab: string): HTMLElement {
+    const item = el('li', r.active ? 'jp-mod-active' : '');
+    item.dataset.router = r.name;
+    const trained = r.trained ? ' · trained' : '';
+    item.append(
+      el('b', '', r.name),
+      ` ${r.mechanism} (${r.kind}) · ${r.modules} modules · ${formatCount(r.parameters)} params${trained}`
+    );
+    item.title = JSON.stringify({ params: r.params, needs: r.needs, trained: r.trained }, null, 1);
+    const buttons = el('div', 'jp-LoraWorkbench-router-actions');
+    for (const action of ROUTER_ACTIONS.filter(a => r.actions.includes(a.id))) {
+      const b = el('button', 'jp-mod-styled jp-LoraWorkbench-action', action.label);
+      b.dataset.routerAction = action.id;
+      b.title = action.id === 'export' && r.exact_export ? `${action.caption} (exact for this router)` : action.caption;
+      b.onclick = () => {
+        if (this._panel) {
+          void insertAndRun(this._panel, action.code(lab, r));
+        }
+      };
+      buttons.append(b);
+    }
+    item.append(buttons);
+    return item;
   }
 
   private _adapter(a: IAdapterInfo, chosen: Set<string>, update: () => void): HTMLElement {

@@ -28,9 +28,19 @@ export interface IAdapterInfo {
 export interface IRouterInfo {
   name: string;
   mechanism: string;
+  /** "bank" (routes over the lab's adapters), "linear" or "block" (where it acts) */
+  kind: string;
   modules: number;
   parameters: number;
   params: { [key: string]: unknown };
+  /** its last training run's record (tasks, steps, ...), or null */
+  trained: { [key: string]: unknown } | null;
+  /** the routing-context keys it reads (task_labels, token_types, prompt_scale, ...) */
+  needs: string[];
+  /** export_router makes it static exactly, without prompts */
+  exact_export: boolean;
+  /** what the sidebar offers for it (ids of ROUTER_ACTIONS), computed by the engine */
+  actions: string[];
   active: boolean;
 }
 

@@ -95,3 +95,29 @@ def test_zero_B_is_the_base_and_gradients_reach_every_part():
     after = routed.state_dict()
     for part in ("A", "B", "W_q", "W_k", "W_v", "W_o"):
         assert any(not torch.equal(before[k], after[k]) for k in before if k.endswith(f".{part}")), part
+
+
+def test_update_is_s_times_B_of_z_plus_causal_attention_over_z_by_hand():
+    import math
+
+    router = ROUTERS.get("alora")(3, 2, generator=torch.Generator().manual_seed(1), init="random", r=4,
+                                  heads=2, alpha=6.0)
+    x = torch.randn(1, 3, 3, generator=torch.Generator().manual_seed(2))
+    real = torch.tensor([[1, 1, 0]])  # the last token is padding
+    with torch.no_grad(), routing_context(attention_mask=real):
+        out = router(x, None)
+        A, B = router.A, router.B
+        z = x[0] @ A.T  # (T, r)
+        q, k, v = (z @ W.T for W in (router.W_q, router.W_k, router.W_v))
+        mixed = torch.zeros(3, 4)
+        for t in range(3):
+            for h in range(2):
+                cols = slice(2 * h, 2 * h + 2)  # head h: its r/h = 2 columns
+                keys = [u for u in range(t + 1) if real[0, u]] or [t]  # earlier real tokens (itself if none)
+                if t not in keys and not real[0, t]:
+                    keys = keys + [t]  # a padded query still sees itself (no empty row)
+                logits = torch.stack([q[t, cols] @ k[u, cols] / math.sqrt(2) for u in keys])
+                mixed[t, cols] = (logits.softmax(0)[:, None] * v[keys, cols]).sum(0)
+        mixed = mixed @ router.W_o.T * real[0, :, None]  # padded queries: no attention output
+        expected = (6.0 / 4) * (z + mixed) @ B.T  # s = α/r on the residual z + MHA(z)
+    torch.testing.assert_close(out[0], expected)

@@ -174,3 +174,23 @@ def test_router_parameters_are_checked_against_their_declarations_before_any_wor
     with pytest.raises(WorkbenchError, match="init='xavier' is not allowed"):
         lab.add_router("sm", "smora", init="xavier")
     assert not lab.routers and all(not len(layer.routes) for layer in lab.layers.values())
+
+
+def test_load_balance_is_e_times_sum_of_f_p_over_all_layers_concatenated_by_hand():
+    import math
+
+    from workbench.routing.losses import load_balance
+
+    # layer 1: one token, probs softmax([0, ln 3]) = [1/4, 3/4], top-1 -> expert 1
+    # layer 2: two tokens, probs [1/2, 1/2] (tie -> expert 0) and [3/4, 1/4] -> expert 0; a third is padding
+    one = {"logits": torch.tensor([[0.0, math.log(3)]]), "k": 1}
+    two = {"logits": torch.tensor([[0.0, 0.0], [math.log(3), 0.0], [9.0, -9.0]]), "k": 1}
+    f = torch.tensor([2 / 3, 1 / 3])  # assignments over the 3 real tokens of both layers together
+    P = torch.tensor([(0.25 + 0.5 + 0.75) / 3, (0.75 + 0.5 + 0.25) / 3])
+    expected = 2 * (f * P).sum()
+    masked = [one | {"mask": torch.tensor([1])}, two | {"mask": torch.tensor([1, 1, 0])}]
+    torch.testing.assert_close(load_balance(masked), expected)
+    unmasked = load_balance([one, {"logits": two["logits"][:2], "k": 1}])
+    torch.testing.assert_close(unmasked, expected)  # concatenated, not a mean of per-layer losses
+    # k = 2 of 2 experts: every expert in every token's slots, f = 1/2 each: E Σ f P = 2 · ½ · ΣP = 1
+    torch.testing.assert_close(load_balance([{"logits": two["logits"], "k": 2}]), torch.tensor(1.0))

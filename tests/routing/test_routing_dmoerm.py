@@ -109,3 +109,22 @@ def test_bad_experts_and_categories_are_clear_errors(lab):
     rm = DMoERM(lab, {"chat": ["a"]}, router=lambda batch: ["poetry"] * 3)
     with pytest.raises(WorkbenchError, match="'poetry'"):
         rm(tiny_inputs(lab.model))
+
+
+def test_reward_is_w2_prelu_w1_of_concatenated_last_real_token_states(lab):
+    batch = tiny_inputs(lab.model)  # the last row is right-padded (two pads)
+    rm = DMoERM(lab, {"all": list(lab.adapters)[:2]})
+    inner = rm.inner["all"]
+    with torch.no_grad():
+        inner.prelu.weight.fill_(0.1)
+        states = []
+        for e in inner.experts:
+            with lab.using(e):
+                h = lab.model(**batch, output_hidden_states=True).hidden_states[-1]
+            last = batch["attention_mask"].sum(1) - 1  # the last real token of each row
+            states.append(h[torch.arange(h.shape[0]), last])
+        pre = torch.cat(states, -1) @ inner.W1.weight.T + inner.W1.bias
+        expected = (torch.where(pre > 0, pre, 0.1 * pre) @ inner.w2.weight.T + inner.w2.bias).squeeze(-1)
+        torch.testing.assert_close(rm(batch), expected)
+    assert pairwise_loss(torch.tensor([2.0, 0.0]), torch.tensor([0.0, 0.0])).item() == pytest.approx(
+        (-F.logsigmoid(torch.tensor(2.0)) + torch.log(torch.tensor(2.0))).item() / 2)

@@ -207,3 +207,18 @@ def test_add_mixlora_adds_the_router_and_an_attention_lora():
     with pytest.raises(WorkbenchError):
         add_mixlora(lab, "mix2", experts=4, k=2, r=4, attention_targets="no_such_proj")
     assert "mix2" not in lab.routers  # nothing half-added
+
+
+def test_router_reads_the_ffn_input_softmax_then_top_k_renormalised_by_hand():
+    block, x = MLP(), inputs(shape=(1, 3))
+    router = make(block, experts=3, k=2, init="random", alpha=8.0, r=4)  # s = 2
+    out, rec = record_of(router, x, block)
+    with torch.no_grad():
+        p = torch.softmax(x[0] @ router.router.T, -1)  # (T, E): the FFN input, softmax over all E
+        torch.testing.assert_close(rec.scores[0], p)
+        for t in range(3):
+            top = p[t].topk(2)
+            w = top.values / top.values.sum()  # renormalised over the k kept
+            want = sum(w[j] * expert_output(router, block, int(top.indices[j]), x[0, t]) for j in range(2))
+            torch.testing.assert_close(out[0, t], want)
+    assert router.scaling == 2.0  # α / r

@@ -141,3 +141,52 @@ def test_gradients_reach_the_scaler_and_the_lora():
     assert all(p.grad is not None for p in routed.trainable())
     frozen = ROUTERS.get("prompt-scale")(8, 8, generator=torch.Generator(), freeze_lora=True)
     assert frozen.trainable() == []  # WavLLM's second_stage_fix_lora
+
+
+# -- the defining details, against hand computations ------------------------------------------------
+def test_prompt_states_are_the_last_layer_before_the_final_norm_with_adapters_off():
+    from workbench.routing.prompt_scaler import prompt_states
+
+    lab = scaled_lab()
+    lab.new_adapter("other", r=4, init="random", targets="all-linear")
+    ids = torch.randint(0, 256, (2, 5), generator=torch.Generator().manual_seed(3))
+    mask = torch.ones_like(ids)
+    seen = []
+    handle = lab.model.model.norm.register_forward_pre_hook(lambda m, args: seen.append(args[0]))
+    with lab.using(None), torch.no_grad():
+        out = lab.model.model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+    after = out.hidden_states[-1]
+    handle.remove()
+    before = seen[-1]  # the final RMSNorm's input
+    with lab.using(["other", "wav"]):
+        H = prompt_states(lab, ids, mask)
+    torch.testing.assert_close(H, before, rtol=0, atol=0)
+    assert not torch.allclose(H, after)  # transformers' hidden_states[-1] is after the norm
+    torch.testing.assert_close(lab.model.model.norm(H), after)
+
+
+def test_sigma_is_clamped_relu_of_the_softmax_pooled_gelu_mlp():
+    scaler = PromptScaler(3, [2], inner=4, seed=1)
+    H = torch.randn(2, 4, 3, generator=torch.Generator().manual_seed(0)) * 3
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]])
+    W1, W2, wa = scaler.W1, scaler.W2["2"], scaler.w_a["2"]
+    with torch.no_grad():
+        for b in range(2):
+            n = int(mask[b].sum())
+            U = W2(torch.nn.functional.gelu(W1(H[b, :n])))  # (n, 2)
+            a = torch.softmax(wa(U).squeeze(-1), 0)  # over the real prompt tokens
+            expected = torch.clamp(torch.relu((a[:, None] * U).sum(0)), max=3.0)
+            torch.testing.assert_close(scaler(H, mask)[2][b], expected)
+        W2.bias.copy_(torch.tensor([-50.0, 50.0]))  # one channel below 0, one above 3
+        torch.testing.assert_close(scaler(H, mask)[2], torch.tensor([[0.0, 3.0], [0.0, 3.0]]))
+
+
+def test_sigma_scales_each_output_channel_of_each_sample_replacing_alpha_over_r():
+    router = ROUTERS.get("prompt-scale")(3, 2, generator=torch.Generator().manual_seed(0), r=2, alpha=8.0,
+                                         dropout=0.0, init="random")
+    x = torch.randn(2, 3, 3, generator=torch.Generator().manual_seed(1))
+    sigma = torch.tensor([[1.0, 0.0], [0.5, 2.0]])  # per sample, per output channel
+    with routing_context(prompt_scale=sigma):
+        delta = router(x, None)
+    plain = x @ router.A.detach().T @ router.B.detach().T  # B A x, no α/r
+    torch.testing.assert_close(delta, plain * sigma[:, None, :])

@@ -137,3 +137,21 @@ def test_gradients_reach_the_router_and_the_meta_loras():
             grad = router.get_parameter(name).grad
             assert grad is not None and grad.abs().sum() > 0, name
     assert all(p.grad is None for n, p in lab.model.named_parameters() if ".routes." not in n)  # base frozen
+
+
+def test_mixing_logits_are_the_layernorm_relu_mlp_of_u_and_hard_mode_softmaxes_the_top_k_logits():
+    router = router_alone(routing="hard", topk=2, T=5.0).eval()
+    u = torch.randn(2, D, generator=torch.Generator().manual_seed(4))
+    ln, first, _, _, last = router.mlp
+    with torch.no_grad():
+        ln.weight.uniform_(0.5, 1.5), ln.bias.uniform_(-0.5, 0.5)
+        first.bias.uniform_(-0.5, 0.5), last.bias.uniform_(-0.5, 0.5)
+        norm = (u - u.mean(-1, keepdim=True)) / torch.sqrt(u.var(-1, unbiased=False, keepdim=True) + 1e-5)
+        hidden = torch.relu((norm * ln.weight + ln.bias) @ first.weight.T + first.bias)
+        want = hidden @ last.weight.T + last.bias  # (B, M)
+        logits, w, idx = router.mix_weights(u)
+    torch.testing.assert_close(logits, want, atol=1e-5, rtol=1e-5)
+    top = want.topk(2, dim=-1)
+    assert torch.equal(idx.sort(-1).values, top.indices.sort(-1).values)
+    dense = torch.zeros_like(want).scatter(-1, top.indices, top.values.softmax(-1))  # no T in hard mode
+    torch.testing.assert_close(w, dense, atol=1e-5, rtol=1e-5)

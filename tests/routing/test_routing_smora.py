@@ -160,3 +160,66 @@ def test_lab_records_and_training_reach_the_router():
     after = routed.state_dict()
     changed = {k.rsplit(".", 1)[-1] for k in before if not torch.equal(before[k], after[k])}
     assert changed == {"A", "B", "router", "bias"}  # gradients reach A, B and W_g; bias by updates
+
+
+# -- the defining details, against hand computations ------------------------------------------------
+def hand_router(r: int = 4, k: int = 2, **params) -> SMoRA:
+    """in = 2 so the router weights are readable; W_g rows pick the inputs."""
+    router = SMoRA(2, 3, generator=torch.Generator().manual_seed(0), r=r, k=k, init="random", **params)
+    return router
+
+
+def test_gate_weights_are_the_biased_top_k_values_renormalised_to_k():
+    router = hand_router(r=4, k=2)
+    with torch.no_grad():
+        router.router.zero_()  # g = sigmoid(0) = 0.5 for every rank
+        router.bias.copy_(torch.tensor([0.3, -0.1, 0.1, 0.0]))
+    scores, G, idx = router.gates(torch.ones(1, 1, 2))
+    torch.testing.assert_close(scores, torch.full((1, 1, 4), 0.5))  # the record keeps g, unbiased
+    assert sorted(idx.reshape(-1).tolist()) == [0, 2]  # ĝ = [0.8, 0.4, 0.6, 0.5]
+    # v = biased values 0.8, 0.6 (not g = 0.5, 0.5); G = k · v / Σv
+    torch.testing.assert_close(G.reshape(-1), torch.tensor([2 * 0.8 / 1.4, 0.0, 2 * 0.6 / 1.4, 0.0]))
+
+
+def test_sigmoid_scores_repeat_per_block_and_the_output_is_alpha_over_k_times_the_gated_ranks():
+    router = hand_router(r=4, k=2, rank_partition=2, alpha=3.0)
+    x = torch.tensor([[[1.0, -2.0]]])
+    with torch.no_grad():
+        router.router.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))  # block logits 1, -2
+    s1, s2 = torch.sigmoid(torch.tensor(1.0)), torch.sigmoid(torch.tensor(-2.0))
+    scores, G, idx = router.gates(x)
+    torch.testing.assert_close(scores.reshape(-1), torch.stack([s1, s1, s2, s2]))  # repeat_interleave
+    assert sorted(idx.reshape(-1).tolist()) == [0, 1]
+    torch.testing.assert_close(G.reshape(-1), torch.tensor([1.0, 1.0, 0.0, 0.0]))
+    h = router.A.detach() @ x.reshape(2)  # (r,) A x
+    expected = (3.0 / 2) * router.B.detach() @ (torch.tensor([1.0, 1.0, 0.0, 0.0]) * h)
+    torch.testing.assert_close(router(x, None).reshape(-1), expected)
+    router.sparse = True
+    torch.testing.assert_close(router(x, None).reshape(-1), expected)
+
+
+def test_bias_update_is_u_times_the_sign_of_mean_minus_count_over_every_token():
+    router = hand_router(r=4, k=1, bias_u=0.25).train()
+    with torch.no_grad():
+        router.router.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]]))
+    x = torch.tensor([[[1.0, 0.0], [2.0, 0.0], [0.0, 1.0]]])  # ranks 0, 0, 1: counts [2, 1, 0, 0], mean 0.75
+    router(x, None)
+    torch.testing.assert_close(router.bias, torch.tensor([-0.25, -0.25, 0.25, 0.25]))
+    router.eval()(x, None)  # evaluation forwards leave the bias alone
+    torch.testing.assert_close(router.bias, torch.tensor([-0.25, -0.25, 0.25, 0.25]))
+
+
+def test_dropout_hits_the_lora_input_in_training_only():
+    router = hand_router(r=4, k=2, dropout=0.5, bias_u=0.0)
+    x = torch.randn(2, 8, 2, generator=torch.Generator().manual_seed(0))
+    evaluated = router.eval()(x, None)
+    torch.testing.assert_close(evaluated, make_plain(router)(x, None))
+    torch.manual_seed(0)
+    assert not torch.allclose(router.train()(x, None), evaluated)
+
+
+def make_plain(router: SMoRA) -> SMoRA:
+    """The same router without dropout."""
+    plain = hand_router(r=router.r, k=router.k, bias_u=0.0)
+    plain.load_state_dict(router.state_dict())
+    return plain.eval()

@@ -132,3 +132,32 @@ def test_training_one_concept_under_its_mask_with_alignment():
     (loss + extra).backward()
     assert all(p.grad is not None for p in params)
     assert lab.layers[next(iter(lab.layers))].lora_A["cat"].grad is None  # the rest of the bank is frozen
+
+
+def test_alignment_is_the_mean_over_key_projections_only_and_masks_pick_each_adapters_tokens():
+    lab, x, _ = bank_lab(targets="attention", align=1.0)
+    lab.use("tara")
+    lab.model.train()
+    dog, cat, cls = torch.zeros(3, 7), torch.zeros(3, 7), torch.zeros(3, 7)
+    dog[:, 2], cat[:, 3], cls[:, 5] = 1, 1, 1
+    inputs, handles = {}, []
+    for path, layer in lab.layers.items():
+        handles.append(layer.register_forward_hook(lambda m, a, o, p=path: inputs.__setitem__(p, (a[0], o))))
+    with routing_context(token_masks={"dog": dog, "cat": cat}, class_masks={"dog": cls}):
+        lab.model(**x)
+    for h in handles:
+        h.remove()
+    _, parts = aux_loss(lab.model)
+    keys = [p for p in inputs if p.endswith("k_proj")]
+    assert len(keys) == 2 and len(inputs) == 8
+    with torch.no_grad():
+        want = torch.stack([alignment_loss(lab.layers[p].base_layer,
+                                           lambda e, p=p: lab.layers[p].update("dog", e),
+                                           inputs[p][0], dog, cls) for p in keys]).mean()
+        assert parts["tara/tara_alignment"] == pytest.approx(want.item(), rel=1e-5)
+        for p, (xin, out) in inputs.items():  # k/v: Σ_c m_c ⊙ Δ_c; q/o: the plain sum
+            layer = lab.layers[p]
+            dd, dc = layer.update("dog", xin), layer.update("cat", xin)
+            kv = p.endswith(("k_proj", "v_proj"))
+            delta = dd * dog[..., None] + dc * cat[..., None] if kv else dd + dc
+            torch.testing.assert_close(out, layer.base_layer(xin) + delta)

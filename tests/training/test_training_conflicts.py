@@ -80,7 +80,8 @@ def test_capture_memory_is_bounded_by_the_reductions():
     res = tr.run()
     cap = res.conflicts
     M, T = len(tr.modules), 2
-    assert cap.steps == [0, 2, 4] and cap.nbytes == 3 * M * T * T * 8
+    assert cap.spaces == ["factor", "delta_w"]  # one Gram per module, step and space
+    assert cap.steps == [0, 2, 4] and cap.nbytes == 2 * 3 * M * T * T * 8
     assert cap.nbytes < tr.dim  # far less than one gradient (4 bytes a parameter)
     held = [v for v in vars(cap).values() if isinstance(v, torch.Tensor | np.ndarray)]
     held += [x for v in vars(cap).values() if isinstance(v, list) for x in v

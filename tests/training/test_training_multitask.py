@@ -136,3 +136,27 @@ def test_nan_loss_stops_naming_step_and_task_and_keeps_the_last_good_weights():
     assert all(torch.isfinite(f.B).all() for f in tr.adapter.modules.values())
     assert all(torch.equal(last.modules[m].B, f.B) for m, f in tr.adapter.modules.items())
     assert lab.active.names == set() and not any(p.requires_grad for p in lab.model.parameters())
+
+
+@pytest.mark.parametrize(("mechanism", "params"), [
+    ("smora", dict(r=4, k=2, targets="q_proj")),  # rank experts
+    ("loramoe", dict(experts=2, r=2, targets="up_proj", blc_alpha=0.1, blc_weight=0.1)),  # a mixture + LBC
+    ("alora", dict(r=4, heads=2, targets="v_proj")),  # attention over the LoRA codes
+    ("prompt-scale", dict(r=2, targets="q_proj")),  # conditioned: σ from the routing context
+])
+def test_pcgrad_trains_a_non_bank_router_of_each_family(mechanism, params):
+    from workbench.routing import constant_scale, routing_context
+
+    lab = tiny_lab()
+    routed = lab.add_router("r", mechanism, init="random", **params)
+    before = {k: v.clone() for k, v in routed.state_dict().items()}
+    context = constant_scale(routed) if routed.has("needs_prompt_scale") else {}
+    with routing_context(**context):  # σ ≡ α/r, one row for any batch: the stage-1 LoRA
+        res = lab.train_multitask("r", two_tasks(), steps=2, lr=1e-2, batch_size=4, method="pcgrad",
+                                  capture_every=1, progress=False)
+    assert res.adapter is routed and routed.history is res.history
+    assert any(not torch.equal(before[k], v) for k, v in routed.state_dict().items())
+    assert res.conflicts.modules == list(routed.modules) and res.conflicts.steps == [0, 1]
+    assert routed.params["training"]["method"] == "train_multitask" and lab.active.names == set()
+    if routed.has("needs_task_labels"):
+        assert "aux/r/loramoe_lbc" in res.history.columns

@@ -47,10 +47,12 @@ def test_a_front_end_message_is_answered_with_its_request_number(lab):
     # what the view sends after the debounce: the settings and a new request number
     b.set_state({"active": ["a", "c"], "weights": {"a": 0.5, "b": 1.0, "c": -1.0}, "method": "dare_ties",
                  "params": {"density": 0.3}, "seed": 3, "request": 1, "status": "computing…"})
+    b.wait()  # a browser message is computed in the background (test_merge_background.py)
     states = comm.states()
     [answer] = [s for s in states if "answered" in s]  # one answer, with the previews
     assert answer["answered"] == 1 and answer["status"] == "current" and "values" not in answer["error_map"]
-    assert states[-1]["params"] == b.params == {**merging.method_params("dare_ties"), "density": 0.3}
+    [params] = [s["params"] for s in states if "params" in s]  # completed: the view is told
+    assert params == b.params == {**merging.method_params("dare_ties"), "density": 0.3}
     expected = merging.merge(sources(lab, "ac"), "dare_ties", [0.5, -1.0], name="merged", seed=3, density=0.3)
     np.testing.assert_allclose(decode(b.error_map), module_by_layer(expected.error, "value"), rtol=1e-5)
     result = b.result
@@ -59,8 +61,8 @@ def test_a_front_end_message_is_answered_with_its_request_number(lab):
     assert b.result is result and b.answered == 2 and b.status == "current"
     assert [s for s in comm.states() if "status" in s and s["status"] != "current"] == []
     comm.sent.clear()
-    b.seed = 4  # from Python: "computing…" goes out before the work, then the previews
-    assert comm.states()[:2] == [{"seed": 4}, {"status": "computing…"}]
+    b.seed = 4  # from Python: "computing…" goes out before the work, then the previews (waited for)
+    assert comm.states()[:2] == [{"seed": 4}, {"status": "computing…", "computing": 2, "stale": True}]
     assert comm.states()[-1]["status"] == "current"
     assert b.result is not result and b.answered == b.request == 2
     b.method = "svd"  # the model adapts the parameters; the trait follows

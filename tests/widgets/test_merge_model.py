@@ -14,9 +14,8 @@ import torch
 
 from tests.widgets.merge_lab import sources, tiny_merge_lab, toy_tasks
 from widgets._heatmap import decode, module_by_layer
-from widgets.merge_controls import coerce, control, controls, declared
+from widgets.merge_controls import coerce, control, controls, declared, needs
 from widgets.merge_model import MergeModel
-from widgets.merge_model import _needs as needs
 from workbench import analysis, merging
 from workbench.adapters import read_peft
 from workbench.errors import WorkbenchError

@@ -31,7 +31,8 @@ from workbench.errors import WorkbenchError
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 # What our savers (and peft's) write in a folder: an adapter, or a router.
 ADAPTER_FILES = frozenset({"adapter_config.json", "adapter_model.safetensors", "README.md"})
-ROUTER_FILES = frozenset({"router.json", "router.safetensors"})
+ROUTER_FILES = frozenset({"router.json", "router.safetensors",  # + its training state, when saved with it
+                          "history.json", "optimizer.safetensors", "training_state.json"})
 CONFIG_FILES = ("adapter_config.json", "router.json")
 PARTIAL = ".lora-workbench-partial"  # marker inside a save in progress
 _LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?:old|[a-z0-9_]{8})$")

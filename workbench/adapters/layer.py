@@ -25,6 +25,8 @@ from workbench.adapters.adapter import Adapter
 from workbench.adapters.composition import Composition
 from workbench.adapters.dora import dora_update, effective_delta
 from workbench.adapters.params import ParamDelta, output_change
+from workbench.adapters.pool import FactorPool
+from workbench.adapters.segments import mixed_delta, refusal
 from workbench.errors import WorkbenchError
 from workbench.hooks import HookPoint
 
@@ -75,6 +77,9 @@ class LoraLayer(nn.Module):
         self._base_backup: tuple[torch.Tensor, torch.Tensor | None] | None = None  # (weight, bias)
         self._merged_delta: dict[str, torch.Tensor] = {}  # DoRA: the ΔW added at merge, to undo it
         self.param_deltas: dict[str, dict[str, ParamDelta]] = {}  # name -> leaf -> Δ (trained params)
+        self.pool = FactorPool()  # factors stacked per rank for mixed batches (built on first use)
+        self._plan = None  # the cached mixed-batch plan (workbench.adapters.segments)
+        self.mixed_path = ""  # what served the last mixed batch: "pool" or "loop: <reason>"
 
     # -- adapters --------------------------------------------------------------------------------
     def add(self, adapter: Adapter) -> None:
@@ -104,6 +109,7 @@ class LoraLayer(nn.Module):
             f.magnitude = self.magnitude[adapter.name]
         self.scaling[adapter.name] = adapter.scale(self.path)
         self.hook_rank[adapter.name] = HookPoint()
+        self.pool.add(self, adapter.name)
 
     def add_param(self, name: str, leaf: str, d: ParamDelta) -> None:
         """Hold Δ of the base parameter ``leaf`` (weight or bias) for adapter ``name``."""
@@ -127,6 +133,7 @@ class LoraLayer(nn.Module):
                 del d[name]
         self.scaling.pop(name)
         self.dropout.pop(name, None)
+        self.pool.remove(name)
 
     @property
     def names(self) -> list[str]:
@@ -261,9 +268,18 @@ class LoraLayer(nn.Module):
                     "give one name (or None) per row"
                 )
             delta = torch.zeros(result.shape, dtype=acc, device=result.device)  # (B, T, out)
-            for name in dict.fromkeys(r for r in comp.rows if r in held):
-                idx = torch.tensor([i for i, r in enumerate(comp.rows) if r == name], device=x.device)
-                delta = delta.index_add(0, idx, self.change(name, x[idx], result[idx]).to(delta.dtype))
+            present = [r for r in dict.fromkeys(comp.rows) if r in held]
+            # S-LoRA/Punica path (workbench.adapters.segments); the per-adapter loop below serves
+            # only what it refuses (DoRA, lora_bias, parameter deltas, dropout while training,
+            # gradients to the factors, recorded hook_rank, embeddings) and says why in mixed_path
+            why = "input is not (B, T, in)" if x.dim() != 3 else refusal(self, present, x)
+            self.mixed_path = "pool" if why is None else f"loop: {why}"
+            if why is None:
+                delta = mixed_delta(self, x, comp.rows, delta)
+            else:
+                for name in present:
+                    idx = torch.tensor([i for i, r in enumerate(comp.rows) if r == name], device=x.device)
+                    delta = delta.index_add(0, idx, self.change(name, x[idx], result[idx]).to(delta.dtype))
         return (result + self.hook_delta(delta)).to(result.dtype)
 
     def extra_repr(self) -> str:

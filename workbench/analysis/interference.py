@@ -1,6 +1,11 @@
 """Merge interference in weight space: what a TIES-style trim keeps, and where the kept signs fight.
 
-Elementwise work, so one dense ΔW_i = s·B·A per adapter is built, one module at a time.
+Elementwise work, so one dense ΔW_i = s·B·A per adapter is built, one module at a time. What the
+trim keeps of each adapter (where, with which sign, and the L1 masses) does not depend on the weights
+(a nonzero weight scales every entry alike) and is cached by the adapter's content fingerprint
+(``workbench.adapters.update_cache``), so a change of weights only recounts. Deviation from
+the first version (issue 23): the L1 masses are summed per adapter and then weighted, not summed over the
+weighted stack: ``mass_lost`` agrees to ~1e-15 relative (summation order), the counts exactly.
 
 Reference: Yadav et al., "TIES-Merging: Resolving Interference When Merging Models", NeurIPS 2023
 (trim to the top-k magnitudes, then sign conflicts between the kept entries).
@@ -14,6 +19,7 @@ import pandas as pd
 import torch
 
 from workbench.adapters.adapter import Adapter
+from workbench.adapters.update_cache import DENSE_CACHE, adapter_fingerprint
 from workbench.analysis._inputs import as_named, module_paths
 from workbench.errors import WorkbenchError
 from workbench.naming import split_module_name
@@ -65,27 +71,53 @@ def interference(
     if len(w) != len(named):
         raise WorkbenchError(f"{len(w)} weights for {len(named)} adapters; give one weight per adapter")
     weight_of = dict(zip(named, w, strict=True))
+    prints = {n: adapter_fingerprint(a) for n, a in named.items()}
     rows = []
     for path in module_paths(named):
         have = [n for n in named if path in named[n].modules]
         if len(have) < 2:
             continue
-        deltas = torch.stack([weight_of[n] * named[n].delta(path).detach().double() for n in have])
-        masks = torch.stack([trim_mask(d, density) for d in deltas])  # (K, out, in)
-        kept = deltas * masks
-        count = masks.sum(0)  # (out, in)
-        shared = count >= 2
-        positive = (kept > 0).sum(0)  # trimmed and zero entries are 0 in kept
-        negative = (kept < 0).sum(0)
-        conflicts = shared & (positive > 0) & (negative > 0)
-        n_shared, n_any = int(shared.sum()), int((count >= 1).sum())
-        total = float(deltas.abs().sum())
+        count = positive = negative = None
+        total = kept_mass = 0.0
+        for n in have:
+            pos, neg, l1_all, l1_kept = DENSE_CACHE.get(
+                (prints[n], path, density, "interference"),
+                lambda n=n, path=path: _trimmed(named[n], path, density))
+            wn = weight_of[n]
+            if wn == 0:  # w·ΔW = 0: nothing kept, no mass
+                continue
+            up, down = (pos, neg) if wn > 0 else (neg, pos)  # the kept entries' signs in w·ΔW
+            if count is None:
+                count = (pos | neg).to(torch.uint8)  # (out, in)
+                positive, negative = up.to(torch.uint8), down.to(torch.uint8)
+            else:
+                count += pos | neg
+                positive += up
+                negative += down
+            total += abs(wn) * l1_all
+            kept_mass += abs(wn) * l1_kept
+        shared = count >= 2 if count is not None else torch.zeros((), dtype=torch.bool)
+        conflicts = shared & (positive > 0) & (negative > 0) if count is not None else shared
+        n_shared = int(shared.sum())
+        n_any = int((count >= 1).sum()) if count is not None else 0
         layer, module = split_module_name(path)
         rows.append({
             "layer": layer, "module": module, "adapters": len(have),
             "conflict_rate": int(conflicts.sum()) / n_shared if n_shared else float("nan"),
             "overlap": n_shared / n_any if n_any else float("nan"),
-            "mass_lost": 1.0 - float(kept.abs().sum()) / total if total else float("nan"),
+            "mass_lost": 1.0 - kept_mass / total if total else float("nan"),
             "density": density,
         })
     return tidy(rows)
+
+
+def _trimmed(adapter: Adapter, path: str, density: float) -> tuple[torch.Tensor, torch.Tensor, float, float]:
+    """(kept and positive, kept and negative (out, in) bool, ‖ΔW‖₁, ‖trim(ΔW)‖₁) of one module.
+
+    The trim of w·ΔW keeps the same entries as the trim of ΔW for any w ≠ 0: multiplying by w keeps
+    the magnitude order, and float32 entries that differ still differ after a float64 product.
+    """
+    delta = adapter.delta(path).detach().double()  # (out, in)
+    mask = trim_mask(delta, density)
+    return (mask & (delta > 0), mask & (delta < 0), float(delta.abs().sum()),
+            float((delta * mask).abs().sum()))

@@ -9,15 +9,22 @@ from tqdm.auto import tqdm
 
 from workbench.adapters import Adapter, composition_of
 from workbench.errors import WorkbenchError
+from workbench.evaluation import base_cache
 from workbench.evaluation.private import installed
-from workbench.tasks import METRICS, Task
+from workbench.tasks import METRICS, Task, batching
 
 BASE = "base"
 
 
 def evaluate(lab, adapters, tasks, *, limit: int | None = None, batch_size: int = 16,
-             progress: bool = True) -> pd.DataFrame:
+             progress: bool = True, cache: bool = True) -> pd.DataFrame:
     """Score each adapter (``None`` = the base model) on each task's eval split with its metric.
+
+    Prompts are batched (``workbench.tasks.batching``: shared prefix computed once, similar lengths
+    together, left padding, greedy decoding with a KV cache). The base model's score on a task is
+    kept (``base_cache``: keyed by the base weights as they are now, the tokenizer, the task and its
+    examples) and read back by later calls instead of running the base again. One progress bar
+    counts runs × tasks.
 
     Args:
         adapters: a name, an ``Adapter``, ``None``, a ``{label: composition}`` dict, or a list of these.
@@ -26,6 +33,9 @@ def evaluate(lab, adapters, tasks, *, limit: int | None = None, batch_size: int 
             without being added to the lab: it is installed privately for the call and removed after.
         tasks: a Task, a list of Tasks, or a ``{name: Task}`` dict (what ``tasks.load`` returns).
         limit: score only the first ``limit`` eval examples of each task (quick looks).
+        batch_size: most examples per forward pass.
+        progress: show the bar (``tqdm.auto``: a widget in Jupyter, text in a terminal).
+        cache: read and fill the base model's score cache (False: always run the base).
 
     Returns:
         DataFrame with columns ``adapter, task, metric, value, higher_is_better, n``; the base model's
@@ -39,23 +49,35 @@ def evaluate(lab, adapters, tasks, *, limit: int | None = None, batch_size: int 
         runs = [(label, private.enter_context(installed(lab, spec)) if isinstance(spec, Adapter) else spec)
                 for label, spec in _runs(lab, adapters)]
         _check(lab, runs, task_list, limit, batch_size)
-        rows = _score(lab, runs, task_list, limit=limit, batch_size=batch_size, progress=progress)
+        rows = _score(lab, runs, task_list, limit=limit, batch_size=batch_size, progress=progress,
+                      cache=cache)
     return pd.DataFrame(rows)
 
 
 def _score(lab, runs: list[tuple[str, object]], task_list: list, *, limit: int | None, batch_size: int,
-           progress: bool) -> list[dict]:
+           progress: bool, cache: bool) -> list[dict]:
     """One row per (run, task): the compositions are used one at a time, then what was used is restored."""
-    rows = []
+    rows, base_key = [], None
+    routers = set(lab.routers)
     bar = tqdm(total=len(runs) * len(task_list), desc="evaluating", disable=not progress)
     with lab.session(train=False), bar:
         for label, spec in runs:
-            with lab.session(spec):
+            # a router may condition on the whole prompt: no shared prefix under one
+            share = not composition_of(spec, [*lab.adapters, *lab.routers]).names & routers
+            with lab.session(spec), batching.configured(prefix=share, progress=False):
                 for task in task_list:
                     metric = METRICS.get(task.metric)
                     examples = task.eval[:limit] if limit else task.eval
                     bar.set_postfix_str(f"{label} on {task.name}")
-                    value = metric.fn(lab.model, lab.tokenizer, task, examples, batch_size=batch_size)
+                    key = None
+                    if cache and spec is None:
+                        base_key = base_key or base_cache.model_key(lab.model, lab.tokenizer)
+                        key = base_cache.task_key(base_key, task, examples, batch_size)
+                    value = base_cache.get(key) if key else None
+                    if value is None:
+                        value = metric.fn(lab.model, lab.tokenizer, task, examples, batch_size=batch_size)
+                        if key:
+                            base_cache.put(key, value)
                     rows.append({"adapter": label, "task": task.name, "metric": metric.name,
                                  "value": float(value), "higher_is_better": metric.higher_is_better,
                                  "n": len(examples)})

@@ -387,7 +387,9 @@ class Workbench(RouterShelf, Composing):
         keep = [t for r in self._routers[name].modules.values()
                 for t in r.state_dict(keep_vars=True).values()] if name in self._routers else []
         with rollback(self, keep=keep):  # a failure midway puts the router's weights back
-            return train_router(self, name, tasks, **kwargs)
+            result = train_router(self, name, tasks, **kwargs)
+        result.routed.history = result.history  # saved with it by save_router
+        return result
 
     def train_multitask(self, name: str, tasks, **kwargs):
         """Train one adapter on several tasks at once (gradient methods, conflict capture);
@@ -395,7 +397,10 @@ class Workbench(RouterShelf, Composing):
         keep = [p for layer in self.layers.values() if name in layer.names
                 for p in (layer.lora_A[name], layer.lora_B[name])]
         with rollback(self, keep=keep):  # a failure midway removes the new adapter (or restores it)
-            return train_multitask(self, name, tasks, **kwargs)
+            result = train_multitask(self, name, tasks, **kwargs)
+        if name in self._routers:
+            self._routers[name].history = result.history  # saved with it by save_router
+        return result
 
     def evaluate(self, adapters, tasks, **kwargs):
         """Score adapters (None = the base) on tasks; see ``workbench.evaluation.evaluate``."""

@@ -27,8 +27,9 @@ holds the plumbing: ``base`` (the registry and the two decorators), ``inputs`` (
 (default, bounds or choices, doc) and flags (``stochastic``, ``svd_variant``, ``needs_data`` ...).
 """
 
+from workbench.adapters.update_cache import adapter_fingerprint
 from workbench.merging.base import MERGES, MergeMethod, elementwise, factored, method_params
-from workbench.merging.engine import MergeResult, adapter_fingerprint, merge
+from workbench.merging.engine import MergeResult, merge
 
 __all__ = [
     "MERGES",

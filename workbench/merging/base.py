@@ -102,8 +102,9 @@ def get_method(name: str) -> MergeMethod:
 RANK_DEFAULTS = ("sum", "max")  # rank=None means Σrᵢ ("sum") or max rᵢ ("max") per module
 
 RANK = Param("rank", None, "output rank per module (None: the method's default, Σrᵢ or max rᵢ)", low=1)
-TRUNCATE = Param("truncate", "exact", "how the dense result is cut back to rank: exact SVD, or a randomized "
-                 "one for large modules", choices=("exact", "lowrank"))
+TRUNCATE = Param("truncate", "exact", "how the dense result is cut back to rank: exact (top singular "
+                 "triplets, float64), or randomized (torch.svd_lowrank: faster, approximate)",
+                 choices=("exact", "lowrank"))
 PEFT_COMPAT = Param("peft_compat", False, "reproduce peft's add_weighted_adapter for the same combination "
                     "type (its factor space and sign election)", choices=(False, True))
 DENSITY = (0.0, 1.0)  # bounds of a kept fraction: (0, 1], zero refused by ``check_density``
@@ -139,8 +140,15 @@ def factored(name: str, *, reference: str | None = None, rank_default: str | Non
 
 def elementwise(name: str, *, reference: str | None = None, stochastic: bool = False, peft: bool = False,
                 bounds: Mapping[str, tuple] | None = None, choices: Mapping[str, tuple] | None = None,
-                validate: Callable[[dict], None] | None = None):
+                validate: Callable[[dict], None] | None = None, prune: Callable | None = None,
+                combine: Callable | None = None):
     """Register ``fn(deltas, weights, *, generators, peft_compat, **params)`` as ``name`` and ``name_svd``.
+
+    ``prune(delta (out, in), generator, **params)`` (in place, each source alone) and
+    ``combine(stack (K, ...), weights (K,), *, peft_compat, **params) -> (...)``, when given, are
+    ``fn``'s two steps (``fn`` must be exactly ``prune`` on each ΔWᵢ, then ``combine``): the runner
+    then caches the pruned updates (a change of weights re-runs only ``combine``) and combines
+    modules of one shape together.
 
     Both work on the dense ΔWᵢ of one module at a time and factor the dense result back by SVD to
     ``rank`` (None: Σrᵢ for ``name``, max rᵢ for ``name_svd``; ``truncate="lowrank"`` uses a
@@ -158,7 +166,8 @@ def elementwise(name: str, *, reference: str | None = None, stochastic: bool = F
                             bounds=bounds, choices=choices, flags=flags)(MergeMethod(
                 name=variant,
                 run=(lambda inputs, p, _default=rank_default, _factor=variant == name:
-                     run_elementwise(inputs, fn, p, rank_default=_default, factor_space=_factor)),
+                     run_elementwise(inputs, fn, p, rank_default=_default, factor_space=_factor,
+                                     prune=prune, combine=combine, stochastic=stochastic)),
                 validate=validate,
             ))
         return fn

@@ -12,7 +12,6 @@ weighted sum is computed in factored form (float64 QR of the stacked factors), n
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ import torch
 from workbench.adapters.adapter import Adapter, LoraFactors
 from workbench.adapters.comparable import check_comparable
 from workbench.adapters.params import ParamDelta
+from workbench.adapters.update_cache import adapter_fingerprint  # noqa: F401 (re-exported)
 from workbench.errors import WorkbenchError
 from workbench.merging.base import MERGES, MergeMethod, get_method
 from workbench.merging.inputs import MergeInputs
@@ -114,9 +114,9 @@ def merge(adapters: list[Adapter], method: str, weights: list[float] | None = No
                 "weights": list(weights),
                 "seed": seed,
                 "targets": targets,
-                "sources": [{"name": a.name, "fingerprint": adapter_fingerprint(a),
+                "sources": [{"name": a.name, "fingerprint": inputs.fingerprint(i),
                              "base_fingerprint": a.base_fingerprint, "made_by": a.lineage.get("method")}
-                            for a in adapters],
+                            for i, a in enumerate(adapters)],
                 "error": total,
                 **{k: _jsonable(v) for k, v in inputs.notes.items()},
             },
@@ -268,17 +268,6 @@ def _ratio(diff: float, target: float) -> float:
     if target > 0:
         return diff / target
     return 0.0 if diff == 0 else float("nan")
-
-
-def adapter_fingerprint(adapter: Adapter) -> str:
-    """``"sha256:" + 16 hex``: a hash of the adapter's modules, factors and scaling (its content)."""
-    digest = hashlib.sha256(adapter.scaling.encode())
-    for path in sorted(adapter.modules):
-        f = adapter.modules[path]
-        digest.update(f"{path}|{f.alpha}|{tuple(f.A.shape)}|{tuple(f.B.shape)}".encode())
-        for t in (f.A, f.B, *(x for x in (f.magnitude, f.bias) if x is not None)):
-            digest.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-    return "sha256:" + digest.hexdigest()[:16]
 
 
 def _default_name(method: str, adapters: list[Adapter]) -> str:

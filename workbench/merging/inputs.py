@@ -17,10 +17,12 @@ import torch
 from tqdm.auto import tqdm
 
 from workbench.adapters.adapter import Adapter
+from workbench.adapters.update_cache import DENSE_CACHE, adapter_fingerprint
 from workbench.errors import WorkbenchError
 from workbench.ops.lowrank import dense_svd
 
 PROGRESS_FROM = 64  # merges of at least this many modules show a tqdm progress bar
+CHUNK_BYTES = 256 * 2**20  # modules of one shape combined together up to this many bytes of stack
 
 # A merge: module path -> (A' (r', in), B' (out, r')), the new adapter's factors with scale 1.
 ModuleFactors = dict[str, tuple[torch.Tensor, torch.Tensor]]
@@ -35,6 +37,7 @@ class MergeInputs:
     seed: int
     paths: list[str]
     _shared: torch.Generator | None = field(default=None, repr=False)
+    _fingerprints: dict = field(default_factory=dict, repr=False)
     notes: dict = field(default_factory=dict)  # what a method reports for the lineage (learned weights)
 
     def each(self, desc: str):
@@ -76,6 +79,35 @@ class MergeInputs:
             out[k] *= a.scale(path)
         return out, torch.tensor([self.weights[i] for i in idx], dtype=out.dtype)
 
+    def fingerprint(self, i: int) -> str:
+        """Source ``i``'s ``adapter_fingerprint``, hashed once per merge."""
+        if i not in self._fingerprints:
+            self._fingerprints[i] = adapter_fingerprint(self.adapters[i])
+        return self._fingerprints[i]
+
+    def pruned(self, i: int, path: str, prune: Callable, params: dict, stochastic: bool
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(source ``i``'s ΔWᵢ of ``path`` after ``prune``, its generator's state after it), cached.
+
+        ΔWᵢ is built as ``deltas`` builds it and pruned with the generator ``generators`` gives
+        source ``i``, so the result is bit for bit what the per-module path computes. The cache key
+        is the source's content fingerprint, its name and the seed (they seed the generator), the
+        module, the method and its parameters. The returned tensor is shared: copy before writing.
+        """
+        a = self.adapters[i]
+        key = (self.fingerprint(i), a.name if stochastic else None, self.seed if stochastic else None,
+               path, prune.__module__, prune.__qualname__, tuple(sorted(params.items())))
+
+        def make():
+            f = a.modules[path]
+            out = torch.matmul(f.B.detach(), f.A.detach())  # (out, in)
+            out *= a.scale(path)
+            g = torch.Generator().manual_seed(zlib.crc32(f"{self.seed}|{path}|{a.name}".encode()))
+            prune(out, g, **params)
+            return out, g.get_state()
+
+        return DENSE_CACHE.get(key, make)
+
     def generators(self, path: str, *, shared: bool = False) -> list[torch.Generator]:
         """One generator per source with ``path``, or peft's single stream (``shared``)."""
         idx = self.present(path)
@@ -110,11 +142,22 @@ def run_factored(inputs: MergeInputs, fn: Callable, params: dict, *, rank_defaul
 
 
 def run_elementwise(inputs: MergeInputs, fn: Callable, params: dict, *, rank_default: str,
-                    factor_space: bool) -> ModuleFactors:
+                    factor_space: bool, prune: Callable | None = None, combine: Callable | None = None,
+                    stochastic: bool = False) -> ModuleFactors:
     """Call an elementwise method on each module's dense ΔW stack (or, for peft_compat on a plain
-    name, on the stacks of A and of B as peft does), then factor the result back."""
+    name, on the stacks of A and of B as peft does), then factor the result back.
+
+    With ``prune`` (each ΔWᵢ alone) and ``combine`` (the pruned stack and the weights), the method's
+    two steps, the pruned ΔWᵢ come from the cache (``MergeInputs.pruned``) and modules of one shape
+    (and the same sources) are combined together in one stack (K, n, out, in); ``fn`` is the two in
+    sequence on one module, so both paths give the same numbers (tests/merging/test_fast_equals_reference.py).
+    peft_compat (one shared random stream in module order) takes the per-module path.
+    """
     own = {k: v for k, v in params.items() if k not in ("rank", "truncate", "peft_compat")}
     peft_compat = bool(params.get("peft_compat", False))
+    if prune is not None and combine is not None and not peft_compat:
+        return _run_stacked(inputs, prune, combine, params, own, rank_default=rank_default,
+                            stochastic=stochastic)
     out: ModuleFactors = {}
     for path in inputs.each(fn.__name__):
         gens = inputs.generators(path, shared=peft_compat)
@@ -127,6 +170,46 @@ def run_elementwise(inputs: MergeInputs, fn: Callable, params: dict, *, rank_def
         rank = resolve_rank(params.get("rank"), inputs.ranks(path), rank_default)
         out[path] = dense_svd(merged, rank, params.get("truncate", "exact"), gens[0] if gens else None)
     return out
+
+
+def _run_stacked(inputs: MergeInputs, prune: Callable, combine: Callable, params: dict, own: dict, *,
+                 rank_default: str, stochastic: bool) -> ModuleFactors:
+    """The elementwise runner on cached pruned updates, modules of one shape combined together."""
+    groups: dict[tuple, list[str]] = {}
+    for path in inputs.paths:
+        idx = tuple(inputs.present(path))
+        groups.setdefault((inputs.shape(path), idx), []).append(path)
+    how = params.get("truncate", "exact")
+    out: ModuleFactors = {}
+    bar = tqdm(total=len(inputs.paths), desc=prune.__module__.rsplit(".", 1)[-1], leave=False,
+               disable=len(inputs.paths) < PROGRESS_FROM)
+    for ((out_f, in_f), idx), paths in groups.items():
+        dtype = inputs.adapters[idx[0]].modules[paths[0]].A.dtype
+        step = max(1, CHUNK_BYTES // (len(idx) * out_f * in_f * torch.finfo(dtype).bits // 8))
+        weights = torch.tensor([inputs.weights[i] for i in idx], dtype=dtype)  # (K,)
+        for start in range(0, len(paths), step):
+            chunk = paths[start:start + step]
+            stacked = torch.empty(len(idx), len(chunk), out_f, in_f, dtype=dtype)  # (K, n, out, in)
+            states = []
+            for j, path in enumerate(chunk):
+                for k, i in enumerate(idx):
+                    pruned, state = inputs.pruned(i, path, prune, own, stochastic)
+                    stacked[k, j].copy_(pruned)
+                    if k == 0:
+                        states.append(state)
+            merged = combine(stacked, weights, peft_compat=False, **own)  # (n, out, in)
+            del stacked
+            for j, path in enumerate(chunk):
+                rank = resolve_rank(params.get("rank"), inputs.ranks(path), rank_default)
+                g = None
+                if how == "lowrank":  # the first source's generator, where its pruning left it
+                    g = torch.Generator()
+                    g.set_state(states[j])
+                out[path] = dense_svd(merged[j], rank, how, g)
+                bar.update()
+            del merged
+    bar.close()
+    return {path: out[path] for path in inputs.paths}
 
 
 def _peft_factor_space(inputs: MergeInputs, path: str, fn: Callable, own: dict,

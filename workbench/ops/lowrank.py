@@ -48,9 +48,10 @@ def dense_svd(D: torch.Tensor, rank: int, how: str = "exact", generator: torch.G
     Args:
         D: the dense update (out, in).
         rank: output rank.
-        how: ``"exact"`` (``torch.linalg.svd``, as peft) or ``"lowrank"`` (randomized range finder
-            with 4 power iterations and 8 extra columns: much faster on 4096-wide modules, near but
-            not exactly the best approximation; the merge reports its true error either way).
+        how: ``"exact"`` (the top singular triplets, ``top_svd``: float64, to rounding) or
+            ``"lowrank"`` (randomized range finder with 4 power iterations and 8 extra columns,
+            ``torch.svd_lowrank``: much faster on 4096-wide modules, near but not exactly the best
+            approximation; the merge reports its true error either way).
     """
     if how == "lowrank" and rank + 8 < min(D.shape):
         with torch.random.fork_rng(devices=[]):  # svd_lowrank draws from the global generator
@@ -58,8 +59,49 @@ def dense_svd(D: torch.Tensor, rank: int, how: str = "exact", generator: torch.G
                 torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
             U, S, V = torch.svd_lowrank(D, q=rank + 8, niter=4)
         return truncate(U, S, V.T, rank)
-    U, S, Vh = torch.linalg.svd(D, full_matrices=False)
-    return truncate(U, S, Vh, rank)
+    A, B = top_svd(D, rank)
+    return A.to(D.dtype), B.to(D.dtype)
+
+
+def top_svd(D: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(A' = V_kᵀ (rank, in), B' = U_k·S_k (out, rank)) of the top k = min(rank, out, in) singular
+    triplets of D, in float64, zero-padded to ``rank`` (the split of ``truncate``).
+
+    From the Gram matrix of the short side (G = D·Dᵀ or Dᵀ·D in float64) and its top k eigenvectors
+    only (LAPACK ``dsyevr`` with an index range, via scipy): a tridiagonalization and k vectors
+    instead of a full SVD, 3-10x less time on 576-wide modules. Float64 Grams keep the top vectors
+    accurate to ~1e-16·σ₁²/gap; the singular values come from the projections' norms.
+
+    Deviation from the float32 ``torch.linalg.svd`` used before (issue 23): the same best
+    approximation computed more accurately; the products B'·A' agree to the float32 SVD's own
+    error (measured ≤ 6.3e-6 relative on the ready adapters' TIES results, whose σ₃₂/σ₃₃ ≈ 1.015),
+    and the factors' signs (and rotations within repeated singular values) may differ.
+
+    Reference: Golub & Van Loan, Matrix Computations, 4th ed., §8.6 (SVD via the symmetric
+    eigenproblem of the Gram matrix); LAPACK ``dsyevr`` (Dhillon's MRRR).
+    """
+    from scipy.linalg import eigh  # scipy ships with scikit-learn, a dependency
+
+    out_f, in_f = D.shape
+    X = D.detach().to(torch.float64)
+    wide = out_f <= in_f
+    n = min(out_f, in_f)
+    k = min(rank, n)
+    G = X @ X.T if wide else X.T @ X  # (n, n)
+    _, vecs = eigh(G.numpy(), subset_by_index=[n - k, n - 1], driver="evr")  # ascending
+    E = torch.from_numpy(vecs[:, ::-1].copy())  # (n, k), largest first
+    if wide:  # E = U_k; Eᵀ·D = S_k·V_kᵀ
+        SV = E.T @ X  # (k, in)
+        S = torch.linalg.vector_norm(SV, dim=1)  # (k,)
+        A = torch.where(S[:, None] > 0, SV / S.clamp(min=torch.finfo(X.dtype).tiny)[:, None], 0.0)
+        B = E * S  # (out, k)
+    else:  # E = V_k; D·E = U_k·S_k
+        B = X @ E  # (out, k)
+        A = E.T.clone()  # (k, in)
+    if k < rank:
+        A = torch.cat([A, A.new_zeros(rank - k, in_f)])
+        B = torch.cat([B, B.new_zeros(out_f, rank - k)], dim=1)
+    return A, B
 
 
 def difference_norms(B1: torch.Tensor, A1: torch.Tensor, B2: torch.Tensor, A2: torch.Tensor

@@ -76,7 +76,10 @@ def outlier_prune_(t: torch.Tensor, density: float, gamma: float) -> torch.Tenso
     """Breadcrumbs' mask: drop the top ``gamma`` fraction by magnitude (outliers) and the smallest,
     keeping ``int(density·numel)`` entries just below the outliers.
 
-    When density + gamma > 1 the outlier cut shrinks to 1 − density (so density 1 keeps all).
+    When density + gamma > 1 the outlier cut shrinks to 1 − density (so density 1 keeps all). The
+    kept entries are positions ``[top_n, top_n + keep_n)`` of the magnitudes sorted descending with
+    ties in memory order (a stable sort), found by selection: two thresholds (``kthvalue``) and, for
+    magnitudes tied at a threshold, their order in memory (``rank_band``). Same mask as the sort.
 
     Reference: Davari & Belilovsky, "Model Breadcrumbs: Scaling Multi-Task Model Merging with
     Sparse Masks", ECCV 2024; mergekit's ``magnitude_outliers`` (spec: anchors.md (b)).
@@ -87,10 +90,30 @@ def outlier_prune_(t: torch.Tensor, density: float, gamma: float) -> torch.Tenso
     top_n = min(int(gamma * n), n - keep_n)
     if keep_n >= n:
         return t
-    order = torch.sort(flat.abs(), descending=True, stable=True).indices  # (n,)
-    keep = torch.zeros(n, dtype=torch.bool)
-    keep[order[top_n:top_n + keep_n]] = True
-    return flat.mul_(keep).view_as(t)
+    if keep_n == 0:
+        return flat.zero_().view_as(t)
+    return flat.mul_(rank_band(flat.abs(), top_n, top_n + keep_n)).view_as(t)
+
+
+def rank_band(mag: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+    """Where an entry's position in ``mag`` sorted descending (ties: memory order) is in [lo, hi).
+
+    Equals ``keep[sort(mag, descending=True, stable=True).indices[lo:hi]] = True`` without the sort:
+    the values at positions ``lo`` and ``hi - 1`` by ``kthvalue`` (O(n) selection), everything
+    strictly between them, and among the entries equal to a threshold value those whose position
+    (count of larger entries + their rank among the equal ones in memory order) falls inside.
+    ``0 <= lo < hi <= n`` (1-D ``mag``, no NaN).
+    """
+    n = mag.numel()
+    upper = mag.kthvalue(n - lo).values  # position lo in descending order
+    lower = mag.kthvalue(n - hi + 1).values  # position hi - 1
+    keep = (mag < upper) & (mag > lower)
+    for value in {float(upper), float(lower)}:
+        equal = mag == value
+        first = int((mag > value).sum())  # the position of the first entry equal to value
+        position = first + equal.cumsum(0) - 1  # (n,) valid where equal
+        keep |= equal & (position >= lo) & (position < hi)
+    return keep
 
 
 def magprune_(t: torch.Tensor, density: float, epsilon: float, generator: torch.Generator) -> torch.Tensor:
@@ -104,7 +127,10 @@ def magprune_(t: torch.Tensor, density: float, epsilon: float, generator: torch.
         return t
     rows = t.view(-1, t.shape[-1])  # (out, in)
     n = rows.shape[1]
-    ranks = rows.abs().argsort(dim=1).argsort(dim=1).to(t.dtype)  # 0 = smallest in its row
+    order = rows.abs().argsort(dim=1)  # (out, in)
+    # argsort of a permutation is its inverse: scatter instead of a second sort (the same ranks)
+    ranks = torch.empty_like(order).scatter_(1, order, torch.arange(n).expand_as(order)).to(t.dtype)
+    del order
     p = density - epsilon + (2 * epsilon) * ranks / max(n - 1, 1)  # (out, in)
     del ranks
     keep = torch.bernoulli(p, generator=generator)

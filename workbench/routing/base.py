@@ -113,6 +113,9 @@ INIT_NAMES = ("lora", "gaussian", "random")  # the factor initializations a rout
 FLAGS = {
     "bank": "routes over a bank of the lab's existing adapters (``bank=[names]``)",
     "freezable": "``routing.freeze`` turns it into one static adapter (its bank at the average gate weights)",
+    "exportable": "``lab.export_router`` writes it as one static LoRA adapter (``routing.export``): "
+                  "exactly where its configuration makes the update input-independent, else at its "
+                  "decisions averaged over prompts, with the measured distance",
     "needs_task_labels": "reads each example's task id (``task``) from the routing context in training",
     "needs_token_types": "routes each token by its type id (``token_types``), e.g. vision vs language",
     "needs_prompt_scale": "reads its per-channel scale σ from the routing context (``prompt_scale``)",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -20,12 +21,18 @@ class Routed:
         mechanism: the registered router name (``workbench.routing.ROUTERS``).
         params: the mechanism's parameters as given (lineage).
         modules: module (or block) path -> its Router.
+        history: the last training run's rows (a DataFrame: step, loss, ...), or None if never trained.
+        training_state: what ``load_router`` read of the optimizer that trained it (``optimizer``: a
+            ``torch.optim`` state dict, ``scheduler``, ``step``), to resume with
+            ``optimizer.load_state_dict``; None when saved without.
     """
 
     name: str
     mechanism: str
     params: dict
     modules: dict[str, Router] = field(default_factory=dict)
+    history: Any = None
+    training_state: dict | None = None
 
     def has(self, flag: str) -> bool:
         """Whether its mechanism declares capability ``flag`` (``ROUTERS.has(self.mechanism, flag)``)."""

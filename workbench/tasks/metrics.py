@@ -2,13 +2,15 @@
 
 Every metric has the signature ``fn(model, tokenizer, task, examples, *, batch_size=16) -> float``.
 The model is any Hugging Face causal LM, already set up by the caller (adapters applied). Metrics
-run under ``torch.no_grad()`` in eval mode (the model's training flag is restored afterwards),
-batch the examples (sorted by length to waste little padding) and show a ``tqdm`` bar.
+run under ``torch.no_grad()`` in eval mode (the model's training flag is restored afterwards) and batch
+the examples with ``workbench.tasks.batching``: the prompts' shared prefix (chat header, question) is
+computed once, rows of similar length go together, left padding after the prefix with positions that
+ignore it; a ``tqdm`` bar per metric call unless ``batching.configured(progress=False)``. Batched scores
+equal the per-example ones (predictions identical, losses to float rounding; tests/tasks/test_batching.py).
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -18,10 +20,10 @@ from tqdm.auto import tqdm
 from transformers import GenerationConfig
 
 from workbench.errors import WorkbenchError
+from workbench.tasks import batching
 from workbench.tasks.base import Example, Task
 from workbench.tasks.encoding import (
     IGNORE_INDEX,
-    collate,
     encode_for_training,
     end_of_turn_id,
     left_pad,
@@ -59,12 +61,14 @@ def _device(model) -> torch.device:
         return torch.device("cpu")
 
 
-def _batches(order: Sequence[int], batch_size: int, desc: str) -> Iterator[list[int]]:
-    if batch_size < 1:
+def _batches(plan: Sequence[tuple[list[int], list[int]]], desc: str) -> Iterator[tuple[list[int], list[int]]]:
+    """The planned ``(prefix, rows)`` batches, with a bar unless ``batching.configured`` hides it."""
+    return iter(tqdm(plan, desc=desc, leave=False, unit="batch", disable=not batching.settings().progress))
+
+
+def _check_batch_size(batch_size) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise WorkbenchError(f"batch_size must be at least 1; got {batch_size}")
-    starts = range(0, len(order), batch_size)
-    for start in tqdm(starts, desc=desc, leave=False, unit="batch"):
-        yield list(order[start : start + batch_size])
 
 
 def _check_examples(task: Task, examples: Sequence[Example], metric: str) -> list[Example]:
@@ -98,13 +102,17 @@ def first_token_ids(tokenizer, choices: Sequence[str]) -> list[int]:
     return ids
 
 
-def _forward_kwargs(model) -> dict:
-    """Ask for last-position logits only where the model's forward says it supports it."""
-    try:
-        params = inspect.signature(model.forward).parameters
-    except (TypeError, ValueError):
-        return {}
-    return {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+def _share(model) -> bool:
+    """Share a prompt prefix's KV cache when allowed (``batching.configured``) and the model takes a cache."""
+    return batching.settings().prefix and batching.supports_cache(model)
+
+
+def _prefix(model, prefix: list[int], device, caches: dict):
+    """The prefix's KV cache, computed once per metric call (None for no prefix)."""
+    key = tuple(prefix)
+    if key not in caches:
+        caches[key] = batching.prefix_cache(model, prefix, device)
+    return caches[key]
 
 
 @_register("accuracy", higher_is_better=True, flags=("needs_choices",),
@@ -115,7 +123,7 @@ def accuracy(model, tokenizer, task: Task, examples: Sequence[Example], *, batch
     """Share of examples whose target has the highest next-token log-probability among choices.
 
     Each choice is scored by the log-probability of its first token right after ``chat_prompt``
-    (one forward pass per example, left-padded batches, logits at the last position).
+    (one forward pass per example: shared prefix cached, left-padded batches, last-position logits).
 
     Raises:
         WorkbenchError: an example has no choices, or two choices share a first token.
@@ -130,15 +138,17 @@ def accuracy(model, tokenizer, task: Task, examples: Sequence[Example], *, batch
             )
         if example.choices not in choice_ids:
             choice_ids[example.choices] = first_token_ids(tokenizer, example.choices)
+    _check_batch_size(batch_size)
     prompts = [prompt_ids(tokenizer, task, e) for e in examples]
-    order = sorted(range(len(examples)), key=lambda i: len(prompts[i]))
-    pid, device, extra = pad_id(tokenizer), _device(model), _forward_kwargs(model)
-    correct = 0
+    pid, device = pad_id(tokenizer), _device(model)
+    plan = batching.plan_batches(prompts, batch_size, keep=1, share=_share(model))
+    correct, caches = 0, {}
     with _inference(model):
-        for batch in _batches(order, batch_size, f"{task.name}: accuracy"):
-            inputs = left_pad([prompts[i] for i in batch], pid)
-            inputs = {k: v.to(device) for k, v in inputs.items()}
-            logits = model(**inputs, **extra).logits[:, -1, :].float()  # (B, V)
+        for prefix, batch in _batches(plan, f"{task.name}: accuracy"):
+            cache = _prefix(model, prefix, device, caches)
+            out, _ = batching.forward_rows(model, prefix, cache, [prompts[i][len(prefix):] for i in batch],
+                                           pid, device, keep=1)
+            logits = out.logits[:, -1, :].float()  # (B, V)
             for row, i in enumerate(batch):
                 ids = choice_ids[examples[i].choices]
                 pred = examples[i].choices[int(logits[row, ids].argmax())]
@@ -157,19 +167,41 @@ def normalize_answer(text: str) -> str:
 def exact_match(model, tokenizer, task: Task, examples: Sequence[Example], *, batch_size=16) -> float:
     """Share of examples whose greedy answer equals the target after whitespace normalization.
 
-    Generates up to ``task.max_new_tokens`` tokens (``do_sample=False``, left padding) and decodes
-    only the new tokens, skipping special tokens.
+    Generates up to ``task.max_new_tokens`` tokens greedily with a KV cache (``batching.greedy``, as
+    ``generate(do_sample=False)``; ``model.generate`` for a model that takes no cache) and decodes only
+    the new tokens, skipping special tokens.
     """
     examples = _check_examples(task, examples, "exact_match")
+    _check_batch_size(batch_size)
     prompts = [prompt_ids(tokenizer, task, e) for e in examples]
+    pid, eot, device = pad_id(tokenizer), end_of_turn_id(tokenizer), _device(model)
+    if not batching.supports_cache(model):
+        return _exact_match_generate(model, tokenizer, task, examples, prompts, batch_size)
+    plan = batching.plan_batches(prompts, batch_size, keep=1, share=_share(model))
+    correct, caches = 0, {}
+    with _inference(model):
+        for prefix, batch in _batches(plan, f"{task.name}: exact_match"):
+            new = batching.greedy(model, prefix, _prefix(model, prefix, device, caches),
+                                  [prompts[i][len(prefix):] for i in batch], pad_id=pid, eos_id=eot,
+                                  max_new_tokens=task.max_new_tokens, device=device)  # (B, N)
+            for row, i in enumerate(batch):
+                text = tokenizer.decode(new[row], skip_special_tokens=True)
+                correct += normalize_answer(text) == normalize_answer(examples[i].target)
+    return correct / len(examples)
+
+
+def _exact_match_generate(model, tokenizer, task: Task, examples: list[Example], prompts: list[list[int]],
+                          batch_size: int) -> float:
+    """``exact_match`` through ``model.generate`` for a model whose forward takes no KV cache."""
     order = sorted(range(len(examples)), key=lambda i: len(prompts[i]))
     pid, eot, device = pad_id(tokenizer), end_of_turn_id(tokenizer), _device(model)
     config = GenerationConfig(
         max_new_tokens=task.max_new_tokens, do_sample=False, pad_token_id=pid, eos_token_id=eot
     )
+    plan = [([], order[s : s + batch_size]) for s in range(0, len(order), batch_size)]
     correct = 0
     with _inference(model):
-        for batch in _batches(order, batch_size, f"{task.name}: exact_match"):
+        for _, batch in _batches(plan, f"{task.name}: exact_match"):
             inputs = left_pad([prompts[i] for i in batch], pid)
             width = inputs["input_ids"].shape[1]
             out = model.generate(
@@ -190,21 +222,25 @@ def loss(model, tokenizer, task: Task, examples: Sequence[Example], *, batch_siz
     """Mean negative log-likelihood per target token (target + end-of-turn, as in training).
 
     The mean is over all target tokens of all examples (token-weighted), encoded with
-    ``encode_for_training`` at ``task.max_length``.
+    ``encode_for_training`` at ``task.max_length``. Logits are computed at the target positions only.
     """
     examples = _check_examples(task, examples, "loss")
+    _check_batch_size(batch_size)
     features = encode_for_training(tokenizer, task, examples)
-    order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
+    seqs = [f["input_ids"] for f in features]
+    targets = [sum(label != IGNORE_INDEX for label in f["labels"]) for f in features]  # at each row's end
     pid, device = pad_id(tokenizer), _device(model)
-    total, count = 0.0, 0
+    plan = batching.plan_batches(seqs, batch_size, keep=[n + 1 for n in targets], share=_share(model))
+    total, count, caches = 0.0, 0, {}
     with _inference(model):
-        for batch in _batches(order, batch_size, f"{task.name}: loss"):
-            inputs = collate([features[i] for i in batch], pid)
-            labels = inputs.pop("labels").to(device)[:, 1:]  # (B, T-1)
-            inputs = {k: v.to(device) for k, v in inputs.items()}
-            logits = model(**inputs).logits[:, :-1, :]  # (B, T-1, V)
-            keep = labels != IGNORE_INDEX  # (B, T-1)
-            nll = F.cross_entropy(logits[keep].float(), labels[keep], reduction="sum")
-            total += float(nll)
-            count += int(keep.sum())
+        for prefix, batch in _batches(plan, f"{task.name}: loss"):
+            keep = max(targets[i] for i in batch) + 1
+            out, _ = batching.forward_rows(model, prefix, _prefix(model, prefix, device, caches),
+                                           [seqs[i][len(prefix):] for i in batch], pid, device, keep=keep)
+            logits = out.logits[:, -keep:, :]  # (B, keep, V): position j predicts token j + 1
+            picked = torch.cat([logits[row, keep - 1 - targets[i] : keep - 1] for row, i in enumerate(batch)])
+            labels = torch.tensor([t for i in batch for t in seqs[i][len(seqs[i]) - targets[i]:]],
+                                  dtype=torch.long, device=device)  # (N,)
+            total += float(F.cross_entropy(picked.float(), labels, reduction="sum"))
+            count += len(labels)
     return total / count

@@ -137,7 +137,8 @@ class MultiTaskTrainer:
             slices.append(slice(offsets, offsets + n))
             offsets += n
         self.dim = offsets
-        self.conflicts = ConflictCapture(self.modules, self.task_names, slices) if capture_every else None
+        self.conflicts = ConflictCapture(self.modules, self.task_names, slices, pairs=self.pairs,
+                                         optimizer=run["optimizer"]) if capture_every else None
         source = ByTask(self.features, probs, seed)
         self.sampler = source.sampler
         self.objective = ExampleLoss(lab, self.weighting, self.batch_size)

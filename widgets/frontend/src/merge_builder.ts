@@ -1,7 +1,8 @@
 // MergeBuilder view (widgets/merge_builder.py). Controls -> settings traits + a new `request` number,
-// debounced with one request in flight (lib/requests.ts); Python answers with the previews and
-// `answered`. A preview whose `answered` is behind the latest settings is dimmed and labelled, never
-// shown as current. Buttons send {action: "evaluate" | "commit" | "export"}.
+// debounced (lib/requests.ts), sent at once also while an earlier request computes: Python computes in
+// the background and cancels the older one (`computing` names the request it computes, `stale` says the
+// previews shown are for earlier settings). Python answers with the previews and `answered`. A preview
+// whose `answered` is behind the latest settings is dimmed and labelled, never shown as current. Buttons send {action: "evaluate" | "commit" | "export"}.
 
 import "./styles/heatmap.css";
 import "./styles/merge_builder.css";
@@ -32,6 +33,10 @@ export interface MergeBuilderTraits {
   request: number;
   // the previews
   answered: number;
+  /** The request whose previews Python computes in the background (-1: none). */
+  computing: number;
+  /** The previews shown belong to earlier settings (newer ones compute). */
+  stale: boolean;
   status: string;
   error_map: Maybe<HeatmapPayload>;
   interference: Maybe<HeatmapPayload>;
@@ -144,7 +149,7 @@ export function render({ model, el }: RenderProps<MergeBuilderTraits>) {
       method: method.value, params, seed: Number(seed.value || 0), metric: metric.value,
     };
   }
-  const requests = new Requests(model, settings, () => draw());
+  const requests = new Requests(model, settings, () => draw(), undefined, true);
   const changed = (delay?: number) => requests.changed(delay);
   function act(action: Action) {
     model.set({ name: name.value, export_path: path.value, eval_limit: Number(limit.value || 1) });
@@ -182,6 +187,12 @@ export function render({ model, el }: RenderProps<MergeBuilderTraits>) {
     if (document.activeElement !== path) path.value = model.get("export_path");
   }
 
+  function staleLabel(): string {
+    const computing = model.get("computing") ?? -1;
+    const answered = model.get("answered");
+    return computing >= 0 && (model.get("stale") || computing > answered)
+      ? `stale: for request ${answered}, computing request ${computing}…` : "stale: for earlier settings";
+  }
   function draw() {
     const isCurrent = requests.current();
     const waiting = requests.waiting();
@@ -195,7 +206,7 @@ export function render({ model, el }: RenderProps<MergeBuilderTraits>) {
         : div("lw-hint", key === "error_map" ? "no merge" : "needs two sources");
       pane.replaceChildren(map);
       pane.classList.toggle("lw-stale", !isCurrent);
-      if (!isCurrent && filled(p)) pane.prepend(div("lw-stale-label", "stale: for earlier settings"));
+      if (!isCurrent && filled(p)) pane.prepend(div("lw-stale-label", staleLabel()));
     }
     summary.textContent = model.get("summary");
     summary.classList.toggle("lw-stale", !isCurrent);
@@ -216,7 +227,8 @@ export function render({ model, el }: RenderProps<MergeBuilderTraits>) {
 
   const stops = [
     listen(model, ["active", "weights", "method", "params", "seed", "metric"], sync),
-    listen(model, ["request", "status", "error_map", "interference", "angles", "summary"], draw),
+    listen(model, ["request", "status", "computing", "stale", "error_map", "interference", "angles", "summary"],
+      draw),
     listen(model, ["progress", "scores", "eval_status"], drawEval),
     listen(model, ["name", "export_path", "eval_limit"], syncFields),
     listen(model, ["notice", "exported", "committed"], drawNotice),

@@ -23,7 +23,7 @@ function initial(): MergeBuilderTraits {
     about: { task_arithmetic: "sum", ties: "trim, elect, merge" },
     metric_labels: { conflict_rate: "sign-conflict rate", overlap: "overlap of kept entries" },
     active: ["a", "b"], weights: { a: 1, b: 1 }, method: "task_arithmetic", params: {}, seed: 0,
-    metric: "conflict_rate", request: 0, answered: 0, status: "current",
+    metric: "conflict_rate", request: 0, answered: 0, computing: -1, stale: false, status: "current",
     error_map: payload("error 0"), interference: payload("interference 0"), angles: payload("angles 0"),
     summary: "task_arithmetic of a, b", eval_limit: 8, progress: { done: 0, total: 0, label: "" }, scores: {},
     eval_status: "not run", name: "merged", export_path: "", exported: "", committed: [], notice: "",
@@ -66,7 +66,7 @@ describe("merge builder view", () => {
   });
 
   it("labels the previews stale from the first move until the answer to the latest request", () => {
-    const { model, status, stale, labels, weight, answer } = mount();
+    const { model, el, status, stale, labels, weight, answer } = mount();
     weight("a", 0.5);
     assert.equal(status(), "computing…");
     assert.equal(stale(), 3);
@@ -76,18 +76,33 @@ describe("merge builder view", () => {
     assert.equal(model.saved.length, 1);
     assert.deepEqual(model.saved[0].weights, { a: 0.5, b: 1 });
     assert.equal(model.saved[0].request, 1);
-    weight("b", 0.25); // while request 1 is in flight
+    model.python({ status: "computing…", computing: 1, stale: true }); // Python computes it in the background
+    assert.equal(el.querySelector(".lw-stale-label")!.textContent, "stale: for request 0, computing request 1…");
+    weight("b", 0.25); // while request 1 computes: sent at once, Python cancels request 1
     mock.timers.tick(300);
-    assert.equal(model.saved.length, 1, "one request in flight");
-    answer(); // answer 1 arrives: stale on arrival, request 2 goes out with the latest weights
-    assert.equal(model.saved.length, 2);
+    assert.equal(model.saved.length, 2, "the second gesture is not held back behind request 1");
     assert.deepEqual(model.saved[1].weights, { a: 0.5, b: 0.25 });
+    assert.equal(model.saved[1].request, 2);
+    model.python({ status: "computing…", computing: 2, stale: true });
+    assert.equal(el.querySelector(".lw-stale-label")!.textContent, "stale: for request 0, computing request 2…");
     assert.equal(stale(), 3);
     assert.equal(status(), "computing…");
-    answer();
+    answer(); // the answer to request 2 (request 1 was cancelled)
     assert.equal(status(), "current");
     assert.equal(stale(), 0);
     assert.equal(labels(), 0);
+  });
+
+  it("keeps an answer to an older request stale when a newer one went out", () => {
+    const { model, status, stale, weight } = mount();
+    weight("a", 0.5);
+    mock.timers.tick(300);
+    weight("a", 0.75);
+    mock.timers.tick(300);
+    assert.equal(model.get("request"), 2);
+    model.python({ error_map: payload("error 1"), answered: 1, status: "current" }); // finished before 2 came
+    assert.equal(status(), "computing…");
+    assert.equal(stale(), 3);
   });
 
   it("builds a method's parameters from its specs and sends them with the method", () => {

@@ -13,12 +13,12 @@ interface Traits extends RequestTraits {
   error_map: Record<string, unknown>;
 }
 
-function setup() {
+function setup(overlap = false) {
   const model = new FakeModel<Traits>({ request: 0, answered: 0, status: "current", weights: { a: 1 },
     method: "ties", error_map: { title: "request 0" } });
   const controls = { weights: { a: 1 }, method: "ties" }; // what the view's controls show
   let redraws = 0;
-  const requests = new Requests(model, () => ({ ...controls }), () => redraws++);
+  const requests = new Requests(model, () => ({ ...controls }), () => redraws++, DEBOUNCE_MS, overlap);
   model.on("change:answered", () => requests.answered());
   // Python: compute the request it was sent, set the previews, then `answered` (merge_builder.py)
   const answer = (status = "current", n = model.get("request")) => {
@@ -60,6 +60,22 @@ describe("request / answered", () => {
     answer();
     assert.ok(requests.current());
     assert.equal(model.get("error_map").title, "request 2");
+  });
+
+  it("with overlap, sends a newer request at once while one is in flight (Python cancels the older)", () => {
+    const { model, controls, requests, answer } = setup(true);
+    requests.changed();
+    mock.timers.tick(DEBOUNCE_MS); // request 1 in flight
+    controls.method = "dare";
+    requests.changed();
+    mock.timers.tick(DEBOUNCE_MS);
+    assert.equal(model.saved.length, 2);
+    assert.deepEqual(model.saved[1], { weights: { a: 1 }, method: "dare", request: 2, status: "computing…" });
+    assert.ok(!requests.queued && requests.inFlight());
+    answer("current", 1); // request 1 finished before request 2 arrived: not current
+    assert.ok(!requests.current());
+    answer("current", 2);
+    assert.ok(requests.current());
   });
 
   it("never calls a preview current while the controls moved since, or when Python reports an error", () => {

@@ -22,7 +22,16 @@ def _validate(params: dict) -> None:
                              "fraction dropped)")
 
 
-@elementwise("breadcrumbs", bounds={"density": DENSITY, "gamma": (0.0, 1.0)}, validate=_validate)
+def _prune(delta, generator, *, density, gamma, **_):
+    return outlier_prune_(delta, density, gamma)
+
+
+def _combine(stack, weights, *, peft_compat, **_):
+    return weighted_sum_(stack, weights)
+
+
+@elementwise("breadcrumbs", bounds={"density": DENSITY, "gamma": (0.0, 1.0)}, validate=_validate,
+             prune=_prune, combine=_combine)
 def breadcrumbs(deltas: torch.Tensor, weights: torch.Tensor, *, generators, peft_compat: bool,
                 density: float = 0.2, gamma: float = 0.01) -> torch.Tensor:
     """Drop the top ``gamma`` outliers and the small entries of each ΔWᵢ (keep ``density``), then Σᵢ wᵢτ̂ᵢ.
@@ -32,5 +41,5 @@ def breadcrumbs(deltas: torch.Tensor, weights: torch.Tensor, *, generators, peft
         gamma: the fraction of largest-magnitude entries dropped as outliers, in [0, 1).
     """
     for k in range(deltas.shape[0]):
-        outlier_prune_(deltas[k], density, gamma)
-    return weighted_sum_(deltas, weights)
+        _prune(deltas[k], None, density=density, gamma=gamma)
+    return _combine(deltas, weights, peft_compat=peft_compat)

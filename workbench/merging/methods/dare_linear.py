@@ -17,7 +17,16 @@ from workbench.merging.base import DENSITY, elementwise
 from workbench.ops.sparsify import random_prune_, weighted_sum_
 
 
-@elementwise("dare_linear", stochastic=True, peft=True, bounds={"density": DENSITY})
+def _prune(delta, generator, *, density, **_):
+    return random_prune_(delta, density, generator)
+
+
+def _combine(stack, weights, *, peft_compat, **_):
+    return weighted_sum_(stack, weights)
+
+
+@elementwise("dare_linear", stochastic=True, peft=True, bounds={"density": DENSITY},
+             prune=_prune, combine=_combine)
 def dare_linear(deltas: torch.Tensor, weights: torch.Tensor, *, generators, peft_compat: bool,
                 density: float = 0.5) -> torch.Tensor:
     """DARE: keep each entry with probability ``density`` and divide by it, then Σᵢ wᵢτ̃ᵢ.
@@ -26,5 +35,5 @@ def dare_linear(deltas: torch.Tensor, weights: torch.Tensor, *, generators, peft
         density: the probability each entry survives the random drop (kept ones are divided by it), in (0, 1].
     """
     for k in range(deltas.shape[0]):
-        random_prune_(deltas[k], density, generators[k])
-    return weighted_sum_(deltas, weights)
+        _prune(deltas[k], generators[k], density=density)
+    return _combine(deltas, weights, peft_compat=peft_compat)

@@ -15,8 +15,17 @@ from workbench.merging.base import DENSITY, SIGN_METHODS, elementwise
 from workbench.ops.sparsify import random_prune_, ties_merge_
 
 
+def _prune(delta, generator, *, density, **_):
+    return random_prune_(delta, density, generator)
+
+
+def _combine(stack, weights, *, peft_compat, majority_sign_method="total", **_):
+    return ties_merge_(stack, weights, majority_sign_method, unweighted=peft_compat)
+
+
 @elementwise("dare_ties", stochastic=True, peft=True, bounds={"density": DENSITY},
-             choices={"majority_sign_method": SIGN_METHODS})
+             choices={"majority_sign_method": SIGN_METHODS},
+             prune=_prune, combine=_combine)
 def dare_ties(deltas: torch.Tensor, weights: torch.Tensor, *, generators, peft_compat: bool,
               density: float = 0.5, majority_sign_method: str = "total") -> torch.Tensor:
     """DARE drop-and-rescale, then TIES sign election and the mean of the agreeing entries.
@@ -27,5 +36,5 @@ def dare_ties(deltas: torch.Tensor, weights: torch.Tensor, *, generators, peft_c
             sum) or ``"frequency"`` (the most common sign).
     """
     for k in range(deltas.shape[0]):
-        random_prune_(deltas[k], density, generators[k])
-    return ties_merge_(deltas, weights, majority_sign_method, unweighted=peft_compat)
+        _prune(deltas[k], generators[k], density=density)
+    return _combine(deltas, weights, peft_compat=peft_compat, majority_sign_method=majority_sign_method)

@@ -27,8 +27,17 @@ def _validate(params: dict) -> None:
         )
 
 
+def _prune(delta, generator, *, density, epsilon, **_):
+    return magprune_(delta, density, epsilon, generator)
+
+
+def _combine(stack, weights, *, peft_compat, majority_sign_method="total", **_):
+    return ties_merge_(stack, weights, majority_sign_method, unweighted=False)
+
+
 @elementwise("della", stochastic=True, bounds={"density": DENSITY, "epsilon": (0.0, 0.5)},
-             choices={"majority_sign_method": SIGN_METHODS}, validate=_validate)
+             choices={"majority_sign_method": SIGN_METHODS}, validate=_validate,
+             prune=_prune, combine=_combine)
 def della(deltas: torch.Tensor, weights: torch.Tensor, *, generators, peft_compat: bool,
           density: float = 0.3, epsilon: float = 0.15, majority_sign_method: str = "total") -> torch.Tensor:
     """MAGPRUNE (keep probability density ± ε by magnitude rank, rescaled), then TIES election and mean.
@@ -40,5 +49,5 @@ def della(deltas: torch.Tensor, weights: torch.Tensor, *, generators, peft_compa
             sum) or ``"frequency"`` (the most common sign).
     """
     for k in range(deltas.shape[0]):
-        magprune_(deltas[k], density, epsilon, generators[k])
-    return ties_merge_(deltas, weights, majority_sign_method, unweighted=False)
+        _prune(deltas[k], generators[k], density=density, epsilon=epsilon)
+    return _combine(deltas, weights, peft_compat=peft_compat, majority_sign_method=majority_sign_method)

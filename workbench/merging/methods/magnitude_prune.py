@@ -15,7 +15,16 @@ from workbench.merging.base import DENSITY, elementwise
 from workbench.ops.sparsify import magnitude_prune_, weighted_sum_
 
 
-@elementwise("magnitude_prune", peft=True, bounds={"density": DENSITY})
+def _prune(delta, generator, *, density, **_):
+    return magnitude_prune_(delta, density)
+
+
+def _combine(stack, weights, *, peft_compat, **_):
+    return weighted_sum_(stack, weights)
+
+
+@elementwise("magnitude_prune", peft=True, bounds={"density": DENSITY},
+             prune=_prune, combine=_combine)
 def magnitude_prune(deltas: torch.Tensor, weights: torch.Tensor, *, generators, peft_compat: bool,
                     density: float = 0.2) -> torch.Tensor:
     """Trim each ΔWᵢ to its top ``density`` entries by magnitude, then Σᵢ wᵢτ̂ᵢ.
@@ -24,5 +33,5 @@ def magnitude_prune(deltas: torch.Tensor, weights: torch.Tensor, *, generators, 
         density: the fraction of each ΔWᵢ's entries kept, by magnitude, in (0, 1].
     """
     for k in range(deltas.shape[0]):
-        magnitude_prune_(deltas[k], density)
-    return weighted_sum_(deltas, weights)
+        _prune(deltas[k], None, density=density)
+    return _combine(deltas, weights, peft_compat=peft_compat)

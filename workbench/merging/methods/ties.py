@@ -22,7 +22,16 @@ from workbench.merging.base import DENSITY, SIGN_METHODS, elementwise
 from workbench.ops.sparsify import magnitude_prune_, ties_merge_
 
 
-@elementwise("ties", peft=True, bounds={"density": DENSITY}, choices={"majority_sign_method": SIGN_METHODS})
+def _prune(delta, generator, *, density, **_):
+    return magnitude_prune_(delta, density)
+
+
+def _combine(stack, weights, *, peft_compat, majority_sign_method="total", **_):
+    return ties_merge_(stack, weights, majority_sign_method, unweighted=peft_compat)
+
+
+@elementwise("ties", peft=True, bounds={"density": DENSITY}, choices={"majority_sign_method": SIGN_METHODS},
+             prune=_prune, combine=_combine)
 def ties(deltas: torch.Tensor, weights: torch.Tensor, *, generators, peft_compat: bool,
          density: float = 0.2, majority_sign_method: str = "total") -> torch.Tensor:
     """TIES on ΔW: trim to the top ``density`` by magnitude, elect signs, mean of the agreeing entries.
@@ -33,5 +42,5 @@ def ties(deltas: torch.Tensor, weights: torch.Tensor, *, generators, peft_compat
             sum) or ``"frequency"`` (the most common sign).
     """
     for k in range(deltas.shape[0]):
-        magnitude_prune_(deltas[k], density)
-    return ties_merge_(deltas, weights, majority_sign_method, unweighted=peft_compat)
+        _prune(deltas[k], generators[k] if generators else None, density=density)
+    return _combine(deltas, weights, peft_compat=peft_compat, majority_sign_method=majority_sign_method)

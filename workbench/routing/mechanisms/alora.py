@@ -56,6 +56,7 @@ def causal_allowed(real: torch.Tensor) -> torch.Tensor:
 
 
 @ROUTERS.register("alora", choices={"init": INIT_NAMES},
+                  flags=("exportable",),
                   bounds={"r": (1, None), "alpha": (0.0, None), "heads": (1, None), "dropout": (0.0, 1.0)})
 class ALoRA(Router):
     """ALoRA: plain LoRA whose rank-r code z = A x also attends causally over the earlier tokens' codes.

@@ -52,6 +52,7 @@ def sparse_projection(r: int, n: int, p: int, generator: torch.Generator) -> tor
 
 @ROUTERS.register("flylora", bounds={"r": (1, None), "k": (1, None), "alpha": (0.0, None),
                                      "bias_u": (0.0, None), "p": (1, None), "dropout": (0.0, 1.0)},
+                  flags=("exportable",),
                   choices={"select": tuple(SELECT), "update": UPDATES, "init": INIT_NAMES})
 class FlyLoRA(Router):
     """FlyLoRA: a frozen sparse random A selects the top-k of r ranks per token; only B trains.

@@ -43,7 +43,7 @@ from workbench.routing.gates import check_k, entropy, renormalize, straight_thro
 from workbench.routing.losses import AUX_LOSSES
 
 
-@ROUTERS.register("lora-mixer", flags=("bank",),
+@ROUTERS.register("lora-mixer", flags=("bank", "exportable"),
                   bounds={"experts": (1, None), "k": (1, None), "r": (1, None), "alpha": (0.0, None),
                           "dropout": (0.0, 1.0), "lambda_bal": (0.0, None), "lambda_spec": (0.0, None)},
                   choices={"init": INIT_NAMES},

@@ -38,7 +38,7 @@ from workbench.routing.factors import expert_factors, linear_weight, mixture_del
 from workbench.routing.losses import AUX_LOSSES
 
 
-@ROUTERS.register("loramoe", flags=("needs_task_labels",),
+@ROUTERS.register("loramoe", flags=("exportable", "needs_task_labels"),
                   bounds={"experts": (1, None), "r": (1, None), "alpha": (0.0, None), "dropout": (0.0, 1.0),
                           "blc_alpha": (0.0, 1.0), "blc_weight": (0.0, None)},
                   choices={"init": INIT_NAMES})

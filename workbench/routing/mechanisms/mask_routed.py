@@ -63,7 +63,7 @@ def check_types(types: torch.Tensor, shape: torch.Size, n: int, who: str) -> tor
     return types.long()
 
 
-@ROUTERS.register("mask-routed", flags=("needs_token_types",), bounds={"dropout": (0.0, 1.0)},
+@ROUTERS.register("mask-routed", flags=("exportable", "needs_token_types"), bounds={"dropout": (0.0, 1.0)},
                   choices={"init": INIT_NAMES})
 class MaskRoutedLoRA(Router):
     """Mask-routed LoRA (Arcana's MM-LoRA): named LoRA branches; each token takes the one its type picks.

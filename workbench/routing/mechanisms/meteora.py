@@ -44,7 +44,7 @@ from workbench.routing.losses import AUX_LOSSES
 IGNORE = -100  # label of tokens the gate loss skips (padding), as torch's cross_entropy
 
 
-@ROUTERS.register("meteora", flags=("bank", "freezable", "needs_task_labels"),
+@ROUTERS.register("meteora", flags=("bank", "exportable", "freezable", "needs_task_labels"),
                   bounds={"k": (1, None), "T": (0.0, None), "dropout": (0.0, 1.0), "gate_coef": (0.0, None)})
 class MeteoRA(Router):
     """MeteoRA: a gate per projection picks the top-k adapters of a frozen bank of the lab's LoRAs per token.

@@ -51,6 +51,7 @@ PROJECTIONS = ("gate_proj", "up_proj", "down_proj")
                                      "alpha": (0.0, None),
                                      "dropout": (0.0, 1.0), "jitter": (0.0, None), "aux_coef": (0.0, None),
                                      "router_init_range": (0.0, None)},
+                  flags=("exportable",),
                   choices={"init": INIT_NAMES})
 class MixLoRA(Router):
     """MixLoRA: a sparse top-k mixture of LoRA experts inside the FFN block, sharing its frozen weights.

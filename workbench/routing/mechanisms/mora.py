@@ -42,6 +42,7 @@ from workbench.routing.routed import Routed
 
 @ROUTERS.register("mora", bounds={"r": (1, None), "k": (1, None), "tau": (0.0, None), "delta": (-1.0, 1.0),
                                   "scale": (0.0, None)},
+                  flags=("exportable",),
                   choices={"init": INIT_NAMES})
 class MoRA(Router):
     """MoRA: a growing pool of self-activated rank-1 experts (top-k of their own normalized activations).

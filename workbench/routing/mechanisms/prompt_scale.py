@@ -66,7 +66,7 @@ def lookup_scale(value, path: str, out: int, batch: int) -> torch.Tensor:
     return sigma
 
 
-@ROUTERS.register("prompt-scale", flags=("needs_prompt_scale",),
+@ROUTERS.register("prompt-scale", flags=("exportable", "needs_prompt_scale"),
                   bounds={"r": (1, None), "alpha": (0.0, None), "dropout": (0.0, 1.0)},
                   choices={"init": INIT_NAMES})
 class PromptScaledLoRA(Router):

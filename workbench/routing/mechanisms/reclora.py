@@ -39,7 +39,7 @@ from workbench.routing.gates import check_k, topk_dense
 ROUTINGS = ("soft", "hard")
 
 
-@ROUTERS.register("reclora", flags=("needs_context_vector",),
+@ROUTERS.register("reclora", flags=("exportable", "needs_context_vector"),
                   bounds={"ctr_dim": (1, None), "M": (1, None), "r": (1, None), "alpha": (0.0, None),
                           "T": (0.0, None), "topk": (1, None), "hidden": (1, None), "mlp_dropout": (0.0, 1.0),
                           "dropout": (0.0, 1.0)},

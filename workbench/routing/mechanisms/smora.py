@@ -30,6 +30,7 @@ from workbench.routing.gates import check_k, renormalize, sign_bias_update, topk
 @ROUTERS.register("smora", bounds={"r": (1, None), "k": (1, None), "alpha": (0.0, None),
                                    "rank_partition": (1, None),
                                    "bias_u": (0.0, None), "dropout": (0.0, 1.0)},
+                  flags=("exportable",),
                   choices={"init": INIT_NAMES})
 class SMoRA(Router):
     """SMoRA: every rank of one LoRA is an expert; a sigmoid router with a balancing bias keeps the top k.

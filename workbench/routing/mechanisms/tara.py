@@ -79,7 +79,7 @@ def _tara_alignment(payloads: list[dict]) -> torch.Tensor:
     return torch.stack([p["value"] for p in payloads]).mean()
 
 
-@ROUTERS.register("tara", flags=("bank", "needs_token_masks"), bounds={"align": (0.0, None)})
+@ROUTERS.register("tara", flags=("bank", "exportable", "needs_token_masks"), bounds={"align": (0.0, None)})
 class TARA(Router):
     """TARA: token-aware LoRA, a bank of the lab's adapters, each acting only on its own tokens (masks).
 

@@ -4,7 +4,8 @@
 // (re)starts a debounce; when it runs out the settings go to Python in one `save_changes` together with
 // `request` + 1. One request is in flight at a time (`answered < request`): a debounce that runs out
 // meanwhile is `queued` and sent when the answer arrives, so Python computes the latest settings, not
-// every intermediate one. Python answers by setting the previews, then `answered` = the request it
+// every intermediate one. With `overlap` (a Python side that computes in the background and cancels the
+// request it computes when a newer one arrives: the merge builder) the newer request goes out at once. Python answers by setting the previews, then `answered` = the request it
 // computed, and `status` ("current", or what went wrong). A preview is current only when nothing is
 // dirty, nothing is in flight and the status says "current"; otherwise the view dims and labels it.
 
@@ -34,7 +35,7 @@ export class Requests<T extends RequestTraits> {
    * @param redraw called whenever the state of the protocol changed (to restyle the previews).
    */
   constructor(private model: Model<T>, private settings: () => Partial<T>, private redraw: () => void,
-    private debounceMs = DEBOUNCE_MS) {}
+    private debounceMs = DEBOUNCE_MS, private overlap = false) {}
 
   /** A request is in flight: sent, not yet answered. */
   inFlight(): boolean {
@@ -59,11 +60,12 @@ export class Requests<T extends RequestTraits> {
     this.redraw();
   }
 
-  /** Send the dirty settings now as the next request, unless one is in flight (then queue; `force`: send). */
+  /** Send the dirty settings now as the next request, unless one is in flight (then queue; `force` or
+   * `overlap`: send). */
   flush(force = false): void {
     clearTimeout(this.timer);
     if (!this.dirty) return;
-    if (this.inFlight() && !force) {
+    if (this.inFlight() && !force && !this.overlap) {
       this.queued = true;
       return;
     }
