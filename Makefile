@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: lab test unit js-test slow notebooks browser lint debs notebooks-build adapters routers clean
+.PHONY: lab test unit js-test slow notebooks browser lint debs notebooks-build adapters routers reproduce clean
 
 # The JupyterLab extension (labextension/) is built by the install below (jlpm + jupyter-builder, ~15-45 s);
 # a stale build would be kept, so it is removed first whenever its sources changed.
@@ -72,6 +72,12 @@ adapters: $(STAMP) debs   # retrain the shipped ready adapters (about 15 min on 
 
 routers: $(STAMP) debs    # retrain the shipped ready routers and their baseline (about 40 min on 2 cores)
 	$(PY) scripts/train_ready_routers.py --only lora_r26 smora flylora meteora
+
+# The papers' claims tried on SmolLM2 over seeds (workbench/experiments): per-seed tables and summaries
+# (mean, 95% interval) in results/. `make reproduce` runs them all; `make reproduce NAME=mixlora` one;
+# QUICK=1 a smoke run into results/quick/. Hours on 2 cores at 1 thread: see each results/NAME.md.
+reproduce: $(STAMP)
+	OMP_NUM_THREADS=1 $(VENV)/bin/lora-workbench reproduce $(NAME) --threads 1 $(if $(QUICK),--quick)
 
 clean:
 	rm -rf $(VENV) build .pytest_cache widgets/static/dist $(FRONTEND)/node_modules $(FRONTEND)/.test-build

@@ -41,6 +41,7 @@ REGISTRIES = {
     "samplings": ("workbench.training", "SAMPLINGS"),
     "loss_weightings": ("workbench.training", "LOSS_WEIGHTINGS"),
     "variants": ("workbench.training", "VARIANTS"),
+    "experiments": ("workbench.experiments", "EXPERIMENTS"),
 }
 TRAINING = {"optimizers", "grad_methods", "samplings", "loss_weightings", "variants"}
 # (registry, name) of entries that may break a rule for now, each with its reason: xfail(strict=True),

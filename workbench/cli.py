@@ -1,4 +1,5 @@
-"""The ``lora-workbench`` command: ``lab`` (JupyterLab on the quickstart), ``notebooks``, ``inspect``.
+"""The ``lora-workbench`` command: ``lab`` (JupyterLab on the quickstart), ``notebooks``, ``inspect``,
+``serve``, ``reproduce`` (an experiment's full or quick run into results/).
 
 Subcommands are registered functions (``serve``: the Panel dashboard); later issues add ``merge``, ``bench``.
 """
@@ -113,6 +114,34 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+@COMMANDS.register("reproduce", reference="workbench.experiments (the papers each experiment names)")
+def _reproduce(args: argparse.Namespace) -> int:
+    """Run an experiment (or all) and write its per-seed table and summary to results/."""
+    from workbench.experiments import EXPERIMENTS, reproduce  # late: the experiments load the lab
+
+    names = EXPERIMENTS.names() if args.name in (None, "all") else [args.name]
+    if args.list:
+        for n in EXPERIMENTS.names():
+            print(f"{n}: {EXPERIMENTS.info(n).summary}")
+        return 0
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    for name in names:
+        command = " ".join(["lora-workbench reproduce", name, *(["--quick"] if args.quick else []),
+                            *(["--seeds", *map(str, args.seeds)] if args.seeds else []),
+                            *(["--arms", *args.arms] if args.arms else []),
+                            *([f"--threads {args.threads}"] if args.threads is not None else [])])
+        done = reproduce(name, quick=args.quick, seeds=args.seeds, arms=args.arms, out=args.out,
+                         command=command)
+        print(f"{name}: wrote {done.csv} and {done.markdown}")
+        for v in done.verdicts:
+            print(f"  {v.claim}: {v.measure} = {v.interval} -> "
+                  f"{ {True: 'holds', False: 'refuted', None: 'not shown'}[v.holds] }")
+    return 0
+
+
 def check_host(host: str, token: str | None) -> str | None:
     """A loopback host needs nothing; any other address is reachable from the network: warn, and
     require ``--token`` (or the LORA_WORKBENCH_TOKEN variable), the password the page then asks for."""
@@ -172,6 +201,16 @@ def parser() -> argparse.ArgumentParser:
     srv.add_argument("--no-browser", action="store_true", help="do not open a browser (headless)")
     srv.add_argument("--no-model", action="store_true",
                      help="do not load the adapters' base model: geometry views only, no merge or evaluation")
+    rep = sub.add_parser("reproduce", help=COMMANDS.get("reproduce").__doc__)
+    rep.add_argument("name", nargs="?", default=None, help="an experiment (default: all of them)")
+    rep.add_argument("--quick", action="store_true",
+                     help="a few steps, one seed, a tiny evaluation (a smoke test: results/quick/)")
+    rep.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default: the experiment's)")
+    rep.add_argument("--arms", nargs="+", default=None,
+                     help="run only these arms; the other arms' rows already in the table are kept")
+    rep.add_argument("--out", default=None, help="the results folder (default: ./results)")
+    rep.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    rep.add_argument("--list", action="store_true", help="list the experiments and exit")
     return p
 
 

@@ -28,6 +28,8 @@ class Case:
 CASES: dict[str, Case] = {
     "smora": Case(dict(r=8, k=2, targets="all-linear")),
     "mixlora": Case(dict(experts=4, k=2, r=4)),
+    "mixlora-dynamic": Case(dict(experts=4, r=4, top_p=1.0)),  # top_p < 1 scales the FFN by Σp_kept
+    "mixlora-switch": Case(dict(experts=4, r=4), zero_at_init=False),  # the gate p_max < 1 scales the FFN
     "loramoe": Case(dict(experts=4, r=4, blc_alpha=0.1, blc_weight=0.1)),
     "lora-mixer": Case(dict(experts=4, k=2, r=4)),
     "meteora": Case(dict(bank=["a", "b"], k=1),  # a bank over all-linear: the default targets

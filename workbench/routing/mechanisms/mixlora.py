@@ -27,7 +27,8 @@ Reference: Li et al., "MixLoRA: Enhancing Large Language Models Fine-Tuning with
 Experts" (arXiv 2404.15159); code github TUDB-Labs/MoE-PEFT @40f8cb7 moe_peft/adapters/mixlora/model.py,
 moe_peft/models/modeling_llama.py (_mixlora_forward). Defaults from templates/mixlora.json: E=8, k=2,
 r=16, α=32, dropout 0.05, jitter 0, router init N(0, 0.02); c_aux 0.001 (code default; ⚠ the paper text
-may quote 0.01). The "mixlora-dynamic" (top-p) and "mixlora-switch" variants are not implemented.
+may quote 0.01). The code's "mixlora-dynamic" (top-p) and "mixlora-switch" (top-1 with capacity)
+routings are the subclasses in ``mixlora_dynamic.py`` and ``mixlora_switch.py``.
 """
 
 from __future__ import annotations
@@ -101,22 +102,42 @@ class MixLoRA(Router):
             h = h * torch.empty_like(h).uniform_(1.0 - self.jitter, 1.0 + self.jitter)
         logits = F.linear(h.float(), self.router.float())  # (N, E), fp32 as the code
         probs = logits.softmax(-1)
-        idx, dense = topk_dense(probs, self.k, renormalize)  # (N, k), (N, E): w = top / Σ top
-        w = dense.gather(-1, idx)  # (N, k)
+        idx, dense = self.select(probs, x)  # (N, s) experts of each token (−1: none), (N, E) gates
         base = {n: _base_projection(block, n) for n in PROJECTIONS}
         out = torch.zeros_like(h)
         for e in range(self.experts):
-            rows, slot = torch.where(idx == e)
+            rows = torch.where((idx == e).any(-1))[0]
             if rows.numel():
                 y = self._expert(e, h[rows], base, block.act_fn)
-                out = out.index_add(0, rows, (w[rows, slot, None] * y).to(out.dtype))
-        if self.training and self.aux_coef:
-            self.add_aux("load_balance", self.aux_coef * self.k, logits=logits, k=self.k,
-                         mask=_flat(token_mask(x, needed_by="MixLoRA's load balance")))
+                out = out.index_add(0, rows, (dense[rows, e, None] * y).to(out.dtype))
+        out = self.unrouted(out, h, idx, base, block.act_fn)
+        if self.training:
+            self.balance(logits, idx, x)
         lead = x.shape[:-1]
         self.emit(probs.reshape(*lead, -1), dense.reshape(*lead, -1),
-                  idx.reshape(*lead, -1))
+                  idx.reshape(*lead, -1) if bool((idx >= 0).all()) else None)
         return out.reshape(x.shape)
+
+    def select(self, probs: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The experts of each token and their gates: top-k, renormalised (w = top / Σ top).
+
+        Variants override this (``mixlora-dynamic``: top-p; ``mixlora-switch``: top-1 with capacity).
+
+        Returns:
+            (selected (N, s), −1 where a slot is empty; dense gates (N, E), zero off the selection).
+        """
+        return topk_dense(probs, self.k, renormalize)
+
+    def unrouted(self, out: torch.Tensor, h: torch.Tensor, idx: torch.Tensor, base: dict,
+                 act: nn.Module) -> torch.Tensor:
+        """The output of tokens no expert took (none here: every token has k experts)."""
+        return out
+
+    def balance(self, logits: torch.Tensor, idx: torch.Tensor, x: torch.Tensor) -> None:
+        """Queue the load-balance loss of this forward (training only)."""
+        if self.aux_coef:
+            self.add_aux("load_balance", self.aux_coef * self.k, logits=logits, k=self.k,
+                         mask=_flat(token_mask(x, needed_by="MixLoRA's load balance")))
 
     def _expert(self, e: int, h: torch.Tensor, base: dict[str, nn.Module], act: nn.Module) -> torch.Tensor:
         """FFN_e on the tokens routed to expert e: every projection is base + s·B_e A_e dropout(x)."""
@@ -144,8 +165,13 @@ def _base_projection(block: nn.Module, name: str) -> nn.Module:
 
 def add_mixlora(lab, name: str, *, experts: int = 8, k: int = 2, r: int = 16, alpha: float = 32.0,
                 dropout: float = 0.05, jitter: float = 0.0, aux_coef: float = 0.001, targets="mlp",
-                attention_targets="attention", init: str = "lora", seed: int = 0):
+                attention_targets="attention", init: str = "lora", seed: int = 0,
+                mechanism: str = "mixlora", **variant):
     """Add MixLoRA as the paper builds it: the FFN expert router ``name`` and a plain attention LoRA.
+
+    ``mechanism`` picks the routing variant (``"mixlora"`` top-k, ``"mixlora-dynamic"`` top-p,
+    ``"mixlora-switch"`` top-1 with capacity); ``k`` goes only to a variant that takes it and
+    ``variant`` holds the variant's own parameters (``top_p=0.8``, ``capacity=32`` ...).
 
     Example:
         >>> routed, attn = add_mixlora(lab, "mix")
@@ -158,8 +184,11 @@ def add_mixlora(lab, name: str, *, experts: int = 8, k: int = 2, r: int = 16, al
     Returns:
         (the ``Routed`` of ``name``, the attention ``Adapter`` named ``f"{name}_attn"``, same r, α, dropout).
     """
-    routed = lab.add_router(name, "mixlora", targets=targets, seed=seed, experts=experts, k=k, r=r,
-                            alpha=alpha, dropout=dropout, jitter=jitter, aux_coef=aux_coef, init=init)
+    params = dict(experts=experts, r=r, alpha=alpha, dropout=dropout, jitter=jitter, aux_coef=aux_coef,
+                  init=init, **variant)
+    if "k" in ROUTERS.info(mechanism).params:
+        params["k"] = k
+    routed = lab.add_router(name, mechanism, targets=targets, seed=seed, **params)
     try:
         attn = lab.new_adapter(f"{name}_attn", r=r, alpha=alpha, targets=attention_targets, init=init,
                                seed=seed)

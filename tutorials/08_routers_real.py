@@ -1,0 +1,176 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 08 · Routers on the real model: MixLoRA and LoRAMoE, their claims tried over seeds
+#
+# Two mixtures of LoRA experts put *inside the FFN* of SmolLM2, each against a plain LoRA with the
+# **same number of trainable parameters**, trained on the same real tasks with the same steps,
+# learning rate, batch and seeds:
+#
+# - **MixLoRA** (Li et al., 2024): E LoRA experts share each frozen FFN, a router sends every token
+#   to its top-k; a plain LoRA sits on the attention. Its paper claims that (1) its multi-task score is
+#   at least a plain LoRA's, (2) the experts specialize by task, and (3) its auxiliary loss balances
+#   the load over the experts. MoE-PEFT's code also has two other routings, here as their own
+#   mechanisms: `mixlora-dynamic` (top-p: as many experts as it takes to cover p of the routing mass)
+#   and `mixlora-switch` (Switch Transformers: top-1, with a capacity per expert).
+# - **LoRAMoE** (Dou et al., 2024): a dense softmax mixture of LoRA experts in every FFN linear, with
+#   a *localized balancing constraint* that pushes samples of the "world knowledge" type onto one
+#   group of experts and the other tasks onto the other group. Its paper claims that this keeps the
+#   model's world knowledge while it learns the tasks, where plain fine-tuning forgets it.
+#
+# Every number in the "full run" sections below comes from `make reproduce` (or
+# `lora-workbench reproduce NAME`), which writes a per-seed table and a summary (mean and 95% t
+# interval over seeds) to `results/`. This notebook runs the same code live in **quick mode** (two
+# training steps, one seed, two evaluation examples per task): enough to see every part work, far
+# too little to say anything about the claims.
+
+# %%
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+import torch
+
+import workbench as wb
+from workbench.experiments import EXPERIMENTS, reproduce, results_root
+from workbench.experiments.summary import measure_table
+from workbench.routing import ROUTERS
+
+QUICK = os.environ.get("LORA_WORKBENCH_QUICK") == "1"  # set by `make test`; the live runs are quick anyway
+torch.manual_seed(0)
+lab = wb.Workbench.from_zoo("smollm2-135m")
+scratch_dir = Path(tempfile.mkdtemp(prefix="lw08_"))  # the quick runs write here, not to results/
+EXPERIMENTS.table()[["name", "summary", "reference"]]
+
+# %% [markdown]
+# ## 1. MixLoRA and its routings
+#
+# The three routings differ only in how each token picks its experts (the FFN experts, the shared
+# frozen FFN inside each, and the attention LoRA are the same):
+
+# %%
+routers = ROUTERS.table()
+routers[routers.name.str.startswith("mixlora")][["name", "summary", "params"]]
+
+# %% [markdown]
+# The experiment (`workbench/experiments/mixlora.py`) trains E = 4 experts of rank 8 with top-2
+# routing plus a rank-8 attention LoRA, and a plain LoRA on every linear layer whose rank makes its
+# trainable count the closest to MixLoRA's, on three real tasks at once (arithmetic, topic, language).
+# After training it scores each on held-out examples and records MixLoRA's routing on held-out
+# prompts of each task:
+#
+# - `task_mi`: the mutual information (bits) between a token's task and the experts it uses, per
+#   FFN block, averaged; `half_mi` is the same between the two halves of *one* task's prompts, which
+#   is what finite samples give when routing does not depend on the group. Specialization is
+#   `task_mi − half_mi` > 0.
+# - `load_cv`: how unevenly the token-expert assignments spread over the experts (0 = even). The
+#   balance claim compares it with the same model trained without the auxiliary loss
+#   (`mixlora_noaux`).
+#
+# Live, in quick mode (two steps; the numbers mean nothing yet):
+
+# %%
+mix_quick = reproduce("mixlora", quick=True, arms=["lora", "mixlora"], out=scratch_dir, lab=lab,
+                      log=lambda s: None)
+mix_quick.table.pivot_table(index=["measure", "task"], columns="arm", values="value").round(3)
+
+# %% [markdown]
+# The two arms have the same trainable budget (the `trainable_params` rows), and the lab is left as
+# it was: each arm removes what it added.
+
+# %%
+assert not lab.adapters and not lab.routers
+print(Path(mix_quick.markdown).read_text().split("## Every measure")[0])
+
+# %% [markdown]
+# ### The full run
+#
+# The table below is read from `results/mixlora.md` / `results/mixlora.csv` when they exist (the
+# command that wrote them is in the summary's first lines). Each claim's verdict is decided by the
+# 95% interval of the per-seed paired difference: *holds* when it lies above 0, *refuted* when below,
+# *not shown* when it straddles 0.
+
+# %%
+def show_full(name: str):
+    """The claims and the measure table of ``results/<name>``, or the command that makes them."""
+    md, csv = results_root() / f"{name}.md", results_root() / f"{name}.csv"
+    if not csv.exists():
+        print(f"no full results yet: run `lora-workbench reproduce {name}` (or `make reproduce NAME={name}`)")
+        return None
+    text = md.read_text()
+    print(text.split("## Every measure")[0])
+    table = pd.read_csv(csv, keep_default_na=False)
+    return measure_table(table)
+
+
+mix_full = show_full("mixlora")
+mix_full if mix_full is None else mix_full.round(3)
+
+
+# %%
+def score_figure(summary: pd.DataFrame | None, measure: str, title: str):
+    """One bar per arm: the mean of ``measure`` over seeds with its 95% interval."""
+    if summary is None:
+        return None
+    part = summary[(summary.measure == measure) & (summary.task == "")]
+    fig = go.Figure(go.Bar(x=part.arm, y=part["mean"],
+                           error_y=dict(type="data", symmetric=False, array=part.high - part["mean"],
+                                        arrayminus=part["mean"] - part.low),
+                           text=[f"n={n}" for n in part.n], textposition="outside"))
+    fig.update_layout(title=title, yaxis_title=measure, template="plotly_white", height=360)
+    return fig
+
+
+score_figure(mix_full, "multitask_score", "Multi-task score (mean of 3 tasks), 95% interval over seeds")
+
+# %% [markdown]
+# ## 2. LoRAMoE: does the localized balance keep the base model's knowledge?
+#
+# The experiment (`workbench/experiments/loramoe.py`) builds the paper's setting at CPU scale: E = 6
+# experts of rank 4 on every FFN linear with the localized balancing constraint **on** (δ = β = 0.1,
+# not the public script's 0). The training mix has two data types: the downstream tasks arithmetic and
+# language (type 0) and the *training* questions of the trivia task (type 1, "world knowledge", as
+# the paper's closed-book QA sets). Knowledge is scored on trivia's **held-out** questions (disjoint
+# from its training questions: four options listed, the answer text as target, first-token
+# accuracy, chance 25%), against the base model's own score (`base`) and a plain LoRA on the same
+# FFN linears with the same trainable budget, trained on the same mix. `knowledge_gate_gap` is how
+# much more gate the knowledge group carries on trivia prompts than on the task prompts.
+#
+# Live, in quick mode (under `make test` LoRAMoE alone, to keep the notebook short; all three arms
+# otherwise):
+
+# %%
+moe_quick = reproduce("loramoe", quick=True, arms=["loramoe"] if QUICK else None, out=scratch_dir, lab=lab,
+                      log=lambda s: None)
+moe_quick.table.pivot_table(index=["measure", "task"], columns="arm", values="value").round(3)
+
+# %% [markdown]
+# ### The full run
+
+# %%
+moe_full = show_full("loramoe")
+moe_full if moe_full is None else moe_full.round(3)
+
+# %%
+score_figure(moe_full, "knowledge_score", "Held-out trivia (knowledge) score, 95% interval over seeds")
+
+# %% [markdown]
+# ## What to take away
+#
+# - Equal budget is measured, not assumed: every arm reports `trainable_params`.
+# - A claim is only as strong as its interval. With three seeds the t quantile is 4.3, so a
+#   difference must be large against its seed-to-seed spread to be decided either way; a "not shown"
+#   is not a refutation, and the summaries report every verdict, for or against the paper.
+# - The CPU schedules are short (see each summary's "Settings and deviations"): the papers train for
+#   thousands of steps with E = 8 experts of rank 16. Run `lora-workbench reproduce NAME --seeds 0 1 2
+#   3 4` with a longer schedule (edit the experiment's `full`) where more compute is at hand.
