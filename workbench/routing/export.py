@@ -23,7 +23,6 @@ from collections.abc import Callable, Mapping
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
 from workbench.adapters import Adapter
 from workbench.adapters.adapter import LoraFactors
@@ -31,7 +30,7 @@ from workbench.errors import WorkbenchError
 from workbench.hooks import hooks, module_paths
 from workbench.routing.base import ROUTERS
 from workbench.routing.context import routing_context
-from workbench.routing.freeze import _batches
+from workbench.routing.freeze import _batches, compare
 from workbench.routing.static_form import EXPORTS
 
 Context = Mapping | Callable[[dict], Mapping] | None
@@ -158,28 +157,14 @@ def mean_statistics(lab, routed_name: str, batches: list[dict], context: Context
     return {p: sums[p] / n_tokens for p in paths}
 
 
-@torch.no_grad()
 def distance(lab, routed_name: str, adapter_name: str, batches: list[dict], context: Context = None, *,
              after: Callable[[], None] | None = None) -> dict:
-    """How far ``adapter_name``'s logits are from ``routed_name``'s on ``batches`` (real tokens only)."""
-    diff2 = ref2 = kl = agree = 0.0
-    n = 0
-    for batch in batches:
-        keep = batch["attention_mask"].bool()
-        outs = []
-        for used in (routed_name, adapter_name):
-            with lab.using(used):
-                out = _forward(lab, batch, context, after)
-            outs.append((out.logits if hasattr(out, "logits") else out.last_hidden_state)[keep].float())
-        routed, static = outs  # (N, V)
-        diff2 += float(((static - routed) ** 2).sum())
-        ref2 += float((routed ** 2).sum())
-        kl += float(F.kl_div(static.log_softmax(-1), routed.log_softmax(-1), log_target=True,
-                             reduction="sum"))
-        agree += float((routed.argmax(-1) == static.argmax(-1)).sum())
-        n += routed.shape[0]
-    return {"rel_logit_error": (diff2 / max(ref2, 1e-30)) ** 0.5, "kl": kl / n, "top1_agreement": agree / n,
-            "tokens": n}
+    """How far ``adapter_name``'s logits are from ``routed_name``'s on ``batches`` (real tokens only):
+    ``freeze.compare`` with each forward inside the batch's routing context."""
+    def forward(batch: dict):
+        return _forward(lab, batch, context, after)
+
+    return compare(lab, routed_name, adapter_name, batches, forward=forward)
 
 
 def _adapter(lab, routed, stats: dict[str, torch.Tensor], name: str, exact: bool) -> Adapter:

@@ -20,6 +20,8 @@ The routed model runs in eval mode (no dropout) for both the averaging and the r
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -96,8 +98,14 @@ def average_weights(lab, routed_name: str, batches: list[dict]) -> dict[str, tor
 
 
 @torch.no_grad()
-def compare(lab, routed_name: str, adapter_name: str, batches: list[dict]) -> dict:
-    """How far ``adapter_name``'s outputs are from ``routed_name``'s on ``batches`` (real tokens only)."""
+def compare(lab, routed_name: str, adapter_name: str, batches: list[dict], *,
+            forward: Callable[[dict], object] | None = None) -> dict:
+    """How far ``adapter_name``'s outputs are from ``routed_name``'s on ``batches`` (real tokens only).
+
+    ``forward(batch)`` runs the model on a batch (default ``lab.model(**batch)``); the export passes one
+    that sets the routing context first.
+    """
+    forward = forward or (lambda batch: lab.model(**batch))
     diff2 = ref2 = kl = agree = 0.0
     n = 0
     for batch in batches:
@@ -105,7 +113,7 @@ def compare(lab, routed_name: str, adapter_name: str, batches: list[dict]) -> di
         outs = []
         for used in (routed_name, adapter_name):
             with lab.using(used):
-                out = lab.model(**batch)
+                out = forward(batch)
             outs.append((out.logits if hasattr(out, "logits") else out.last_hidden_state)[keep].float())
         routed, frozen = outs  # (N, V)
         diff2 += float(((frozen - routed) ** 2).sum())
