@@ -24,7 +24,8 @@ def test_multitask_capture_on_smollm2(smollm2):
         assert off.value.dropna().between(-1 - 1e-9, 1 + 1e-9).all()  # NaN: a task absent from a batch
         whole = off.groupby("step").value.apply(lambda v: v.notna().all() or v.isna().all())
         assert whole.all() and off.value.notna().any()  # a step has all cosines or none
-        assert res.conflicts.nbytes == 2 * 120 * 2 * 2 * 8  # steps × modules × T² float64: no gradients
+        # spaces × steps × modules × T² float64: no gradients kept
+        assert res.conflicts.nbytes == len(res.conflicts.spaces) * 2 * 120 * 2 * 2 * 8
         assert res.checkpoints[-1].lineage["tasks"] == ["topic", "language"]
         assert res.history.query("task == 'total'").loss.notna().all()
     finally:
