@@ -38,6 +38,8 @@ from dataclasses import dataclass
 
 import torch
 
+from workbench.tasks.encoding import left_pad
+
 PAD_SHARE = 0.2
 """A batch closes before its padding would exceed this share of its tokens."""
 MIN_SAVED = 64
@@ -148,16 +150,11 @@ def layout(prefix_len: int, rows: Sequence[Sequence[int]], pad_id: int) -> dict[
         ``input_ids`` (B, W), ``position_ids`` (B, W) counting on from ``prefix_len`` at each row's first
         token, ``attention_mask`` (B, P + W) with zeros over the padding only.
     """
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), int(pad_id), dtype=torch.long)  # (B, W)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)  # (B, W)
-    for b, r in enumerate(rows):
-        if r:
-            ids[b, width - len(r):] = torch.tensor(list(r), dtype=torch.long)
-            mask[b, width - len(r):] = 1
-    positions = prefix_len + (mask.cumsum(-1) - 1).clamp(min=0)  # (B, W)
+    padded = left_pad(rows, pad_id)  # (B, W) each: the rows alone
+    mask = padded["attention_mask"]
     full = torch.cat([torch.ones((len(rows), prefix_len), dtype=torch.long), mask], dim=1)  # (B, P+W)
-    return {"input_ids": ids, "attention_mask": full, "position_ids": positions}
+    return {"input_ids": padded["input_ids"], "attention_mask": full,
+            "position_ids": prefix_len + padded["position_ids"]}
 
 
 def expand(cache, n: int):
