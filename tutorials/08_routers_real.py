@@ -42,8 +42,8 @@ import plotly.graph_objects as go
 import torch
 
 import workbench as wb
-from workbench.experiments import EXPERIMENTS, reproduce, results_root
-from workbench.experiments.summary import measure_table
+from workbench.experiments import EXPERIMENTS, reproduce
+from workbench.experiments.summary import full_results
 from workbench.routing import ROUTERS
 
 QUICK = os.environ.get("LORA_WORKBENCH_QUICK") == "1"  # set by `make test`; the live runs are quick anyway
@@ -103,14 +103,12 @@ print(Path(mix_quick.markdown).read_text().split("## Every measure")[0])
 # %%
 def show_full(name: str):
     """The claims and the measure table of ``results/<name>``, or the command that makes them."""
-    md, csv = results_root() / f"{name}.md", results_root() / f"{name}.csv"
-    if not csv.exists():
+    full = full_results(name)
+    if full is None:
         print(f"no full results yet: run `lora-workbench reproduce {name}` (or `make reproduce NAME={name}`)")
         return None
-    text = md.read_text()
-    print(text.split("## Every measure")[0])
-    table = pd.read_csv(csv, keep_default_na=False)
-    return measure_table(table)
+    print(full[0])
+    return full[1]
 
 
 mix_full = show_full("mixlora")

@@ -20,6 +20,22 @@ def measure_table(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def full_results(name: str, root=None) -> tuple[str, pd.DataFrame] | None:
+    """The claims part of ``results/<name>.md`` and the measure table of ``<name>.csv``, or None.
+
+    What the tutorials show under "The full run": the command that wrote the files is in the text.
+    """
+    from pathlib import Path
+
+    from workbench.experiments.runner import results_root
+
+    folder = Path(root) if root is not None else results_root()
+    md, csv = folder / f"{name}.md", folder / f"{name}.csv"
+    if not csv.exists() or not md.exists():
+        return None
+    return md.read_text().split("## Every measure")[0], measure_table(pd.read_csv(csv, keep_default_na=False))
+
+
 def _fmt(x: float) -> str:
     return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.3f}"
 
