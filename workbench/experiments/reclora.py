@@ -126,7 +126,8 @@ class RecLoRAExperiment(Experiment):
              "user_loss_mean / user_loss_worst: mean and maximum over users.",
              "mix_alignment: Pearson correlation over user pairs of the distance of their mixture weights "
              "(total variation, mean over modules) and of their task mixes; weight_spread: the mean pairwise "
-             "weight distance.",
+             "weight distance. mix_weight (task = user/meta-LoRA): a user's weight on a meta-LoRA, mean over "
+             "modules (meta-LoRAs are not aligned across seeds: read the map seed by seed).",
              "CPU scale (sized for ~15 min at 1 thread): 8 steps of batch 4 at lr 3e-3, 3 seeds. In these "
              "users the prompt itself tells the task, so per-user routing can only help by giving each "
              "user's mix its own capacity; users whose answers conflict would test more.")
@@ -204,6 +205,8 @@ def reclora_arm(lab, arm: str, seed: int, schedule: Schedule, train: list[dict],
             frame = mixture_frame(lab.routers["rec"], ctx, users)
             dist = user_distances(frame)
             out += rows(arm, {"weight_spread": dist["distance"].mean()})
+            for (user, m), w in frame.groupby(["user", "lora"], sort=False)["weight"].mean().items():
+                out += rows(arm, {"mix_weight": w}, task=f"{user}/{m}")  # the user × LoRA map, module mean
             align = alignment(dist, profiles)  # NaN when the mixtures do not vary (reclora_shared)
             out += [] if np.isnan(align) else rows(arm, {"mix_alignment": align})
     return out
