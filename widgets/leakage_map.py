@@ -1,0 +1,45 @@
+"""TARA's leakage map: source adapter × target adapter's tokens, one heatmap per composition.
+
+A static plotly figure: it only renders the frame of ``workbench.analysis.leakage.leakage`` (or the
+same columns read back from an experiment's results). The diagonal is each adapter's effect on its
+own tokens; off the diagonal, how much of one adapter's effect lands on the other's tokens.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from workbench.errors import WorkbenchError
+
+NEED = {"condition", "source", "target", "leakage"}
+
+
+def leakage_map(frame: pd.DataFrame, *, title: str = "Leakage: KL at the target's answer tokens when "
+                "the source adapter is taken out (nats)") -> go.Figure:
+    """One heatmap per ``condition`` (source rows × target columns), on one shared colour scale.
+
+    Args:
+        frame: ``condition, source, target, leakage`` (e.g. ``analysis.leakage.leakage``'s frames
+            concatenated over conditions).
+    """
+    if frame.empty or not NEED <= set(frame.columns):
+        raise WorkbenchError(f"leakage_map needs a frame with columns {sorted(NEED)}; got "
+                             f"{sorted(frame.columns)} ({len(frame)} rows): pass "
+                             "analysis.leakage.leakage(...)")
+    conditions = list(dict.fromkeys(frame.condition))
+    names = list(dict.fromkeys([*frame.source, *frame.target]))
+    hi = float(frame.leakage.max()) or 1.0
+    fig = make_subplots(rows=1, cols=len(conditions), subplot_titles=conditions, horizontal_spacing=0.08)
+    for i, condition in enumerate(conditions, start=1):
+        part = frame[frame.condition == condition]
+        table = part.pivot_table(index="source", columns="target", values="leakage").reindex(
+            index=names, columns=names)
+        fig.add_heatmap(z=table.to_numpy(), x=[f"{n}'s tokens" for n in names], y=names, zmin=0, zmax=hi,
+                        colorscale="Reds", showscale=i == len(conditions),
+                        text=[[f"{v:.3g}" for v in row] for row in table.to_numpy()], texttemplate="%{text}",
+                        hovertemplate="source %{y} → %{x}: %{z:.4f} nats<extra></extra>", row=1, col=i)
+        fig.update_yaxes(title_text="source adapter" if i == 1 else None, autorange="reversed", row=1, col=i)
+    fig.update_layout(title=title, template="plotly_white", height=340, margin=dict(t=80, b=40))
+    return fig
