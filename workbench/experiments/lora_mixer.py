@@ -63,7 +63,7 @@ class LoRAMixerExperiment(Experiment):
               "the routed task-LoRA bank beats a plain LoRA of equal budget",
               "the bank router sends each task to its own LoRA more often than chance")
     arms = (PLAIN, JOINT, STATIC, BANK)
-    full = Schedule(steps=8, lr=3e-3, batch_size=4, eval_limit=8, prompts=4)
+    full = Schedule(steps=6, lr=3e-3, batch_size=4, eval_limit=6, prompts=3)
     quick = Schedule(steps=2, lr=2e-3, batch_size=2, eval_limit=2, seeds=(0,), prompts=2)
     notes = (f"tasks: {', '.join(TASKS)}; held-out scores are teacher-forced (one forward per example): "
              "loss = mean NLL of the answer tokens, accuracy = first-token accuracy among the choices "
@@ -82,9 +82,9 @@ class LoRAMixerExperiment(Experiment):
              "own_lora_share: on held-out examples, the share of real tokens whose dominant bank LoRA is "
              "the example's own task's, averaged over the routed modules (chance 1/T). task_mi: mutual "
              "information (bits) between a token's task and its experts, as in the mixlora experiment.",
-             "CPU scale (sized for ~15 min at 1 thread): 8 steps of batch 4 at lr 3e-3, 8 held-out "
-             "examples per task, the routing measures on the first 4 of them, 3 seeds; static is scored "
-             "once (the ready bank is the same in every seed) and its rows repeated.")
+             "CPU scale (sized for ~15 min at 1 thread on a busy machine): 6 steps of batch 4 at lr "
+             "3e-3, 6 held-out examples per task, the routing measures on the first 3 of them, 3 seeds; "
+             "static is scored once (the ready bank is the same in every seed) and its rows repeated.")
 
     _static: pd.DataFrame | None = None
 
