@@ -100,3 +100,16 @@ def test_leakage_kl_direction_matters():
 def test_frames_are_tidy_pandas():
     frame = user_mixture({"m.layers.0.q": torch.eye(2)}, ["a", "b"])
     assert isinstance(frame, pd.DataFrame) and frame.weight.sum() == pytest.approx(2.0)
+
+
+def test_tara_relative_verdict_is_the_log_ratio_of_cross_leakage_per_seed():
+    from workbench.experiments.tara import TARAExperiment
+
+    plain, masked = [0.2, 0.5, 0.3], [0.002, 0.004, 0.004]
+    table = pd.DataFrame([{"seed": s, "arm": arm, "measure": "cross_leakage", "task": "", "value": v}
+                          for arm, vals in (("plain_sum", plain), ("tara", masked))
+                          for s, v in enumerate(vals)])
+    verdict = next(v for v in TARAExperiment().verdicts(table) if v.claim.endswith("(relative)"))
+    logs = [math.log(m / p) for m, p in zip(masked, plain, strict=True)]
+    assert verdict.interval.mean == pytest.approx(sum(logs) / 3) and verdict.holds is True
+    assert verdict.note.startswith(f"{math.exp(sum(logs) / 3):.1%}")

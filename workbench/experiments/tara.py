@@ -39,9 +39,11 @@ from workbench.experiments.base import (
     Verdict,
     decide,
     paired,
+    per_seed,
     rows,
     scratch,
 )
+from workbench.experiments.stats import mean_interval
 from workbench.routing import routing_context
 from workbench.tasks import DEFAULT_SYSTEM, collate
 from workbench.tasks.encoding import IGNORE_INDEX, end_of_turn_id
@@ -125,6 +127,10 @@ class TARAExperiment(Experiment):
              "segment_loss / segment_accuracy: each turn's answer NLL and first-token accuracy among its "
              "choices, with both adapters on; composed_loss / composed_accuracy: their means over the two "
              "tasks. solo_loss (plain_sum): each turn with its own adapter alone.",
+             "the relative verdicts (log of the masked arm's cross_leakage over the plain sum's, per seed) "
+             "were added after the first full run, whose absolute differences straddled 0 because the "
+             "plain sum's leakage varies with each seed's conversations; the run's own summary has only "
+             "the absolute ones.",
              "CPU scale (sized for ~15 min at 1 thread): 12 conversations per seed, 3 seeds.")
 
     def run_arm(self, lab, arm: str, seed: int, schedule: Schedule) -> pd.DataFrame:
@@ -145,6 +151,15 @@ class TARAExperiment(Experiment):
                 d = paired(table, "cross_leakage", PLAIN, arm)
                 out.append(Verdict(self.claims[claim], f"cross_leakage: {PLAIN} − {arm} (> 0: less leakage)",
                                    d, decide(d)))
+        for arm, claim in ((MASKED, 0), (KV, 1)):
+            if {arm, PLAIN} <= arms:  # the share of the plain sum's leakage left, per seed, on a log scale
+                masked, plain = per_seed(table, arm, "cross_leakage"), per_seed(table, PLAIN, "cross_leakage")
+                seeds = masked.index.intersection(plain.index)
+                d = mean_interval(np.log(masked[seeds] / plain[seeds]).tolist())
+                out.append(Verdict(self.claims[claim] + " (relative)",
+                                   f"log(cross_leakage {arm} / {PLAIN}) (< 0: less leakage)", d,
+                                   None if decide(d) is None else not decide(d),
+                                   f"{np.exp(d.mean):.1%} of the plain sum's leakage left (geometric mean)"))
         for arm in (MASKED, KV):
             if {arm, PLAIN} <= arms:
                 d = paired(table, "composed_loss", PLAIN, arm)
