@@ -161,7 +161,7 @@ class TARAExperiment(Experiment):
                                    None if decide(d) is None else not decide(d),
                                    f"{np.exp(d.mean):.1%} of the plain sum's leakage left (geometric mean)"))
         for arm in (MASKED, KV):
-            if {arm, PLAIN} <= arms:
+            if {arm, PLAIN} <= arms and (table.measure == "composed_loss").any():
                 d = paired(table, "composed_loss", PLAIN, arm)
                 out.append(Verdict(self.claims[2] + ("" if arm == MASKED else " (k/v only)"),
                                    f"composed_loss: {PLAIN} − {arm} (> 0: {arm} better)", d, decide(d)))
