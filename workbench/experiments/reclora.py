@@ -106,7 +106,7 @@ class RecLoRAExperiment(Experiment):
               "the user's own context helps: one shared context does worse",
               "the mixtures follow the users' task mixes")
     arms = (PLAIN, ROUTED, SHARED)
-    full = Schedule(steps=6, lr=3e-3, batch_size=4, eval_limit=6)
+    full = Schedule(steps=4, lr=3e-3, batch_size=4, eval_limit=6)
     quick = Schedule(steps=2, lr=2e-3, batch_size=2, eval_limit=2, seeds=(0,))
     notes = ("users (task mix over " + ", ".join(TASKS) + "): "
              + "; ".join(f"{u} {tuple(round(x, 2) for x in m)}" for u, m in USERS.items())
@@ -128,8 +128,9 @@ class RecLoRAExperiment(Experiment):
              "(total variation, mean over modules) and of their task mixes; weight_spread: the mean pairwise "
              "weight distance. mix_weight (task = user/meta-LoRA): a user's weight on a meta-LoRA, mean over "
              "modules (meta-LoRAs are not aligned across seeds: read the map seed by seed).",
-             "CPU scale (sized for ~15 min at 1 thread on a busy machine): 6 steps of batch 4 at lr 3e-3, "
-             "3 seeds. In these users the prompt itself tells the task, so per-user routing can only help "
+             "CPU scale (sized for ~12 min at 1 thread on a busy machine): 4 steps of batch 4 at lr 3e-3, "
+             "3 seeds (very little training: the arms differ mostly by their start). In these users the "
+             "prompt itself tells the task, so per-user routing can only help "
              "by giving each user's mix its own capacity; users whose answers conflict would test more.")
 
     _data: tuple | None = None
