@@ -33,6 +33,7 @@ authors' / 4, latent 32, as merging.md §4's check proposes); see ``task_vector`
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 
 import pandas as pd
@@ -166,7 +167,7 @@ class ICMLoRA:
                                  f"{self.data.tasks}")
         g = torch.Generator().manual_seed(seed)
         xs = vae.sample(c / self.scale, n, generator=g)  # (n, L)
-        base = name or f"icm_{near}_s{seed}"
+        base = name or re.sub(r"\W", "_", f"icm_{near}_s{seed}")
         condition = self._describe(task_examples, c) | {"nearest_task": near, "nearest_cosine": round(cos, 6)}
         return_one = n == 1
         out = []
