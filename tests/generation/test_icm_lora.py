@@ -13,7 +13,7 @@ from peft import PeftModel
 from tests.conftest import tiny_lab
 from tests.generation.helpers import EXAMPLES, planted_family
 from tests.tasks.helpers import build_tokenizer
-from workbench import Workbench, zoo
+from workbench import Workbench, analysis, zoo
 from workbench.errors import WorkbenchError
 from workbench.generation import ICMLoRA, flatten, late_checkpoints
 from workbench.tasks import Example, Task
@@ -159,3 +159,22 @@ def test_from_training_checkpoints_to_evaluate_and_peft(tmp_path):
         theirs = peft_model(**x).logits
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
     assert json.loads((path / "adapter_config.json").read_text()) is not None
+
+
+def test_generated_adapters_merge_and_enter_the_geometry(planted):
+    lab, gen, _, families, _ = planted
+    left, right = gen.generate(EXAMPLES["left"], seed=2, name="gl"), gen.generate(EXAMPLES["right"], seed=2,
+                                                                                 name="gr")
+    for a in (left, right, families["left"][-1].copy("tl")):
+        lab.add_adapter(a)
+    try:
+        merged = lab.merge(["gl", "gr"], method="task_arithmetic", name="glr")
+        assert merged.lineage["merge"]["sources"] and set(merged.modules) == set(left.modules)
+        frame = analysis.angles([left, right, lab.adapters["tl"]])
+        cos = {frozenset((r.adapter_a, r.adapter_b)): r.cosine for r in frame.itertuples()}
+        # the adapter generated for "left" points the way the trained "left" checkpoint does
+        assert cos[frozenset(("gl", "tl"))] > cos[frozenset(("gr", "tl"))]
+    finally:
+        for n in ("glr", "gl", "gr", "tl"):
+            if n in lab.adapters:
+                lab.remove_adapter(n)

@@ -15,6 +15,7 @@ The lab entry point is ``ICMLoRA(lab)``::
     new = gen.generate(tasks["arithmetic"], seed=0)    # an Adapter: evaluate, merge, save like any
     lab.evaluate([new, "arithmetic", None], tasks["arithmetic"])
     lab.save_adapter(new, "out/icm_arith")             # PEFT directory, lineage inside
+    gen.save("out/icm"); gen = ICMLoRA.load(lab, "out/icm")   # the generator itself
 
 One concept per file:
 
@@ -23,7 +24,8 @@ One concept per file:
     cvae.py         CVAE1D, the authors' 1-D convolutional conditional VAE (channels, latent as parameters)
     data.py         the training set: each task's late checkpoints, sorted by step as a number
     fitting.py      fit_cvae: the CVAE objective through ``workbench.training.Loop``
-    icm_lora.py     ICMLoRA: fit, generate(task_examples), reconstruct(adapter)
+    icm_lora.py     ICMLoRA: fit, generate(task_examples), reconstruct(adapter), save / load
+    store.py        a fitted generator as safetensors + JSON (never pickle), read back with checks
 
 Reference: Shao et al., "In-Context Meta LoRA Generation" (ICM-LoRA), IJCAI 2025, arXiv 2501.17635
 (authors' code YihuaJerry/ICM-LoRA); deviations are written in each file.

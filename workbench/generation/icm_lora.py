@@ -35,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -44,7 +45,7 @@ from workbench.errors import WorkbenchError
 from workbench.generation.cvae import CVAE1D
 from workbench.generation.data import CheckpointSet
 from workbench.generation.fitting import fit_cvae
-from workbench.generation.flatten import flatten, unflatten
+from workbench.generation.flatten import Layout, flatten, unflatten
 from workbench.generation.task_vector import encode_examples, last_decoder_layer, task_vector
 
 SCALED_CHANNELS = (2, 4, 8, 16, 32, 64, 64, 32, 16, 8, 4, 2)  # the authors' channels / 4
@@ -68,14 +69,17 @@ class ICMLoRA:
                         "kl_weight": float(kl_weight), "slice_length": slice_length}
         self.layer = layer or last_decoder_layer(lab.model)
         self.vae: CVAE1D | None = None
-        self.data: CheckpointSet | None = None
+        self.data: CheckpointSet | None = None  # the training set (None for a loaded generator)
+        self.tasks: list[str] = []  # the fitted tasks, in order
+        self.layout: Layout | None = None  # the layout of every adapter it reads and makes
+        self.stats: dict[str, torch.Tensor] = {}  # task -> (K, 2) its last checkpoint's (mean, std)
         self.conditions: torch.Tensor | None = None  # (T, H) raw task vectors of the fitted tasks
         self.scale = 1.0
         self.history: pd.DataFrame | None = None
         self.fit_options: dict = {}
 
     def __repr__(self) -> str:
-        state = f"tasks={self.data.tasks}, L={self.data.layout.length}" if self.data else "not fitted"
+        state = f"tasks={self.tasks}, L={self.layout.length}" if self.vae is not None else "not fitted"
         return f"ICMLoRA({self.lab.name!r}, {state})"
 
     # -- conditions ------------------------------------------------------------------------------
@@ -126,6 +130,7 @@ class ICMLoRA:
         self.history = fit_cvae(vae, data, raw / scale, steps=steps, lr=lr, batch_size=batch_size,
                                 seed=seed, progress=progress, label=self.name)
         self.vae, self.data, self.conditions, self.scale = vae.eval(), data, raw, scale
+        self.tasks, self.layout, self.stats = list(data.tasks), data.layout, dict(data.stats)
         self.fit_options = {"late": late, "steps": steps, "lr": lr, "batch_size": batch_size, "seed": seed,
                             "checkpoints": {t: int((data.task == i).sum()) for i, t in enumerate(data.tasks)}}
         return self.history
@@ -140,7 +145,7 @@ class ICMLoRA:
         self._fitted()
         cos = torch.nn.functional.cosine_similarity(self.conditions, c[None], dim=1)  # (T,)
         i = int(cos.argmax())
-        return self.data.tasks[i], float(cos[i])
+        return self.tasks[i], float(cos[i])
 
     # -- making adapters -------------------------------------------------------------------------
     def generate(self, task_examples, *, n: int = 1, seed: int = 0, name: str | None = None,
@@ -162,9 +167,9 @@ class ICMLoRA:
         c = self.condition(task_examples)
         near, cos = self.nearest(c)
         stats_task = stats_from or near
-        if stats_task not in self.data.stats:
+        if stats_task not in self.stats:
             raise WorkbenchError(f"stats_from={stats_task!r} is not a fitted task; choose from "
-                                 f"{self.data.tasks}")
+                                 f"{self.tasks}")
         g = torch.Generator().manual_seed(seed)
         xs = vae.sample(c / self.scale, n, generator=g)  # (n, L)
         base = name or re.sub(r"\W", "_", f"icm_{near}_s{seed}")
@@ -174,7 +179,7 @@ class ICMLoRA:
         for i in range(n):
             lineage = {"method": "generate", "generator": self._lineage(), "condition": condition,
                        "seed": seed, "sample": i, "denormalized_with": stats_task, "base": self.lab.name}
-            out.append(unflatten(xs[i], self.data.stats[stats_task], self.data.layout,
+            out.append(unflatten(xs[i], self.stats[stats_task], self.layout,
                                  name=base if return_one else f"{base}_{i}", lineage=lineage))
         return out[0] if return_one else out
 
@@ -188,10 +193,10 @@ class ICMLoRA:
             name: the new adapter's name (default ``<name>_recon``).
         """
         vae = self._fitted()
-        flat = flatten(adapter, self.data.layout)
+        flat = flatten(adapter, self.layout)
         if examples is None:
             task = self._task_of(adapter)
-            c = self.conditions[self.data.tasks.index(task)]
+            c = self.conditions[self.tasks.index(task)]
             condition = {"kind": "fitted_task", "task": task}
         else:
             c = self.condition(examples)
@@ -199,26 +204,39 @@ class ICMLoRA:
         x = vae.reconstruct(flat.x.float()[None], (c / self.scale)[None])[0]  # (L,)
         lineage = {"method": "reconstruct", "generator": self._lineage(), "condition": condition,
                    "source": adapter.name, "base": self.lab.name}
-        return unflatten(x, flat.stats, self.data.layout, name=name or f"{adapter.name}_recon",
+        return unflatten(x, flat.stats, self.layout, name=name or f"{adapter.name}_recon",
                          lineage=lineage)
 
     def _task_of(self, adapter: Adapter) -> str:
-        named = [t for t in adapter.lineage.get("tasks") or [] if t in self.data.tasks]
-        if not named and adapter.lineage.get("checkpoint_of") in self.data.tasks:
+        named = [t for t in adapter.lineage.get("tasks") or [] if t in self.tasks]
+        if not named and adapter.lineage.get("checkpoint_of") in self.tasks:
             named = [adapter.lineage["checkpoint_of"]]
-        if not named and adapter.name in self.data.tasks:
+        if not named and adapter.name in self.tasks:
             named = [adapter.name]
         if not named:
-            raise WorkbenchError(f"adapter {adapter.name!r} names no fitted task ({self.data.tasks}) in its "
+            raise WorkbenchError(f"adapter {adapter.name!r} names no fitted task ({self.tasks}) in its "
                                  "lineage; pass examples=... to give its condition")
         return named[0]
 
     def _lineage(self) -> dict:
-        return {"name": self.name, "cvae": self._fitted().config(), "tasks": list(self.data.tasks),
+        return {"name": self.name, "cvae": self._fitted().config(), "tasks": list(self.tasks),
                 "condition_scale": self.scale, "fit": self.fit_options,
                 "reference": "Shao et al., ICM-LoRA, IJCAI 2025, arXiv 2501.17635"}
 
-    # -- size ------------------------------------------------------------------------------------
+    # -- files and size --------------------------------------------------------------------------
+    def save(self, path) -> Path:
+        """Write the fitted generator to a new folder (safetensors + JSON); see ``store``."""
+        from workbench.generation.store import save_generator
+
+        return save_generator(self, path)
+
+    @classmethod
+    def load(cls, lab, path) -> ICMLoRA:
+        """A generator saved by ``save``, for ``lab`` (its base must be the one it was fitted on)."""
+        from workbench.generation.store import load_generator
+
+        return load_generator(cls, lab, path)
+
     def num_parameters(self) -> int:
         """The generator's parameters (the CVAE's; buffers not counted)."""
         return sum(p.numel() for p in self._fitted().parameters())
