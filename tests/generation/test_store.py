@@ -63,3 +63,16 @@ def test_bad_folders_are_refused_with_the_reason(fitted, tmp_path):
 def test_an_unfitted_generator_is_not_saved(tmp_path):
     with pytest.raises(WorkbenchError, match="not fitted"):
         ICMLoRA(tiny_lab(), channels=(2, 2), latent=2).save(tmp_path / "g")
+
+
+def test_the_same_seed_fits_the_same_generator_bit_for_bit():
+    lab = tiny_lab()
+    families = {"left": planted_family(lab, "left", seed=1, n=3),
+                "right": planted_family(lab, "right", seed=2, n=3)}
+    states = []
+    for _ in range(2):
+        gen = ICMLoRA(lab, channels=(2, 4, 2), latent=4)
+        history = gen.fit(families, EXAMPLES, late=1.0, steps=3, batch_size=2, seed=5, progress=False)
+        states.append((gen.vae.state_dict(), history))
+    (a, ha), (b, hb) = states
+    assert all(torch.equal(a[k], b[k]) for k in a) and ha.equals(hb)
