@@ -46,7 +46,7 @@ def _distance(adapter, mean) -> float:
 def test_the_condition_picks_the_family(planted):
     _, gen, history, _, means = planted
     assert list(history.columns[:3]) == ["step", "loss", "lr"] and {"recon", "kl"} <= set(history.columns)
-    assert history["recon"].tail(10).mean() < 0.5 * history["recon"].head(10).mean()
+    assert history["recon"].tail(10).mean() < 0.7 * history["recon"].head(10).mean()
     for task, other in (("left", "right"), ("right", "left")):
         for adapter in gen.generate(EXAMPLES[task], n=3, seed=1):
             # with the condition ignored both tasks would get the same samples, equally far from both

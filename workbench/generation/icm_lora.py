@@ -9,8 +9,10 @@
     again = gen.reconstruct(lab.adapters["arith"])                     # dec(μ(x, c), c): how well it fits
 
 What a condition is: ``task_vector`` (the last decoder layer's hidden state at the last position,
-averaged over the examples, on the base model), divided by one scalar, the root mean square of the
-fitted tasks' conditions, so that the network sees values of order one whatever the model's scale.
+averaged over the examples, on the base model), less the mean of the fitted tasks' task vectors and
+divided by one scalar, the root mean square of those centred vectors: what the tasks share (the
+end-of-turn token's own state dominates a last-position state) is removed and the network sees
+values of order one whatever the model's scale.
 A tensor (H,) may be given instead of examples wherever examples are asked for.
 
 What a generated adapter is: ``z ~ N(0, I)`` (a seeded generator per call), ``x̂ = dec(z, c)`` cropped to
@@ -23,8 +25,9 @@ the sample index.
 Reference: Shao et al., "In-Context Meta LoRA Generation" (ICM-LoRA), IJCAI 2025, arXiv 2501.17635;
 authors' code ``utils/ReconstructLora_cvae.py`` (``z = randn(3, latent)``, ``model.decode(z, c)``, the
 first sample used, ``sample[:input_length]``, de-normalized with the task's last checkpoint's stats).
-Deviations: the condition is scaled by the fitted conditions' RMS (the authors feed raw hidden
-states); de-normalization stats are chosen by the nearest condition (the authors name the task's
+Deviations: the condition is centred on the fitted tasks' mean and scaled by their RMS (the authors
+feed raw hidden states); de-normalization stats are chosen by the nearest condition, by the cosine
+of centred conditions (the authors name the task's
 file), so a new task needs no name; defaults are scaled to the adapters here (channels = the
 authors' / 4, latent 32, as merging.md §4's check proposes); see ``task_vector``, ``flatten``,
 ``data`` and ``fitting`` for theirs.
@@ -92,6 +95,11 @@ class ICMLoRA:
             return examples.detach().float().cpu()
         return task_vector(self.lab, examples, layer=self.layer)
 
+    def standardize(self, c: torch.Tensor) -> torch.Tensor:
+        """What the CVAE sees of raw conditions c (..., H): ``(c − mean of the fitted ones) / scale``."""
+        self._fitted()
+        return (c - self.conditions.mean(0)) / self.scale
+
     def _describe(self, examples, c: torch.Tensor) -> dict:
         digest = hashlib.sha256(c.numpy().tobytes()).hexdigest()[:16]
         if isinstance(examples, torch.Tensor):
@@ -124,11 +132,11 @@ class ICMLoRA:
             raise WorkbenchError(f"no examples for tasks {missing}; give examples[task] for every task")
         data = CheckpointSet.build(checkpoints, late)
         raw = torch.stack([self.condition(examples[t]) for t in data.tasks])  # (T, H)
-        scale = float(raw.pow(2).mean().sqrt()) or 1.0
+        scale = float((raw - raw.mean(0)).pow(2).mean().sqrt()) or 1.0
         torch.manual_seed(seed)  # the network's initial weights
         vae = CVAE1D(data.layout.length, raw.shape[1], **self.options)
-        self.history = fit_cvae(vae, data, raw / scale, steps=steps, lr=lr, batch_size=batch_size,
-                                seed=seed, progress=progress, label=self.name)
+        self.history = fit_cvae(vae, data, (raw - raw.mean(0)) / scale, steps=steps, lr=lr,
+                                batch_size=batch_size, seed=seed, progress=progress, label=self.name)
         self.vae, self.data, self.conditions, self.scale = vae.eval(), data, raw, scale
         self.tasks, self.layout, self.stats = list(data.tasks), data.layout, dict(data.stats)
         self.fit_options = {"late": late, "steps": steps, "lr": lr, "batch_size": batch_size, "seed": seed,
@@ -143,7 +151,8 @@ class ICMLoRA:
     def nearest(self, c: torch.Tensor) -> tuple[str, float]:
         """The fitted task whose condition is nearest to ``c`` by cosine, and that cosine."""
         self._fitted()
-        cos = torch.nn.functional.cosine_similarity(self.conditions, c[None], dim=1)  # (T,)
+        cos = torch.nn.functional.cosine_similarity(self.standardize(self.conditions),
+                                                    self.standardize(c)[None], dim=1)  # (T,)
         i = int(cos.argmax())
         return self.tasks[i], float(cos[i])
 
@@ -171,7 +180,7 @@ class ICMLoRA:
             raise WorkbenchError(f"stats_from={stats_task!r} is not a fitted task; choose from "
                                  f"{self.tasks}")
         g = torch.Generator().manual_seed(seed)
-        xs = vae.sample(c / self.scale, n, generator=g)  # (n, L)
+        xs = vae.sample(self.standardize(c), n, generator=g)  # (n, L)
         base = name or re.sub(r"\W", "_", f"icm_{near}_s{seed}")
         condition = self._describe(task_examples, c) | {"nearest_task": near, "nearest_cosine": round(cos, 6)}
         return_one = n == 1
@@ -201,7 +210,7 @@ class ICMLoRA:
         else:
             c = self.condition(examples)
             condition = self._describe(examples, c)
-        x = vae.reconstruct(flat.x.float()[None], (c / self.scale)[None])[0]  # (L,)
+        x = vae.reconstruct(flat.x.float()[None], self.standardize(c)[None])[0]  # (L,)
         lineage = {"method": "reconstruct", "generator": self._lineage(), "condition": condition,
                    "source": adapter.name, "base": self.lab.name}
         return unflatten(x, flat.stats, self.layout, name=name or f"{adapter.name}_recon",

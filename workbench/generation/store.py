@@ -6,10 +6,11 @@
 ``generator.safetensors`` holds the CVAE's state (``cvae.<name>``), the fitted tasks' raw conditions
 (``conditions``, (T, H)) and each task's de-normalization stats (``stats.<i>``, (K, 2)).
 ``generator.json`` holds the format tag, the CVAE's configuration, the layout, the task names, the
-condition layer and scale, and how it was fitted. The folder is written beside its final place and
-renamed into it (``workbench.adapters.files.atomic_directory``), so a kill leaves no half folder; a
-folder that exists is refused. Reading checks every piece (missing files, another format, a layout
-for another base, shapes, non-finite values) and names the problem.
+condition layer and scale (the centre is the conditions' mean), and how it was fitted. The
+folder is written beside its final place and renamed into it (``adapters.files.atomic_directory``),
+so a kill leaves no half folder; a folder that exists is refused. Reading checks every piece
+(missing files, another format, a layout for another base, shapes, non-finite values) and names
+the problem.
 """
 
 from __future__ import annotations
