@@ -178,3 +178,14 @@ def test_generated_adapters_merge_and_enter_the_geometry(planted):
         for n in ("glr", "gl", "gr", "tl"):
             if n in lab.adapters:
                 lab.remove_adapter(n)
+
+
+def test_denormalization_uses_the_stats_of_the_nearest_tasks_last_checkpoint(planted):
+    _, gen, _, families, _ = planted
+    for task, ckpts in families.items():
+        assert torch.equal(gen.stats[task], flatten(ckpts[-1]).stats)  # step 80, the latest
+    assert gen.data.steps.tolist() == [10, 20, 30, 40, 50, 60, 70, 80] * 2
+    forced = gen.generate(EXAMPLES["left"], seed=1, stats_from="right")
+    assert forced.lineage["denormalized_with"] == "right"
+    with pytest.raises(WorkbenchError, match="not a fitted task"):
+        gen.generate(EXAMPLES["left"], stats_from="nowhere")
