@@ -132,9 +132,12 @@ class ICMLoRA:
             raise WorkbenchError(f"no examples for tasks {missing}; give examples[task] for every task")
         data = CheckpointSet.build(checkpoints, late)
         raw = torch.stack([self.condition(examples[t]) for t in data.tasks])  # (T, H)
-        scale = float((raw - raw.mean(0)).pow(2).mean().sqrt()) or 1.0
-        torch.manual_seed(seed)  # the network's initial weights
-        vae = CVAE1D(data.layout.length, raw.shape[1], **self.options)
+        scale = float((raw - raw.mean(0)).pow(2).mean().sqrt())
+        if scale <= 1e-6 * float(raw.pow(2).mean().sqrt()):  # one task, or tasks with one condition
+            scale = 1.0
+        with torch.random.fork_rng(devices=[]):  # the network's initial weights, by seed
+            torch.manual_seed(seed)
+            vae = CVAE1D(data.layout.length, raw.shape[1], **self.options)
         self.history = fit_cvae(vae, data, (raw - raw.mean(0)) / scale, steps=steps, lr=lr,
                                 batch_size=batch_size, seed=seed, progress=progress, label=self.name)
         self.vae, self.data, self.conditions, self.scale = vae.eval(), data, raw, scale
