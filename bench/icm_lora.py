@@ -1,6 +1,6 @@
 """ICM-LoRA on SmolLM2: train task LoRAs with checkpoints, fit the CVAE, generate, evaluate.
 
-    PYTHONPATH=$PWD /work/wt/realrun.sh python bench/icm_lora.py --out results/icm_lora   # ~10 min, 1 thread
+    PYTHONPATH=$PWD /work/wt/realrun.sh python bench/icm_lora.py --out results/icm_lora   # ~15 min, 1 thread
     python bench/icm_lora.py --quick                                                     # a smoke run
 
 Steps: (1) one LoRA per task (r=4 on q_proj/v_proj, α=8) through ``lab.train_multitask`` with a
@@ -48,7 +48,7 @@ def main() -> None:
     torch.set_num_threads(1)
     import workbench as wb
 
-    steps, eval_limit, cvae_steps = (2, 2, 4) if args.quick else (16, 16, 300)
+    steps, eval_limit, cvae_steps = (2, 2, 4) if args.quick else (16, 16, 150)
     lab = wb.Workbench.from_zoo("smollm2-135m")
     text, scores = experiment(lab, wb.tasks.load(list(TASKS)), steps=steps, eval_limit=eval_limit,
                               cvae_steps=cvae_steps)
