@@ -23,8 +23,17 @@ import time
 import pandas as pd
 
 from workbench import tasks as task_registry
-from workbench.experiments.base import EXPERIMENTS, Experiment, Schedule, Verdict, at_least, decide, paired, \
-    rows, scratch
+from workbench.experiments.base import (
+    EXPERIMENTS,
+    Experiment,
+    Schedule,
+    Verdict,
+    at_least,
+    decide,
+    paired,
+    rows,
+    scratch,
+)
 from workbench.training.staged import train_staged
 
 TASKS = ("language", "trivia")  # the order they arrive in (stage 1, stage 2)
@@ -35,25 +44,25 @@ PLAIN, STAGED = "lora_seq", "scalezero"
 
 @EXPERIMENTS.register("scalezero")
 class ScaleZeroExperiment(Experiment):
-    """Staged adapters (ScaleZero's DPS) against one sequential plain LoRA: forgetting over a task sequence."""
+    """Staged adapters (ScaleZero's DPS) against one sequential plain LoRA: forgetting over a sequence."""
 
-    title = "ScaleZero's staged adapters against a sequential plain LoRA of the same budget (language → trivia)"
+    title = "ScaleZero's staged adapters against a sequential plain LoRA of equal budget (language → trivia)"
     claims = ("staged adapters forget earlier tasks less than a sequential plain LoRA",
               "final multi-task score ≥ sequential plain LoRA")
     arms = (PLAIN, STAGED)
     full = Schedule(steps=10, lr=3e-3, batch_size=4, eval_limit=24)
     quick = Schedule(steps=2, lr=3e-3, batch_size=2, eval_limit=2, seeds=(0,))
     notes = (f"tasks arrive one per stage: {' → '.join(TASKS)}; stage s trains task s only; steps = the "
-             "controller's max_stage_iters per stage (a task solved earlier hands its spare steps to the last "
-             f"stage); solved ⇔ mean training loss of its last two steps < {SOLVE_LOSS}.",
-             f"scalezero: one rank-{R} LoRA (α = 2r) per stage on q/k/v/o of every layer; at stage s only A_s, B_s, "
-             "the base-weight scale α_0 and the earlier adapters' scales α_j (j < s) train, per module, "
-             "α = 1 + 0.2·tanh(θ); the current adapter's own scale is frozen at 1 (the authors' code).",
-             f"lora_seq: one plain LoRA of rank {len(TASKS) * R} (α = 2r) on the same modules (the same total "
-             "trainable count), continued through the stages.",
-             "stage_score (task@sN): the task's score (first-token accuracy) on its first eval_limit held-out "
-             "examples when stage N ends; forgetting = mean over the earlier tasks of (score at the end of its "
-             "own stage − final score); final_mean = mean final score over the tasks.",
+             "controller's max_stage_iters per stage (a task solved earlier hands its spare steps to the "
+             f"last stage); solved ⇔ mean training loss of its last two steps < {SOLVE_LOSS}.",
+             f"scalezero: one rank-{R} LoRA (α = 2r) per stage on q/k/v/o of every layer; at stage s only "
+             "A_s, B_s, the base-weight scale α_0 and the earlier adapters' scales α_j (j < s) train, "
+             "per module, α = 1 + 0.2·tanh(θ); the current adapter.s scale stays 1 (as the authors).",
+             f"lora_seq: one plain LoRA of rank {len(TASKS) * R} (α = 2r) on the same modules (the same "
+             "total trainable count), continued through the stages.",
+             "stage_score (task@sN): the task's score (first-token accuracy) on its first eval_limit "
+             "held-out examples when stage N ends; forgetting = mean over the earlier tasks of (score at "
+             "the end of its own stage − final score); final_mean = mean final score over the tasks.",
              "Deviations: ScaleZero is an RL world model (Atari/DMC/Jericho) whose unsolved tasks train "
              "together; here the stage structure, bounded scales and switch rule are kept and applied to a "
              "task sequence on SmolLM2 (CPU scale: a few steps per stage); no stage 0 (the backbone is "
@@ -81,8 +90,8 @@ class ScaleZeroExperiment(Experiment):
 
             r = R if staged else len(order) * R
             run = train_staged(lab, arm, order, r=r, alpha=2 * r, stage_steps=schedule.steps,
-                               solve_loss=SOLVE_LOSS, lr=schedule.lr, batch_size=schedule.batch_size, seed=seed,
-                               plain=not staged, on_stage_end=score_stage, progress=False)
+                               solve_loss=SOLVE_LOSS, lr=schedule.lr, batch_size=schedule.batch_size,
+                               seed=seed, plain=not staged, on_stage_end=score_stage, progress=False)
             seconds = time.perf_counter() - t0
             params = sum(p.numel() for n in run.names for f in lab.adapters[n].modules.values()
                          for p in (f.A, f.B))
@@ -103,7 +112,8 @@ class ScaleZeroExperiment(Experiment):
             return []
         f = paired(table, "forgetting", PLAIN, STAGED)
         s = paired(table, "final_mean", STAGED, PLAIN)
-        return [Verdict(self.claims[0], "forgetting: lora_seq − scalezero (> 0: staged forgets less)", f, decide(f)),
+        return [Verdict(self.claims[0], "forgetting: lora_seq − scalezero (> 0: staged forgets less)", f,
+                        decide(f)),
                 Verdict(self.claims[1], "final_mean: scalezero − lora_seq", s, at_least(s))]
 
 

@@ -103,7 +103,8 @@ class StagedAdapters:
     def set_stage(self, stage: int) -> None:
         """Enter ``stage``: A_s, B_s, θ_0 and θ_j (0 < j < s) train; the rest is frozen."""
         if not 0 <= stage < self.stages:
-            raise WorkbenchError(f"stage {stage} does not exist; these adapters have stages 0..{self.stages - 1}")
+            raise WorkbenchError(f"stage {stage} does not exist; these adapters have stages "
+                                 f"0..{self.stages - 1}")
         self.stage = stage
         for j in range(1, self.stages):
             for t in self.factors(j):
