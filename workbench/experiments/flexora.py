@@ -135,14 +135,23 @@ def planted(lab, task: Task, seed: int, schedule: Schedule, steps: int, layers: 
     lab.new_adapter("fx", r=4, alpha=8, targets=[p for ps in layers.values() for p in ps], seed=seed)
     gates = flexora_search(lab, "fx", feats[:N_TRAIN], feats[N_TRAIN:], steps=steps, lr=schedule.lr,
                            batch_size=schedule.batch_size, seed=seed)
-    final = gates[gates.step == gates.step.max()].set_index("layer")["value"]
-    others = final.drop(teacher_layer)
     out = rows(PLANTED, {"layers": len(order), "teacher_layer": teacher_layer,
-                         "hit": float(flexora_select(gates, 1) == [teacher_layer]),
-                         "percentile": float((others < final[teacher_layer]).mean()),
-                         "teacher_rank": int((final > final[teacher_layer]).sum()) + 1,
+                         **teacher_measures(gates, teacher_layer),
                          "teacher_changes": sum(map(str.__ne__, taught, base)) / len(base)})
     return out + gate_rows(PLANTED, gates)
+
+
+def teacher_measures(gates: pd.DataFrame, teacher_layer: int) -> dict[str, float]:
+    """How the search ranked the teacher's layer, from its last gates.
+
+    hit: 1 when the top gate (``flexora_select(gates, 1)``) is the teacher's layer; percentile: the share of
+    the other layers whose gate is below the teacher layer's; teacher_rank: 1 + the layers above it.
+    """
+    final = gates[gates.step == gates.step.max()].set_index("layer")["value"]
+    mine = final[teacher_layer]
+    return {"hit": float(flexora_select(gates, 1) == [teacher_layer]),
+            "percentile": float((final.drop(teacher_layer) < mine).mean()),
+            "teacher_rank": int((final > mine).sum()) + 1}
 
 
 def real(lab, arm: str, task: Task, seed: int, schedule: Schedule, steps: int, layers: dict) -> list[dict]:
