@@ -162,8 +162,8 @@ def delta_norms(lab, name: str, layers: dict[int, list[str]]) -> dict[int, float
     for layer, paths in layers.items():
         total = 0.0
         for p in paths:
-            lora = lab.layers[p]
-            if name in lora.lora_A:
+            lora = lab.layers.get(p)
+            if lora is not None and name in lora.lora_A:
                 with torch.no_grad():
                     total += float((lora.scaling[name] * lora.lora_B[name] @ lora.lora_A[name]).norm())
         out[layer] = total
