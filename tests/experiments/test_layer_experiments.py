@@ -58,8 +58,8 @@ def test_delta_norms_by_hand_and_the_planted_teacher_size():
     layers = layer_paths(lab, "attention")
     lab.new_adapter("a", r=2, targets=layers[1], init="random", seed=0)
     got = delta_norms(lab, "a", layers)
-    want = sum(float((lab.layers[p].scaling["a"] * lab.layers[p].lora_B["a"] @ lab.layers[p].lora_A["a"]).norm())
-               for p in layers[1])
+    loras = [lab.layers[p] for p in layers[1]]
+    want = sum(float((m.scaling["a"] * m.lora_B["a"] @ m.lora_A["a"]).norm()) for m in loras)
     assert got[0] == 0.0 and got[1] == pytest.approx(want)
     plant_teacher(lab, "t", layers[0], seed=0)
     for p in layers[0]:
@@ -90,7 +90,8 @@ def test_layra_verdicts_read_lower_old_loss_and_arithmetic_gain_as_holding():
     rows += [(s, "layra", "dialog_nll@1", "", 3.0) for s in range(3)]
     forget, learn, arithmetic = LayRAExperiment().verdicts(table(rows))
     assert forget.holds is True and forget.interval.mean == pytest.approx(0.51)
-    assert learn.holds is None and arithmetic.holds is True and arithmetic.interval.mean == pytest.approx(1.01)
+    assert learn.holds is None and arithmetic.holds is True
+    assert arithmetic.interval.mean == pytest.approx(1.01)
 
 
 def test_flexora_verdicts_compare_hits_with_chance():

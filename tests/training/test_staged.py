@@ -26,7 +26,7 @@ def test_stage_output_is_alpha0_base_plus_scaled_adapters_by_hand():
     layer = lab.layers[path]
     x = torch.randn(3, layer.in_features)
     with torch.no_grad():
-        for j, n in enumerate(st.names, start=1):
+        for n in st.names:
             layer.lora_B[n].normal_()  # give both adapters an output
     scales = st.scales[path.replace(".", "/")]
     with torch.no_grad():

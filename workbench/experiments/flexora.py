@@ -48,7 +48,7 @@ from workbench.training.layers import flexora_search, flexora_select, layer_path
 TASK = "language"  # the real task (short prompts: cheap on the CPU)
 R_ALL, K = 2, 6  # all-layer rank; layers kept by the search (their rank: R_ALL · layers / K)
 TEACHER_R, TEACHER_REL = 4, 0.5  # the teacher's rank and its ‖ΔW‖_F / ‖W0‖_F on every module of its layer
-N_TRAIN, N_VAL = 48, 16  # search examples: the LoRA trains on N_TRAIN, the gates move on N_VAL
+N_TRAIN, N_VAL = 32, 16  # search examples: the LoRA trains on N_TRAIN, the gates move on N_VAL
 PLANTED, PLAIN, SEARCHED = "planted", "lora_all", "flexora"
 
 
@@ -61,7 +61,7 @@ class FlexoraExperiment(Experiment):
               "the teacher's layer ranks in the upper half of the gates",
               "selected-layer LoRA ≥ all-layer LoRA of equal trainable parameters")
     arms = (PLANTED, PLAIN, SEARCHED)
-    full = Schedule(steps=12, lr=3e-3, batch_size=4, eval_limit=48)
+    full = Schedule(steps=8, lr=3e-3, batch_size=4, eval_limit=32)
     quick = Schedule(steps=2, lr=3e-3, batch_size=2, eval_limit=2, seeds=(0,))
     notes = ("search: a rank-4 LoRA (α = 2r) on q/k/v/o of every layer with one gate per layer (start 1), "
              "steps/2 steps: AdamW on a train batch, then the gates one step down the validation-batch "
@@ -78,7 +78,9 @@ class FlexoraExperiment(Experiment):
              "eval_limit held-out examples.",
              "Deviations: the paper searches for about an epoch on larger models and benchmarks (HellaSwag, "
              "PIQA, RACE, Winogrande); here CPU scale (a few steps). The gate-gradient formula, the "
-             "first-order unroll and gates starting at 1 are a reconstruction (no public code).")
+             "first-order unroll and gates starting at 1 are a reconstruction (no public code).",
+             "Size: the full schedule is cut to fit about 10 minutes at 1 thread on a quiet core (3 seeds); "
+             "the CPUs were shared with other runs (load average in the header).")
 
     def load_task(self) -> Task:
         """The real task (a test swaps in a tiny one)."""
