@@ -71,7 +71,8 @@ class FlexoraExperiment(Experiment):
              f"answers (≤ 6 tokens) to {N_TRAIN + N_VAL} prompts 'Continue this text: <sentence of the "
              "language task>'; teacher_changes = share of answers that differ from the base model's. "
              "hit = the top gate is the teacher's layer; percentile = share of the other layers whose gate "
-             "is below the teacher layer's.",
+             "is below the teacher layer's; top_layer = the layer of the top gate (if it is the same layer "
+             "whatever the teacher's, the gates follow the layers' gradient scale, not the teacher).",
              f"real task {TASK}: the search uses {N_TRAIN} training examples and {N_VAL} others of the train "
              f"split as validation; lora_all: rank {R_ALL} on every layer; flexora: the top {K} layers at "
              f"rank {R_ALL}·layers/{K} (equal trainable count); score = first-token accuracy on the first "
@@ -139,6 +140,7 @@ def planted(lab, task: Task, seed: int, schedule: Schedule, steps: int, layers: 
                            batch_size=schedule.batch_size, seed=seed)
     out = rows(PLANTED, {"layers": len(order), "teacher_layer": teacher_layer,
                          **teacher_measures(gates, teacher_layer),
+                         "top_layer": flexora_select(gates, 1)[0],
                          "teacher_changes": sum(map(str.__ne__, taught, base)) / len(base)})
     return out + gate_rows(PLANTED, gates)
 
