@@ -12,7 +12,7 @@ from workbench.experiments import reproduce
 from workbench.experiments.base import COLUMNS
 from workbench.experiments.flexora import FlexoraExperiment, gate_frame, plant_teacher, teacher_measures
 from workbench.experiments.layra import LayRAExperiment, continuation, delta_norms, layer_map
-from workbench.experiments.scalezero import ScaleZeroExperiment, stage_rows
+from workbench.experiments.scalezero import ScaleZeroExperiment, stage_rows, stage_timeline
 from workbench.tasks import Example, Task
 from workbench.training.layers import layer_paths
 
@@ -51,6 +51,13 @@ def test_gate_frame_and_layer_map_parse_the_rows():
     assert m.layer.tolist() == [0, 29] and m.delta_norm.tolist() == [0.2, 0.4]
     with pytest.raises(Exception, match="no gate rows"):
         gate_frame(t[t.measure == "hit"])
+    s = table([(0, "scalezero", "stage_score", "language@s1", 0.7),
+               (0, "scalezero", "stage_score", "trivia@s2", 0.4),
+               (0, "scalezero", "stage_start", "s1", 0), (0, "scalezero", "stage_start", "s2", 6)])
+    tl = stage_timeline(s)
+    assert list(tl.columns) == ["seed", "arm", "task", "stage", "start", "score"]
+    rows = tl[["task", "stage", "start", "score"]].values.tolist()
+    assert rows == [["language", 1, 0, 0.7], ["trivia", 2, 6, 0.4]]
 
 
 def test_delta_norms_by_hand_and_the_planted_teacher_size():

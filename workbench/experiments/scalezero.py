@@ -23,6 +23,7 @@ import time
 import pandas as pd
 
 from workbench import tasks as task_registry
+from workbench.errors import WorkbenchError
 from workbench.experiments.base import (
     EXPERIMENTS,
     Experiment,
@@ -137,3 +138,23 @@ def stage_rows(arm: str, scores: dict[tuple[str, int], float], order) -> list[di
     out += rows(arm, {"forgetting": sum(drops) / len(drops) if drops else 0.0,
                       "final_mean": sum(scores[(t, last)] for t in order) / len(order)})
     return out
+
+
+def stage_timeline(table: pd.DataFrame) -> pd.DataFrame:
+    """``seed, arm, task, stage, start, score``: each task's score when each stage ended, with the step at
+    which that stage began (rows ``stage_score`` and ``stage_start`` of a scalezero table)."""
+    part = table[table.measure == "stage_score"]
+    if part.empty:
+        raise WorkbenchError("this table has no stage_score rows; give the per-seed table of the scalezero "
+                             "experiment")
+    where = part.task.str.extract(r"^(?P<task>.+)@s(?P<stage>\d+)$")
+    out = pd.DataFrame({"seed": part.seed.to_numpy(), "arm": part.arm.to_numpy(),
+                        "task": where.task.to_numpy(), "stage": where.stage.astype(int).to_numpy(),
+                        "score": part.value.to_numpy()})
+    starts = table[table.measure == "stage_start"]
+    starts = pd.DataFrame({"seed": starts.seed.to_numpy(), "arm": starts.arm.to_numpy(),
+                           "stage": starts.task.str[1:].astype(int).to_numpy(),
+                           "start": starts.value.to_numpy()})
+    return out.merge(starts, on=["seed", "arm", "stage"], how="left")[
+        ["seed", "arm", "task", "stage", "start", "score"]].sort_values(["arm", "seed", "stage", "task"],
+                                                                         ignore_index=True)
