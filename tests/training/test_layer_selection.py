@@ -49,6 +49,9 @@ def test_the_second_gate_step_is_taken_at_the_gates_the_first_left():
     want = gate_gradients_at(lab, "fx", val, first.to_dict())  # on the LoRA the second inner step left
     for layer, g in want.items():
         assert second[layer] == pytest.approx(first[layer] - gate_lr * g, rel=1e-3, abs=1e-6)
+    fresh = tiny_lab().new_adapter("fx", r=4, init="random", seed=3)  # the same adapter, untrained
+    for path, f in fresh.modules.items():  # the search trained the LoRA (the inner step) as it went
+        assert not torch.equal(lab.layers[path].lora_B["fx"].detach(), f.B)
     scales = {p: lab.layers[p].scaling["fx"] for p in lab.adapters["fx"].modules}
     assert len(set(scales.values())) == 1  # the per-layer scales are back to the adapter's own
 
