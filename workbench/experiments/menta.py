@@ -52,7 +52,7 @@ class MentaExperiment(Experiment):
     claims = ("the balanced loss gives a higher balanced accuracy than plain cross-entropy",
               "it recalls the minority classes better")
     arms = ("ce", "balanced")
-    full = Schedule(steps=24, lr=2e-3, batch_size=4, eval_limit=None)
+    full = Schedule(steps=20, lr=2e-3, batch_size=4, eval_limit=None)
     quick = Schedule(steps=2, lr=2e-3, batch_size=2, eval_limit=4, seeds=(0,))
     notes = (f"imbalance: each task's training split subsampled to {RATIO}:1 (majority = the first class in "
              f"sorted order, {N_MAJORITY} examples; every other class {N_MAJORITY // RATIO}), seeded by the "
