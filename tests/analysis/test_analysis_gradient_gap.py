@@ -33,3 +33,17 @@ def test_gap_rows_become_arm_kind_quantity_step():
 def test_gap_over_steps_refuses_a_per_seed_table():
     with pytest.raises(WorkbenchError, match="measure table"):
         gap_over_steps(pd.DataFrame({"seed": [0], "arm": ["a"], "measure": ["gap_lora"], "value": [1.0]}))
+
+
+def test_the_view_draws_one_line_and_band_per_arm_and_kind():
+    from widgets import gradient_gap_figure
+
+    table = measures([(arm, f"{q}_{kind}", f"step {s:02d}", 0.5, 0.4, 0.6, 3)
+                      for arm in ("lora", "lorapro") for kind in ("lora", "lorapro") for q in ("gap", "sine")
+                      for s in range(3)])
+    fig = gradient_gap_figure(gap_over_steps(table))
+    lines = [t for t in fig.data if t.mode == "lines+markers"]
+    assert len(fig.data) == 8 and len(lines) == 4
+    assert {t.line.dash for t in lines} == {"solid", "dot"}
+    with pytest.raises(WorkbenchError, match="gap_over_steps"):
+        gradient_gap_figure(table)
