@@ -57,7 +57,7 @@ class NOLAExperiment(Experiment):
               "the score grows with the number of basis coefficients",
               "the compact form (seeds + coefficients) reloads bit-exactly")
     arms = (PLAIN, *SIZES)
-    full = Schedule(steps=14, lr=2e-3, batch_size=4, eval_limit=32)
+    full = Schedule(steps=10, lr=2e-3, batch_size=4, eval_limit=32)
     quick = Schedule(steps=2, lr=2e-3, batch_size=2, eval_limit=2, seeds=(0,))
     notes = ("targets: q_proj and v_proj of every layer (the paper's GPT-2 setting). NOLA: rank "
              f"{NOLA_RANK}, α = 2r, k = l ∈ {sorted(set(SIZES.values()))} bases per factor and module (the "
