@@ -2,8 +2,8 @@
 
 Claims (Koohpayegani et al., NOLA, ICLR 2024):
 
-1. NOLA matches a rank-1 LoRA with far fewer trainable parameters (the largest NOLA arm scores at
-   least as well as ``lora_r1`` while training fewer numbers);
+1. NOLA matches a rank-1 LoRA with far fewer trainable parameters (``nola_k64``, 7.5× fewer trained
+   numbers on SmolLM2's q/v, scores at least as well as ``lora_r1``);
 2. the score grows with the number of basis coefficients (largest k against smallest);
 3. the compact form (seeds + coefficients) reloads the trained adapter bit for bit (checked on
    every run: the adapter is saved compactly, reloaded into the lab under a new name and compared).
@@ -45,6 +45,7 @@ TARGETS = "attention-qv"  # the paper's GPT-2 setting: q and v only
 NOLA_RANK, NOLA_LR = 8, 5e-3  # the paper's GPT-2 E2E rank and coefficient lr
 SIZES = {"nola_k16": 16, "nola_k64": 64, "nola_k256": 256}
 PLAIN = "lora_r1"
+MATCH = "nola_k64"  # the spec's check: NOLA(64) reaches LoRA(r=1) with far fewer parameters
 
 
 @EXPERIMENTS.register("nola")
@@ -114,10 +115,10 @@ class NOLAExperiment(Experiment):
         out = []
         arms = set(table.arm)
         largest, smallest = max(SIZES, key=SIZES.get), min(SIZES, key=SIZES.get)
-        if {largest, PLAIN} <= arms:
-            d = paired(table, "multitask_score", largest, PLAIN)
-            ratio = _ratio(table, PLAIN, largest)
-            out.append(Verdict(self.claims[0], f"multitask_score: {largest} − {PLAIN}", d, at_least(d),
+        if {MATCH, PLAIN} <= arms:
+            d = paired(table, "multitask_score", MATCH, PLAIN)
+            ratio = _ratio(table, PLAIN, MATCH)
+            out.append(Verdict(self.claims[0], f"multitask_score: {MATCH} − {PLAIN}", d, at_least(d),
                                note=f"{ratio:.1f}× fewer trainable parameters"))
         if {largest, smallest} <= arms:
             d = paired(table, "multitask_score", largest, smallest)
