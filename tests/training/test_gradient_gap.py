@@ -52,6 +52,18 @@ def test_probe_builds_the_full_gradient_and_lorapro_is_never_farther(optimizer):
             assert not torch.equal(G, torch.zeros_like(G))
             torch.testing.assert_close(gA.double(), s * B.double().T @ G, rtol=1e-4, atol=1e-7)
             torch.testing.assert_close(gB.double(), s * G @ A.double().T, rtol=1e-4, atol=1e-7)
+    # the lorapro kind is the projection P_B G + (I − P_B) G P_A of G, by hand; the lora kind s(B G_A + G_B A)
+    for step, record in enumerate(seen):
+        for path, (A, B, gA, gB, last) in record.items():
+            G, A, B = last[path], A.double(), B.double()
+            P_B = B @ torch.linalg.pinv(B.T @ B) @ B.T
+            P_A = A.T @ torch.linalg.pinv(A @ A.T) @ A
+            target = P_B @ G + (torch.eye(len(P_B), dtype=G.dtype) - P_B) @ G @ P_A
+            s = layers[path].scaling["a"]
+            vanilla = s * (B @ gA.double() + gB.double() @ A)
+            row = frame[(frame.step == step) & (frame.module == path)].set_index("kind")["gap"]
+            assert row["lorapro"] == pytest.approx(float((target - G).norm() / G.norm()), rel=1e-5)
+            assert row["lora"] == pytest.approx(float((vanilla - G).norm() / G.norm()), rel=1e-5)
     wide = frame.pivot_table(index=["step", "module"], columns="kind", values="gap")
     assert (wide["lorapro"] <= wide["lora"] + 1e-9).all()  # LoRA-Pro's g̃ is the closest one to G
     assert gap.per_step().groupby("kind").size().to_dict() == {"lora": 3, "lorapro": 3}
