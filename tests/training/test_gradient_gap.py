@@ -48,14 +48,14 @@ def test_probe_builds_the_full_gradient_and_lorapro_is_never_farther(optimizer):
     # the hooks' G is ∂L/∂W: the LoRA factor gradients are exactly s·BᵀG and s·G·Aᵀ of it
     for step in seen:
         for path, (A, B, gA, gB, last) in step.items():
-            s, G = layers[path].scaling["a"], last[path]
+            s, G = layers[path].scaling["a"], last[path].double()
             assert not torch.equal(G, torch.zeros_like(G))
             torch.testing.assert_close(gA.double(), s * B.double().T @ G, rtol=1e-4, atol=1e-7)
             torch.testing.assert_close(gB.double(), s * G @ A.double().T, rtol=1e-4, atol=1e-7)
     # the lorapro kind is the projection P_B G + (I − P_B) G P_A of G, by hand; the lora kind s(B G_A + G_B A)
     for step, record in enumerate(seen):
         for path, (A, B, gA, gB, last) in record.items():
-            G, A, B = last[path], A.double(), B.double()
+            G, A, B = last[path].double(), A.double(), B.double()
             P_B = B @ torch.linalg.pinv(B.T @ B) @ B.T
             P_A = A.T @ torch.linalg.pinv(A @ A.T) @ A
             target = P_B @ G + (torch.eye(len(P_B), dtype=G.dtype) - P_B) @ G @ P_A

@@ -60,7 +60,7 @@ class LoRAProExperiment(Experiment):
               "closer in direction too (the scale-free gap)",
               "LoRA-Pro scores better than plain LoRA at equal steps")
     arms = ("lora", "lorapro")
-    full = Schedule(steps=16, lr=2e-3, batch_size=4, eval_limit=32)
+    full = Schedule(steps=12, lr=2e-3, batch_size=4, eval_limit=32)
     quick = Schedule(steps=2, lr=2e-3, batch_size=2, eval_limit=2, seeds=(0,))
     notes = (f"both arms: a rank-{RANK} LoRA (α = 2r, s = 2, the paper's r = 8, α = 16) on q/k/v/o of every "
              "layer, dropout 0, the same lr, linear warm-up (10%) and decay, batch and seeds; trained on the "

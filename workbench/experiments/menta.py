@@ -52,7 +52,7 @@ class MentaExperiment(Experiment):
     claims = ("the balanced loss gives a higher balanced accuracy than plain cross-entropy",
               "it recalls the minority classes better")
     arms = ("ce", "balanced")
-    full = Schedule(steps=16, lr=2e-3, batch_size=4, eval_limit=48)
+    full = Schedule(steps=12, lr=2e-3, batch_size=4, eval_limit=48)
     quick = Schedule(steps=2, lr=2e-3, batch_size=2, eval_limit=4, seeds=(0,))
     notes = (f"imbalance: each task's training split subsampled to {RATIO}:1 (majority = the first class in "
              f"sorted order, {N_MAJORITY} examples; every other class {N_MAJORITY // RATIO}), seeded by the "

@@ -74,7 +74,7 @@ class GradientGap:
             x = args[0].detach()  # (B, T, in)
 
             def grad_hook(g):  # g: (B, T, out)
-                G = torch.einsum("...o,...i->oi", g.double(), x.double())  # (out, in)
+                G = torch.einsum("...o,...i->oi", g.float(), x.float())  # (out, in), fp32 sums over tokens
                 self._G[path] = self._G[path] + G if path in self._G else G
 
             out.register_hook(grad_hook)
