@@ -58,11 +58,11 @@ class NOLAExperiment(Experiment):
               "the score grows with the number of basis coefficients",
               "the compact form (seeds + coefficients) reloads bit-exactly")
     arms = (PLAIN, *SIZES)
-    full = Schedule(steps=8, lr=3e-3, batch_size=4, eval_limit=24)
+    full = Schedule(steps=6, lr=3e-3, batch_size=4, eval_limit=24)
     quick = Schedule(steps=2, lr=2e-3, batch_size=2, eval_limit=2, seeds=(0,))
-    notes = ("sizing: the full schedule is cut to finish in about 10 minutes at 1 torch thread on the shared "
-             "2-CPU machine (load average ~11 at the time, two run slots shared by six helpers); far "
-             "shorter than the paper's training, so small effects cannot show.",
+    notes = ("sizing: the full schedule is cut to finish in about 6 minutes at 1 torch thread on the shared "
+             "2-CPU machine (load average ~11 at the time, two run slots shared by six helpers, a queue of "
+             "13 runs); far shorter than the paper's training, so small effects cannot show.",
              "targets: q_proj and v_proj of every layer (the paper's GPT-2 setting). NOLA: rank "
              f"{NOLA_RANK}, α = 2r, k = l ∈ {sorted(set(SIZES.values()))} bases per factor and module (the "
              f"paper: 512 on GPT-2, 128 in its PEFT fork), Adam on the coefficients at lr {NOLA_LR} (the "
