@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from workbench.experiments.base import COLUMNS, EXPERIMENTS
+from workbench.experiments.files import results_root, write_text
 from workbench.experiments.summary import ONE_SEED, VERDICT
 
 HEADER = """# Results: the papers' claims tried on SmolLM2
@@ -30,8 +31,6 @@ def claims_frame(root: str | Path | None = None) -> pd.DataFrame:
 
     Columns: experiment, claim, measure, mean, low, high, n, verdict, schedule (the summary's line).
     """
-    from workbench.experiments.runner import results_root
-
     folder = Path(root) if root is not None else results_root()
     out = []
     for name in EXPERIMENTS.names():
@@ -75,8 +74,6 @@ def index_markdown(root: str | Path | None = None) -> str:
 
 def write_index(root: str | Path | None = None) -> Path:
     """Write ``<root>/README.md`` (default ``results/``) atomically; return its path."""
-    from workbench.experiments.runner import results_root, write_text
-
     folder = Path(root) if root is not None else results_root()
     path = folder / "README.md"
     write_text(path, index_markdown(folder))

@@ -26,14 +26,11 @@ import torch
 
 from workbench.errors import WorkbenchError
 from workbench.experiments.base import COLUMNS, EXPERIMENTS, Experiment, Schedule
+from workbench.experiments.files import results_root, write_text
+from workbench.experiments.index import write_index
 from workbench.experiments.summary import summary_markdown
 
 MODEL = "smollm2-135m"
-
-
-def results_root() -> Path:
-    """The ``results/`` folder at the repository root."""
-    return Path(__file__).resolve().parents[2] / "results"
 
 
 @dataclass
@@ -104,8 +101,6 @@ def reproduce(name: str, *, quick: bool = False, seeds: Sequence[int] | None = N
             log(f"{name}: {arm}, seed {seed} done in {time.perf_counter() - t0:.0f} s "
                 f"(load {_load()}) -> {csv.name}, {md.name}")
     if not quick:  # the folder's index of every claim (results/README.md) follows each full run
-        from workbench.experiments.index import write_index
-
         write_index(folder)
     return Reproduction(pd.concat(parts, ignore_index=True)[COLUMNS], csv, md, verdicts)
 
@@ -126,10 +121,3 @@ def _load() -> str:
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (a temporary file beside it, then a rename)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
