@@ -67,7 +67,7 @@ class DMoERMExperiment(Experiment):
     claims = ("the double-layer MoE reward model beats one reward model on held-out preferences",
               "the outer router sends each conversation to its task category (above chance)")
     arms = (PLAIN, ROUTED)
-    full = Schedule(steps=4, lr=3e-3, batch_size=2, eval_limit=8)
+    full = Schedule(steps=3, lr=3e-3, batch_size=2, eval_limit=6)
     quick = Schedule(steps=1, lr=2e-3, batch_size=1, eval_limit=2, seeds=(0,))
     notes = ("pairs: per capability (task) a prompt with the correct answer against a corrupted one (another "
              "choice; a whole number moved by ±1..10); steps × batch training pairs per capability from the "
@@ -91,7 +91,7 @@ class DMoERMExperiment(Experiment):
              "value head on its pairs. router_accuracy: share of held-out prompts routed to their category; "
              "route_prob:<category> the router bars. capability_weight:<expert>: the MLP's gradient × input "
              "share of each expert's state on the category's held-out conversations.",
-             "CPU scale: 4 steps of 2 pairs per expert (8 training pairs per capability); the paper trains "
+             "CPU scale: 3 steps of 2 pairs per expert (6 training pairs per capability); the paper trains "
              "Qwen-1.8B on thousands of pairs.")
 
     _states: dict | None = None  # (adapter, text) -> last-token state; the base's are the same every seed
@@ -303,4 +303,4 @@ def fit_full_batch(module: nn.Module, loss_fn, steps: int = HEAD_STEPS, lr: floa
         opt.zero_grad()
         loss.backward()
         opt.step()
-    return float(loss)
+    return float(loss.detach())

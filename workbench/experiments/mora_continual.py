@@ -14,8 +14,10 @@ uniform choice over the ranks would give ((t − 1)/t): reuse above it means the
 ranks, below it that it mostly adds its own.
 
 The mechanism is the workbench's reconstruction (``workbench.routing.mechanisms.mora``, no public
-code). Reference: Lu et al., "Little By Little: Continual Learning via Self-Activated Sparse
-Mixture-of-Rank Adaptive Learning" (arXiv 2506.21035).
+code).
+
+Reference: Lu et al., "Little By Little: Continual Learning via Self-Activated Sparse Mixture-of-Rank
+Adaptive Learning" (MoRA, arXiv 2506.21035); no public code (the mechanism is reconstructed).
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ class MoRAContinualExperiment(Experiment):
               "MoRA still learns the last task as well (plasticity ≥ plain LoRA)",
               "a new task reuses earlier ranks beyond a uniform choice")
     arms = (PLAIN, ROUTED)
-    full = Schedule(steps=8, lr=3e-3, batch_size=4, eval_limit=16, prompts=4)
+    full = Schedule(steps=5, lr=5e-3, batch_size=4, eval_limit=8, prompts=2)
     quick = Schedule(steps=2, lr=2e-3, batch_size=2, eval_limit=2, seeds=(0,), prompts=2)
     notes = (f"order: {' → '.join(TASKS)}; `steps` optimizer steps per task (so 3× in all), the same lr, "
              "batch and seeds for both arms; after each task, every task seen so far is scored on its first "
@@ -80,7 +82,8 @@ class MoRAContinualExperiment(Experiment):
              "ranks of tasks < t, right after learning task t, mean over modules; reuse_vs_uniform subtracts "
              "(t − 1)/t. block_mass:<block> (task = the prompts' task): the same share per block after the "
              "last task (the rank-reuse view's matrix).",
-             "CPU scale: 8 steps of batch 4 per task; the paper trains CLIP/T5/LLaMA-7B for epochs per task.")
+             "CPU scale: 5 steps of batch 4 per task (lr 5e-3 so that 5 steps learn a task); the paper "
+             "trains CLIP/T5/LLaMA-7B for epochs per task.")
 
     def load_tasks(self) -> dict:
         """name -> Task in arrival order (the tests give toy tasks for the tiny models)."""
