@@ -234,3 +234,45 @@ def test_quick_end_to_end_on_smollm2(name, tmp_path):
     scores = table[table.measure.isin(["score", "pref_accuracy", "score_after_3"])]
     assert len(scores) and scores.value.between(0, 1).all()
     assert "quick mode" in (tmp_path / f"{name}.md").read_text()
+
+
+# ---------------------------------------------------------------------------------------------- views
+
+
+def _summary(rows):
+    return pd.DataFrame(rows, columns=["arm", "measure", "task", "mean", "low", "high", "n"])
+
+
+def test_the_rank_reuse_view_reads_the_block_mass_rows_of_a_run():
+    from widgets.rank_reuse import rank_reuse_figure
+    from workbench.experiments.mora_continual import reuse_frame
+
+    summary = _summary([("mora", "block_mass:a", "a", 0.7, 0.6, 0.8, 3),
+                        ("mora", "block_mass:b", "a", 0.3, 0.2, 0.4, 3),
+                        ("mora", "block_mass:a", "b", 0.4, 0.3, 0.5, 3),
+                        ("mora", "block_mass:b", "b", 0.6, 0.5, 0.7, 3),
+                        ("mora", "reuse", "b", 0.4, 0.3, 0.5, 3),
+                        ("lora_seq", "block_mass:a", "a", 9, 9, 9, 3)])  # another arm: left out
+    table = reuse_table(reuse_frame(summary))
+    assert table.loc["a", "a"] == 0.7 and table.loc["b", "a"] == 0.4 and list(table.columns) == ["a", "b"]
+    fig = rank_reuse_figure(table)
+    assert fig.data[0].z.tolist() == [[0.7, 0.3], [0.4, 0.6]]
+
+
+def test_the_dmoerm_views_read_the_two_levels_of_a_run():
+    from widgets.reward_mixture import capability_weights_figure, router_bars_figure
+    from workbench.experiments.dmoerm import level_frames
+
+    summary = _summary([("dmoerm", "route_prob:labels", "topic", 0.9, 0.8, 1.0, 3),
+                        ("dmoerm", "route_prob:answers", "topic", 0.1, 0.0, 0.2, 3),
+                        ("dmoerm", "capability_weight:topic", "topic", 0.6, 0.5, 0.7, 3),
+                        ("dmoerm", "capability_weight:language", "topic", 0.4, 0.3, 0.5, 3),
+                        ("dmoerm", "pref_accuracy", "topic", 0.5, 0.4, 0.6, 3)])
+    bars, weights = level_frames(summary)
+    assert bars.set_index("category").loc["labels", "prob"] == 0.9 and len(bars) == 2
+    assert weights.set_index("expert").loc["language", "weight"] == 0.4 and len(weights) == 2
+    assert [t.name for t in router_bars_figure(bars).data] == ["labels", "answers"]
+    fig = capability_weights_figure(weights)
+    assert list(fig.data[0].error_y.array) == pytest.approx([0.1])
+    with pytest.raises(WorkbenchError, match="columns"):
+        router_bars_figure(weights)

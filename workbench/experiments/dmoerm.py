@@ -304,3 +304,16 @@ def fit_full_batch(module: nn.Module, loss_fn, steps: int = HEAD_STEPS, lr: floa
         loss.backward()
         opt.step()
     return float(loss.detach())
+
+
+def level_frames(summary: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(router bars ``group, category, prob``, capability weights ``group, expert, weight``), each with
+    ``low, high``, from a measure table's ``route_prob:`` and ``capability_weight:`` rows (means over
+    seeds)."""
+    def frame(prefix: str, key: str, value: str) -> pd.DataFrame:
+        part = summary[(summary.arm == ROUTED) & summary.measure.str.startswith(prefix)]
+        return pd.DataFrame({"group": part.task.to_numpy(), key: part.measure.str[len(prefix):].to_numpy(),
+                             value: part["mean"].to_numpy(), "low": part.low.to_numpy(),
+                             "high": part.high.to_numpy()})
+
+    return frame("route_prob:", "category", "prob"), frame("capability_weight:", "expert", "weight")

@@ -173,3 +173,16 @@ def block_mass(lab, router: str, loaded: dict, blocks, n_prompts: int) -> pd.Dat
             frames.append(rank_block_mass(cache, blocks, [task] * len(texts), batch["attention_mask"]))
     return pd.concat(frames, ignore_index=True)
 
+
+
+def reuse_frame(summary: pd.DataFrame, arm: str = ROUTED) -> pd.DataFrame:
+    """``group, block, mass`` (with ``low, high``) from a measure table's ``block_mass:<block>`` rows.
+
+    ``summary`` is ``summary.measure_table`` of a run (what ``full_results`` returns): the mean over
+    seeds of each (prompt task, rank block) share; ``analysis.rank_reuse.reuse_table`` makes the matrix.
+    """
+    part = summary[(summary.arm == arm) & summary.measure.str.startswith("block_mass:")]
+    return pd.DataFrame({"group": part.task.to_numpy(),
+                         "block": part.measure.str.split(":", n=1).str[1].to_numpy(),
+                         "mass": part["mean"].to_numpy(), "low": part.low.to_numpy(),
+                         "high": part.high.to_numpy()})
