@@ -38,6 +38,16 @@ def test_top_p_keeps_experts_up_to_and_including_the_one_that_crosses_p(top_p, k
     torch.testing.assert_close(gates, expected)
 
 
+def test_top_p_at_an_exact_tie_keeps_the_expert_after_the_one_whose_mass_equals_p():
+    """MoE-PEFT drops experts whose cumulative mass is > p except the first such: a cumulative mass equal
+    to p is not a crossing, so the next expert is the crossing one and stays (binary-exact masses)."""
+    router = make("mixlora-dynamic", MLP(), top_p=0.5)
+    probs = torch.tensor([[0.25, 0.5, 0.125, 0.125]])  # descending: 1 (cum .5 = p), 0 (cum .75), 2, 3
+    idx, gates = router.select(probs, probs)
+    assert sorted(i for i in idx[0].tolist() if i >= 0) == [0, 1]
+    torch.testing.assert_close(gates, torch.tensor([[0.25, 0.5, 0.0, 0.0]]))
+
+
 def test_top_p_output_is_the_raw_probability_weighted_sum_of_the_kept_experts():
     block, x = MLP(), inputs()
     router = make("mixlora-dynamic", block, top_p=0.6, router_init_range=1.0)
