@@ -76,8 +76,9 @@ class ALoRAExperiment(Experiment):
              "prev_token_share (descriptive): mean over real tokens (held-out prompts, `prompts` per "
              "task) and over wrapped modules of 1 − the attention weight a token's code puts on itself "
              "(heads averaged).",
-             "CPU scale: 16 steps of batch 4 per arm (about 2 minutes per arm at 1 thread on SmolLM2-135M), "
-             "the paper fine-tunes 7B models on legal-domain data for epochs.")
+             "CPU scale: 16 steps of batch 4 per arm (at 1 thread on SmolLM2-135M, with a load average "
+             "near 10 on 2 cores: about 4 min for the LoRA arm, 11 for ALoRA, whose attention over z "
+             "and second evaluation cost more); the paper fine-tunes 7B models on legal-domain data.")
 
     def load_tasks(self) -> dict:
         """name -> Task (the tests give toy tasks for the tiny models)."""
