@@ -135,6 +135,33 @@ alora_full if alora_full is None else alora_full.round(3)
 interval_bars(alora_full, "multitask_score", "ALoRA vs plain LoRA: multi-task score, 95% interval over seeds")
 
 # %% [markdown]
+# **Does the attention select, or only average?** A uniform causal attention (token t spreads 1/t over
+# tokens 1..t) puts 1 − 1/t on earlier tokens; averaged over a prompt that is a number fixed by the
+# prompt's length alone. If the trained ALoRA's `prev_token_share` equals it, its attention over z
+# is a plain running mean of the earlier codes (near-zero logits), not a selection of some tokens.
+# The yardstick needs only the tokenizer (no model):
+
+# %%
+from transformers import AutoTokenizer
+
+from workbench import tasks
+from workbench.experiments.alora import uniform_prev_share
+from workbench.experiments.alora import TASKS as ALORA_TASKS
+from workbench.zoo import cache_dir
+
+yardstick = None
+if alora_full is not None and (cache_dir() / "smollm2-135m").exists():
+    tok = AutoTokenizer.from_pretrained(cache_dir() / "smollm2-135m")
+    yard = {}
+    for name, task in tasks.load(list(ALORA_TASKS)).items():
+        n = EXPERIMENTS.get("alora").full.prompts  # the first held-out prompts of each task, as the run
+        lengths = [len(tok(tasks.chat_prompt(tok, task, ex))["input_ids"]) for ex in task.eval[:n]]
+        yard[name] = sum(uniform_prev_share(t) for t in lengths) / len(lengths)
+    trained = alora_full[(alora_full.measure == "prev_token_share") & (alora_full.task != "")]
+    yardstick = trained.assign(uniform=trained.task.map(yard))[["task", "mean", "low", "high", "uniform"]]
+yardstick if yardstick is None else yardstick.round(4)
+
+# %% [markdown]
 # ## 2. MoRA in continual learning: forgetting and rank reuse
 #
 # Tasks arrive one after another: **language → topic → trivia**. MoRA starts with 8 rank-1 experts

@@ -13,7 +13,13 @@ from workbench.analysis.rank_reuse import block_slices, rank_block_mass, reuse_t
 from workbench.analysis.reward_mixture import capability_weights, router_bars
 from workbench.errors import WorkbenchError
 from workbench.experiments import reproduce
-from workbench.experiments.alora import ALoRAExperiment, alora_budget, attention_off, prev_token_share
+from workbench.experiments.alora import (
+    ALoRAExperiment,
+    alora_budget,
+    attention_off,
+    prev_token_share,
+    uniform_prev_share,
+)
 from workbench.experiments.base import COLUMNS
 from workbench.experiments.dmoerm import DMoERMExperiment, dmoerm_budget, pairwise_accuracy
 from workbench.experiments.mora_continual import MoRAContinualExperiment, continual_measures
@@ -30,6 +36,14 @@ def test_prev_token_share_is_one_minus_the_self_weight_over_real_tokens():
     assert prev_token_share(w).item() == pytest.approx(0.25)
     # the last token is padding: mean over the first two = .125
     assert prev_token_share(w, torch.tensor([[1, 1, 0]])).item() == pytest.approx(0.125)
+
+
+def test_the_uniform_yardstick_is_the_share_of_a_causal_mean():
+    assert uniform_prev_share(1) == 0.0
+    assert uniform_prev_share(3) == pytest.approx((0 + 1 / 2 + 2 / 3) / 3)
+    t = 4
+    uniform = torch.ones(t, t).tril() / torch.arange(1, t + 1)[:, None]  # row t: 1/t on tokens 1..t
+    assert prev_token_share(uniform[None]).item() == pytest.approx(uniform_prev_share(t))
 
 
 def test_attention_off_turns_alora_into_its_plain_lora_and_restores_it():

@@ -165,6 +165,13 @@ def prev_token_share(weights: torch.Tensor, mask: torch.Tensor | None = None) ->
     return other.sum(-1) / real.sum(-1).clamp(min=1)
 
 
+def uniform_prev_share(length: int) -> float:
+    """``prev_token_share`` of a uniform causal attention over ``length`` real tokens: token t spreads
+    1/t over tokens 1..t, so it puts 1 − 1/t on earlier ones; the mean over t is the yardstick that
+    tells an attention that *selects* earlier tokens from one that merely averages them."""
+    return sum(1 - 1 / t for t in range(1, length + 1)) / length
+
+
 @torch.no_grad()
 def attention_share(lab, router: str, loaded: dict, n_prompts: int) -> pd.DataFrame:
     """``layer, module, group, prev_token_share`` of ``router`` on each task's held-out prompts."""
