@@ -43,11 +43,14 @@ notebooks-build: $(STAMP)
 lab: $(STAMP) debs
 	$(VENV)/bin/lora-workbench lab
 
+# unit and slow run in two pytest-xdist workers of one torch thread each (tests/conftest.py), a file per worker
+XDIST := -n 2 --dist loadfile
+
 unit: $(STAMP)
-	$(PY) -m pytest -q -rs -m "not slow and not browser" -p no:cacheprovider
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -rs $(XDIST) -m "not slow and not browser" -p no:cacheprovider
 
 slow: $(STAMP) debs
-	$(PY) -m pytest -q -rs -m "slow" -p no:cacheprovider
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -rs $(XDIST) -m "slow" -p no:cacheprovider
 
 notebooks: $(STAMP) debs notebooks-build
 	$(PY) -m pytest -q -rs --nbmake --nbmake-timeout=1200 build/notebooks/*.ipynb -p no:cacheprovider

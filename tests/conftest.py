@@ -9,7 +9,9 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-torch.set_num_threads(2)
+# One thread per pytest-xdist worker (make test runs two on two cores: no spin-waiting on each other),
+# two in a single process.
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
 
 TINY = ["tiny-llama", "tiny-gpt2", "tiny-bert"]
 

@@ -80,7 +80,8 @@ def lab_server(tmp_path_factory):
     port = _free_port()
     env = {**os.environ, "LW_TEST_WORKSPACES": str(tmp / "workspaces"),
            "LW_TEST_SETTINGS": str(tmp / "settings"), "HF_HUB_OFFLINE": "1",
-           "LORA_WORKBENCH_QUICK": "1"}  # tutorials read it: short schedules under make test
+           "LORA_WORKBENCH_QUICK": "1",  # tutorials read it: short schedules under make test
+           "OMP_WAIT_POLICY": "PASSIVE"}  # the kernel shares 2 cores with chromium: no spin-waits
     cmd = [sys.executable, "-m", "workbench.cli", "lab", "--dir", str(tmp / "tutorials"),
            "--port", str(port), "--no-browser",
            f"--config={ROOT / 'tests' / 'browser' / 'jupyter_server_test_config.py'}"]

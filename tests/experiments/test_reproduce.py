@@ -107,6 +107,19 @@ def test_reproduce_mixlora_quick_end_to_end_on_smollm2(tmp_path):
     assert "quick mode" in md and "multitask_score: mixlora − lora" in md
 
 
+@pytest.mark.slow
+def test_reproduce_loramoe_quick_end_to_end_on_smollm2(tmp_path):
+    """The LoRAMoE arm alone (tutorial 08 names this run instead of running it under make test)."""
+    from workbench.cli import main
+
+    assert main(["reproduce", "loramoe", "--quick", "--out", str(tmp_path), "--arms", "loramoe"]) == 0
+    table = pd.read_csv(tmp_path / "loramoe.csv", keep_default_na=False)
+    assert set(table.arm) == {"loramoe"} and set(table.seed) == {0}
+    values = table.set_index("measure")["value"]
+    assert 0 <= values["knowledge_score"] <= 1 and "knowledge_gate_gap" in values
+    assert "quick mode" in (tmp_path / "loramoe.md").read_text()
+
+
 def test_the_command_lists_the_experiments_and_names_an_unknown_one(capsys):
     from workbench.cli import main
 
