@@ -25,15 +25,10 @@ import pandas as pd
 import torch
 
 from workbench.errors import WorkbenchError
-from workbench.experiments.base import COLUMNS, EXPERIMENTS, Experiment, Schedule
+from workbench.experiments.base import COLUMNS, EXPERIMENTS, Experiment, Schedule, results_root
 from workbench.experiments.summary import summary_markdown
 
 MODEL = "smollm2-135m"
-
-
-def results_root() -> Path:
-    """The ``results/`` folder at the repository root."""
-    return Path(__file__).resolve().parents[2] / "results"
 
 
 @dataclass

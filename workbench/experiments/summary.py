@@ -27,7 +27,7 @@ def full_results(name: str, root=None) -> tuple[str, pd.DataFrame] | None:
     """
     from pathlib import Path
 
-    from workbench.experiments.runner import results_root
+    from workbench.experiments.base import results_root  # runner imports this module: no cycle
 
     folder = Path(root) if root is not None else results_root()
     md, csv = folder / f"{name}.md", folder / f"{name}.csv"
