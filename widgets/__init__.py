@@ -28,6 +28,7 @@ _WHERE = {
     "SubspaceView": "subspaces",
     "TokenRouting": "token_routing",
     "TrainingMonitor": "training_monitor",
+    "gradient_gap_figure": "gradient_gap",
     "loss_curve": "scores",
     "score_bars": "scores",
     "sweep_heatmap": "training_monitor",

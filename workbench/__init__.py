@@ -7,7 +7,7 @@
     lab.evaluate(["arith", None], tasks)
 """
 
-from workbench import adapters, analysis, hooks, merging, multimodal, tasks, zoo
+from workbench import adapters, analysis, generation, hooks, merging, multimodal, tasks, zoo
 from workbench.adapters import Adapter, LoraFactors, per_row
 from workbench.errors import MissingPackageError, WorkbenchError
 from workbench.evaluation import evaluate, relative_to_base
@@ -32,6 +32,7 @@ __all__ = [
     "adapters",
     "analysis",
     "evaluate",
+    "generation",
     "hooks",
     "merging",
     "multimodal",

@@ -120,6 +120,11 @@ def _reproduce(args: argparse.Namespace) -> int:
     from workbench.experiments import EXPERIMENTS, reproduce  # late: the experiments load the lab
 
     names = EXPERIMENTS.names() if args.name in (None, "all") else [args.name]
+    if args.index:
+        from workbench.experiments.index import write_index
+
+        print(f"wrote {write_index(args.out)}")
+        return 0
     if args.list:
         for n in EXPERIMENTS.names():
             print(f"{n}: {EXPERIMENTS.info(n).summary}")
@@ -211,6 +216,8 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", default=None, help="the results folder (default: ./results)")
     rep.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     rep.add_argument("--list", action="store_true", help="list the experiments and exit")
+    rep.add_argument("--index", action="store_true",
+                     help="rewrite the results folder's README.md (every claim and verdict) from its tables")
     return p
 
 

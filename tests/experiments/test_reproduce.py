@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 import pandas as pd
 import pytest
 
@@ -127,5 +125,4 @@ def test_the_command_lists_the_experiments_and_names_an_unknown_one(capsys):
     assert "mixlora:" in capsys.readouterr().out
     assert main(["reproduce", "nosuch", "--quick"]) == 2
     err = capsys.readouterr().err
-    assert "unknown experiment 'nosuch'; choose one of: " in err
-    assert {"loramoe", "mixlora"} <= set(re.findall(r"\w+", err))  # other experiments may be listed too
+    assert "unknown experiment 'nosuch'; choose one of: " in err and "loramoe" in err and "mixlora" in err

@@ -8,7 +8,8 @@ of the engine: it drives the lab (``workbench.lab``) and nothing below imports i
 """
 
 from workbench.experiments.base import EXPERIMENTS, Experiment, Schedule, Verdict
-from workbench.experiments.runner import Reproduction, reproduce, results_root
+from workbench.experiments.files import results_root
+from workbench.experiments.runner import Reproduction, reproduce
 from workbench.experiments.stats import Interval, mean_interval, t_quantile
 
 __all__ = ["EXPERIMENTS", "Experiment", "Interval", "Reproduction", "Schedule", "Verdict", "mean_interval",

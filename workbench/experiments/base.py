@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 
@@ -25,11 +24,6 @@ from workbench.experiments.stats import Interval, mean_interval
 from workbench.registry import Registry
 
 COLUMNS = ["experiment", "seed", "arm", "measure", "task", "value"]
-
-
-def results_root() -> Path:
-    """The ``results/`` folder at the repository root."""
-    return Path(__file__).resolve().parents[2] / "results"
 
 
 @dataclass(frozen=True)

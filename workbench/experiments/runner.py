@@ -25,7 +25,9 @@ import pandas as pd
 import torch
 
 from workbench.errors import WorkbenchError
-from workbench.experiments.base import COLUMNS, EXPERIMENTS, Experiment, Schedule, results_root
+from workbench.experiments.base import COLUMNS, EXPERIMENTS, Experiment, Schedule
+from workbench.experiments.files import results_root, write_text
+from workbench.experiments.index import write_index
 from workbench.experiments.summary import summary_markdown
 
 MODEL = "smollm2-135m"
@@ -94,10 +96,12 @@ def reproduce(name: str, *, quick: bool = False, seeds: Sequence[int] | None = N
             table = pd.concat(parts, ignore_index=True)[COLUMNS]
             verdicts = experiment.verdicts(table)
             info |= {"finished": _now(), "load_end": _load()}
-            _write(csv, table.to_csv(index=False))
-            _write(md, summary_markdown(experiment, name, table, verdicts, info))
+            write_text(csv, table.to_csv(index=False))
+            write_text(md, summary_markdown(experiment, name, table, verdicts, info))
             log(f"{name}: {arm}, seed {seed} done in {time.perf_counter() - t0:.0f} s "
                 f"(load {_load()}) -> {csv.name}, {md.name}")
+    if not quick:  # the folder's index of every claim (results/README.md) follows each full run
+        write_index(folder)
     return Reproduction(pd.concat(parts, ignore_index=True)[COLUMNS], csv, md, verdicts)
 
 
@@ -117,10 +121,3 @@ def _load() -> str:
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (a temporary file beside it, then a rename)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
+from workbench.experiments.files import results_root
 from workbench.experiments.stats import mean_interval
 
 VERDICT = {True: "holds", False: "refuted", None: "not shown (the interval straddles the threshold)"}
@@ -25,10 +28,6 @@ def full_results(name: str, root=None) -> tuple[str, pd.DataFrame] | None:
 
     What the tutorials show under "The full run": the command that wrote the files is in the text.
     """
-    from pathlib import Path
-
-    from workbench.experiments.base import results_root  # runner imports this module: no cycle
-
     folder = Path(root) if root is not None else results_root()
     md, csv = folder / f"{name}.md", folder / f"{name}.csv"
     if not csv.exists() or not md.exists():

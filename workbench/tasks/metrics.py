@@ -115,12 +115,9 @@ def _prefix(model, prefix: list[int], device, caches: dict):
     return caches[key]
 
 
-@_register("accuracy", higher_is_better=True, flags=("needs_choices",),
-           reference="Gao et al., A framework for few-shot language model evaluation "
-                     "(lm-evaluation-harness), 2021: multiple choice scored by the choices' log-likelihood "
-                     "(here: of the first token)")
-def accuracy(model, tokenizer, task: Task, examples: Sequence[Example], *, batch_size=16) -> float:
-    """Share of examples whose target has the highest next-token log-probability among choices.
+def choice_predictions(model, tokenizer, task: Task, examples: Sequence[Example], *,
+                       batch_size=16, metric: str = "accuracy") -> list[str]:
+    """The predicted choice of each example: the choice whose first token is the most probable.
 
     Each choice is scored by the log-probability of its first token right after ``chat_prompt``
     (one forward pass per example: shared prefix cached, left-padded batches, last-position logits).
@@ -128,12 +125,12 @@ def accuracy(model, tokenizer, task: Task, examples: Sequence[Example], *, batch
     Raises:
         WorkbenchError: an example has no choices, or two choices share a first token.
     """
-    examples = _check_examples(task, examples, "accuracy")
+    examples = _check_examples(task, examples, metric)
     choice_ids: dict[tuple[str, ...], list[int]] = {}
     for example in examples:
         if example.choices is None:
             raise WorkbenchError(
-                f"task {task.name!r}: the accuracy metric needs choices, but an example has none "
+                f"task {task.name!r}: the {metric} metric needs choices, but an example has none "
                 f"(prompt {example.prompt[:60]!r}); use exact_match or loss for it"
             )
         if example.choices not in choice_ids:
@@ -142,18 +139,65 @@ def accuracy(model, tokenizer, task: Task, examples: Sequence[Example], *, batch
     prompts = [prompt_ids(tokenizer, task, e) for e in examples]
     pid, device = pad_id(tokenizer), _device(model)
     plan = batching.plan_batches(prompts, batch_size, keep=1, share=_share(model))
-    correct, caches = 0, {}
+    preds: list[str | None] = [None] * len(examples)
+    caches: dict = {}
     with _inference(model):
-        for prefix, batch in _batches(plan, f"{task.name}: accuracy"):
+        for prefix, batch in _batches(plan, f"{task.name}: choices"):
             cache = _prefix(model, prefix, device, caches)
             out, _ = batching.forward_rows(model, prefix, cache, [prompts[i][len(prefix):] for i in batch],
                                            pid, device, keep=1)
             logits = out.logits[:, -1, :].float()  # (B, V)
             for row, i in enumerate(batch):
                 ids = choice_ids[examples[i].choices]
-                pred = examples[i].choices[int(logits[row, ids].argmax())]
-                correct += pred == examples[i].target
-    return correct / len(examples)
+                preds[i] = examples[i].choices[int(logits[row, ids].argmax())]
+    return preds
+
+
+@_register("accuracy", higher_is_better=True, flags=("needs_choices",),
+           reference="Gao et al., A framework for few-shot language model evaluation "
+                     "(lm-evaluation-harness), 2021: multiple choice scored by the choices' log-likelihood "
+                     "(here: of the first token)")
+def accuracy(model, tokenizer, task: Task, examples: Sequence[Example], *, batch_size=16) -> float:
+    """Share of examples whose target has the highest next-token log-probability among choices.
+
+    Predictions as ``choice_predictions`` (the first token of each choice, one forward per example).
+
+    Raises:
+        WorkbenchError: an example has no choices, or two choices share a first token.
+    """
+    examples = _check_examples(task, examples, "accuracy")
+    preds = choice_predictions(model, tokenizer, task, examples, batch_size=batch_size)
+    return sum(p == e.target for p, e in zip(preds, examples, strict=True)) / len(examples)
+
+
+def balanced_accuracy_of(targets: Sequence[str], predictions: Sequence[str]) -> float:
+    """The mean over classes of each class's recall: ``(1/C) Σ_c #(pred = c ∧ target = c) / #(target = c)``.
+
+    Classes are the targets present (a class never asked for does not count); on a class-balanced
+    set it equals accuracy, on a skewed set it is what a majority-class guess cannot inflate.
+    """
+    if len(targets) != len(predictions) or not targets:
+        raise WorkbenchError(f"balanced accuracy needs as many predictions as targets (≥ 1); got "
+                             f"{len(predictions)} predictions for {len(targets)} targets")
+    hits: dict[str, list[int]] = {}
+    for t, p in zip(targets, predictions, strict=True):
+        hits.setdefault(t, []).append(int(p == t))
+    return sum(sum(h) / len(h) for h in hits.values()) / len(hits)
+
+
+@_register("balanced_accuracy", higher_is_better=True, flags=("needs_choices",),
+           reference="Brodersen et al., The balanced accuracy and its posterior distribution, ICPR 2010 "
+                     "(the mean per-class recall); Menta (Zhang et al., arXiv 2512.02716) reports it")
+def balanced_accuracy(model, tokenizer, task: Task, examples: Sequence[Example], *, batch_size=16) -> float:
+    """Mean per-class recall of the first-token choice predictions (``balanced_accuracy_of``).
+
+    Raises:
+        WorkbenchError: an example has no choices, or two choices share a first token.
+    """
+    examples = _check_examples(task, examples, "balanced_accuracy")
+    preds = choice_predictions(model, tokenizer, task, examples, batch_size=batch_size,
+                               metric="balanced_accuracy")
+    return balanced_accuracy_of([e.target for e in examples], preds)
 
 
 def normalize_answer(text: str) -> str:

@@ -17,8 +17,11 @@ the compressed form (coefficients, seeds and A0's seed).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
+from workbench.errors import WorkbenchError
 from workbench.training.optimizers import OPTIMIZERS, Pairs
 
 
@@ -105,3 +108,69 @@ def nola(params, pairs: Pairs, *, lr: float, weight_decay: float = 0.0, k: int =
         seed: seeds the bases (module m uses ``seed·1_000_003 + 2m`` for A and ``+ 2m + 1`` for B).
     """
     return NOLA(pairs, lr=lr, weight_decay=weight_decay, k=k, l=l, seed=seed)
+
+
+COMPACT = "nola-compact/1"
+
+
+def save_compact(optimizer: NOLA, adapter, modules, path, *, init_seed: int | None = None) -> int:
+    """Write the compact form of a NOLA-trained adapter: coefficients, seeds and how to remake A0.
+
+    A0 is not stored: it is the adapter's own initialization, remade by ``lab.new_adapter`` from
+    ``r, alpha, targets, init, scaling`` and ``init_seed`` (default: the lineage's ``seed``); the
+    bases come from the NOLA seeds. The remade A0 is checked bit for bit against the optimizer's
+    before anything is written. Returns the file's size in bytes.
+
+    Args:
+        optimizer: the NOLA optimizer that trained ``adapter``; modules: the module paths in the
+            optimizer's pair order (``MultiTaskTrainer.modules``).
+        init_seed: the seed the adapter was made with, when its lineage says otherwise.
+    """
+    from workbench.adapters import new_adapter
+
+    lin = adapter.lineage
+    first = next(iter(adapter.modules.values()))
+    ini = {"r": first.r, "alpha": first.alpha, "targets": lin.get("targets"), "init": lin.get("init", "lora"),
+           "scaling": adapter.scaling, "seed": lin.get("seed", 0) if init_seed is None else int(init_seed)}
+    shapes = {m: (f.out_features, f.in_features) for m, f in adapter.modules.items()}
+    remade = new_adapter("check", shapes, r=ini["r"], alpha=ini["alpha"], scaling=ini["scaling"],
+                         init=ini["init"], seed=ini["seed"])
+    if not all(torch.equal(remade.modules[m].A, A0) for m, A0 in zip(modules, optimizer.A0, strict=True)):
+        raise WorkbenchError(f"adapter {adapter.name!r}: its initial A is not init={ini['init']!r} with "
+                             f"seed {ini['seed']}, so the compact form could not remake it; pass init_seed= "
+                             "(the seed the adapter was made with)")
+    packed = optimizer.compressed()
+    packed["alpha"] = torch.stack(packed["alpha"])  # (M, k)
+    packed["beta"] = torch.stack(packed["beta"])  # (M, l)
+    torch.save({"format": COMPACT, **packed, "modules": list(modules), "init": ini}, path)
+    return Path(path).stat().st_size
+
+
+def load_compact(lab, name: str, path):
+    """Add adapter ``name`` to ``lab`` from a compact NOLA file: A0 remade, bases regenerated, mixed.
+
+    The factors are computed exactly as the optimizer computed them (``A0 + Σ α_i Â_i``,
+    ``Σ β_j B̂_j``), so a reload is bit-exact on the same machine.
+    """
+    state = torch.load(path, weights_only=True)
+    if state.get("format") != COMPACT:
+        raise WorkbenchError(f"{path} is not a compact NOLA file (format {state.get('format')!r}, "
+                             f"expected {COMPACT!r}); write it with save_compact")
+    ini = state["init"]
+    adapter = lab.new_adapter(name, r=ini["r"], alpha=ini["alpha"], targets=ini["targets"], init=ini["init"],
+                              scaling=ini["scaling"], seed=ini["seed"])
+    missing = [m for m in state["modules"] if m not in adapter.modules]
+    if missing:
+        raise WorkbenchError(f"compact NOLA file {path} names modules this lab lacks: {missing[:3]}; load it "
+                             "on the base model it was trained on")
+    opt = NOLA([(lab.layers[m].lora_A[name], lab.layers[m].lora_B[name], lab.layers[m].scaling[name])
+                for m in state["modules"]], lr=1.0, k=state["k"], l=state["l"], seed=state["seed"])
+    with torch.no_grad():
+        for m, (A, B, _) in enumerate(opt.pairs):
+            opt.alpha[m].copy_(state["alpha"][m])
+            opt.beta[m].copy_(state["beta"][m])
+            a, b = opt.factors(m)
+            A.copy_(a.to(A.dtype))
+            B.copy_(b.to(B.dtype))
+    adapter.lineage = {**adapter.lineage, "method": "nola-compact", "source": str(path)}
+    return adapter

@@ -1,0 +1,56 @@
+"""Generation: LoRA weights made by a generator from a few examples of a task, not trained.
+
+The lab entry point is ``ICMLoRA(lab)``::
+
+    import workbench as wb
+    from workbench.generation import ICMLoRA
+
+    lab = wb.Workbench.from_zoo("smollm2-135m")
+    tasks = wb.tasks.load(["arithmetic", "topic"])
+    runs = {name: lab.train_multitask(name, [task], r=2, targets=["q_proj", "v_proj"], steps=60,
+                                      checkpoint_every=2).checkpoints       # checkpoints with lineage
+            for name, task in tasks.items()}
+    gen = ICMLoRA(lab)
+    gen.fit(runs, tasks, late=0.5, steps=400)          # the CVAE, through the one training loop
+    new = gen.generate(tasks["arithmetic"], seed=0)    # an Adapter: evaluate, merge, save like any
+    lab.evaluate([new, "arithmetic", None], tasks["arithmetic"])
+    lab.save_adapter(new, "out/icm_arith")             # PEFT directory, lineage inside
+    gen.save("out/icm"); gen = ICMLoRA.load(lab, "out/icm")   # the generator itself
+
+One concept per file:
+
+    flatten.py      adapter -> one vector, each tensor z-scored by its own (mean, std); exact inverse
+    task_vector.py  the ICM-LoRA condition: the last decoder layer's last-position hidden state, averaged
+    cvae.py         CVAE1D, the authors' 1-D convolutional conditional VAE (channels, latent as parameters)
+    data.py         the training set: each task's late checkpoints, sorted by step as a number
+    fitting.py      fit_cvae: the CVAE objective through ``workbench.training.Loop``
+    icm_lora.py     ICMLoRA: fit, generate(task_examples), reconstruct(adapter), save / load
+    store.py        a fitted generator as safetensors + JSON (never pickle), read back with checks
+
+Reference: Shao et al., "In-Context Meta LoRA Generation" (ICM-LoRA), IJCAI 2025, arXiv 2501.17635
+(authors' code YihuaJerry/ICM-LoRA); deviations are written in each file.
+"""
+
+from workbench.generation.cvae import CVAE1D, kl_standard_normal
+from workbench.generation.data import CheckpointSet, late_checkpoints, step_of
+from workbench.generation.fitting import fit_cvae
+from workbench.generation.flatten import Flat, Layout, flatten, layout_of, unflatten
+from workbench.generation.icm_lora import ICMLoRA
+from workbench.generation.task_vector import last_decoder_layer, task_vector
+
+__all__ = [
+    "CVAE1D",
+    "CheckpointSet",
+    "Flat",
+    "ICMLoRA",
+    "Layout",
+    "fit_cvae",
+    "flatten",
+    "kl_standard_normal",
+    "late_checkpoints",
+    "last_decoder_layer",
+    "layout_of",
+    "step_of",
+    "task_vector",
+    "unflatten",
+]
