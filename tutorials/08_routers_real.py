@@ -37,15 +37,13 @@ import os
 import tempfile
 from pathlib import Path
 
-import pandas as pd
-import plotly.graph_objects as go
 import torch
 from IPython.display import display
 
 import workbench as wb
 from workbench.experiments import EXPERIMENTS, reproduce
-from workbench.experiments.summary import full_results
 from workbench.routing import ROUTERS
+from widgets.results import interval_bars, show_full
 
 QUICK = os.environ.get("LORA_WORKBENCH_QUICK") == "1"  # set by `make test`; the live runs are quick anyway
 torch.manual_seed(0)
@@ -103,35 +101,12 @@ print(Path(mix_quick.markdown).read_text().split("## Every measure")[0])
 # *not shown* when it straddles 0.
 
 # %%
-def show_full(name: str):
-    """The claims and the measure table of ``results/<name>``, or the command that makes them."""
-    full = full_results(name)
-    if full is None:
-        print(f"no full results yet: run `lora-workbench reproduce {name}` (or `make reproduce NAME={name}`)")
-        return None
-    print(full[0])
-    return full[1]
-
-
 mix_full = show_full("mixlora")
 mix_full if mix_full is None else mix_full.round(3)
 
 
 # %%
-def score_figure(summary: pd.DataFrame | None, measure: str, title: str):
-    """One bar per arm: the mean of ``measure`` over seeds with its 95% interval."""
-    if summary is None:
-        return None
-    part = summary[(summary.measure == measure) & (summary.task == "")]
-    fig = go.Figure(go.Bar(x=part.arm, y=part["mean"],
-                           error_y=dict(type="data", symmetric=False, array=part.high - part["mean"],
-                                        arrayminus=part["mean"] - part.low),
-                           text=[f"n={n}" for n in part.n], textposition="outside"))
-    fig.update_layout(title=title, yaxis_title=measure, template="plotly_white", height=360)
-    return fig
-
-
-score_figure(mix_full, "multitask_score", "Multi-task score (mean of 3 tasks), 95% interval over seeds")
+interval_bars(mix_full, "multitask_score", "Multi-task score (mean of 3 tasks), 95% interval over seeds")
 
 # %% [markdown]
 # ## 2. LoRAMoE: does the localized balance keep the base model's knowledge?
@@ -164,7 +139,7 @@ moe_full = show_full("loramoe")
 moe_full if moe_full is None else moe_full.round(3)
 
 # %%
-score_figure(moe_full, "knowledge_score", "Held-out trivia (knowledge) score, 95% interval over seeds")
+interval_bars(moe_full, "knowledge_score", "Held-out trivia (knowledge) score, 95% interval over seeds")
 
 # %% [markdown]
 # ## What to take away

@@ -37,12 +37,11 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
-import plotly.graph_objects as go
 
 from widgets.leakage_map import leakage_map
 from widgets.user_mixture_map import user_mixture_map
 from workbench.experiments import EXPERIMENTS, reproduce, results_root
-from workbench.experiments.summary import full_results
+from widgets.results import interval_bars, show_full
 
 QUICK = os.environ.get("LORA_WORKBENCH_QUICK") == "1"  # set by `make test`: no model, no training
 NAMES = ["lora_mixer", "reclora", "tara"]
@@ -56,16 +55,6 @@ EXPERIMENTS.table().set_index("name").loc[NAMES, ["summary", "reference"]]
 
 
 # %%
-def show_full(name: str):
-    """The claims and the measure table of ``results/<name>``, or the command that makes them."""
-    full = full_results(name)
-    if full is None:
-        print(f"no full results yet: run `lora-workbench reproduce {name} --seeds 0 1 2`")
-        return None
-    print(full[0])
-    return full[1]
-
-
 def live(name: str, arms=None):
     """The experiment in quick mode on the live lab (skipped under LORA_WORKBENCH_QUICK=1)."""
     if QUICK:
@@ -73,24 +62,6 @@ def live(name: str, arms=None):
         return None
     run = reproduce(name, quick=True, arms=arms, out=scratch_dir, lab=lab, log=lambda s: None)
     return run.table.pivot_table(index=["measure", "task"], columns="arm", values="value").round(3)
-
-
-def interval_bars(summary: pd.DataFrame | None, measure: str, title: str, *, task: str = "",
-                  by_task: bool = False):
-    """Bars of ``measure``'s mean over seeds with its 95% interval: one per arm (or per arm and task)."""
-    if summary is None:
-        return None
-    part = summary[summary.measure == measure]
-    part = part if by_task else part[part.task == task]
-    fig = go.Figure()
-    for arm, rows in part.groupby("arm", sort=False):
-        fig.add_bar(name=arm, x=rows.task if by_task else [arm], y=rows["mean"],
-                    error_y=dict(type="data", symmetric=False, array=rows.high - rows["mean"],
-                                 arrayminus=rows["mean"] - rows.low),
-                    text=[f"n={n}" for n in rows.n], textposition="outside")
-    fig.update_layout(title=title, yaxis_title=measure, template="plotly_white", height=380,
-                      barmode="group", showlegend=by_task)
-    return fig
 
 
 # %% [markdown]

@@ -37,8 +37,6 @@ import os
 import tempfile
 from pathlib import Path
 
-import pandas as pd
-import plotly.graph_objects as go
 
 from widgets.rank_reuse import rank_reuse_figure
 from widgets.reward_mixture import capability_weights_figure, router_bars_figure
@@ -46,7 +44,7 @@ from workbench.analysis.rank_reuse import reuse_table
 from workbench.experiments import EXPERIMENTS
 from workbench.experiments.dmoerm import level_frames
 from workbench.experiments.mora_continual import reuse_frame
-from workbench.experiments.summary import full_results
+from widgets.results import interval_bars, show_full
 
 QUICK = os.environ.get("LORA_WORKBENCH_QUICK") == "1"  # set by `make test`: no model, no training here
 table = EXPERIMENTS.table()
@@ -58,32 +56,6 @@ table[table.name.isin(["alora", "mora_continual", "dmoerm"])][["name", "summary"
 
 
 # %%
-def show_full(name: str):
-    """The claims and the measure table of ``results/<name>``, or the command that makes them."""
-    full = full_results(name)
-    if full is None:
-        print(f"no full results yet: run `lora-workbench reproduce {name} --seeds 0 1 2 --threads 1`")
-        return None
-    print(full[0])
-    return full[1]
-
-
-def interval_bars(summary: pd.DataFrame | None, measure: str, title: str, *, by: str = "arm"):
-    """Bars of ``measure``'s mean over seeds with its 95% interval: one per arm (``by="arm"``, the
-    whole-model rows) or per task, grouped by arm (``by="task"``)."""
-    if summary is None:
-        return None
-    part = summary[summary.measure == measure]
-    part = part[part.task == ""] if by == "arm" else part[part.task != ""]
-    fig = go.Figure()
-    for arm, rows in (part.groupby("arm", sort=False) if by == "task" else [("", part)]):
-        fig.add_trace(go.Bar(name=arm or measure, x=rows.task if by == "task" else rows.arm, y=rows["mean"],
-                             error_y=dict(type="data", symmetric=False, array=rows.high - rows["mean"],
-                                          arrayminus=rows["mean"] - rows.low)))
-    fig.update_layout(title=title, yaxis_title=measure, barmode="group", template="plotly_white", height=360)
-    return fig
-
-
 lab = None
 if not QUICK:  # the live quick runs need the model; `make test` skips them
     import workbench as wb
@@ -233,7 +205,7 @@ dmoerm_full if dmoerm_full is None else dmoerm_full.round(3)
 
 # %%
 interval_bars(dmoerm_full, "pref_accuracy", "Pairwise preference accuracy per capability, 95% interval",
-              by="task")
+              by_task=True)
 
 # %% [markdown]
 # **The two levels.** Left: the outer router's mean probability per category, for the prompts of each

@@ -42,7 +42,7 @@ import plotly.graph_objects as go
 from widgets import gradient_gap_figure
 from workbench.analysis.gradient_gap import gap_over_steps
 from workbench.experiments import EXPERIMENTS, reproduce
-from workbench.experiments.summary import full_results
+from widgets.results import interval_bars, show_full
 
 QUICK = os.environ.get("LORA_WORKBENCH_QUICK") == "1"  # set by `make test`: no model, no training
 lab = None
@@ -56,16 +56,6 @@ table[table.name.isin(["lora_pro", "nola", "menta"])][["name", "summary", "refer
 
 
 # %%
-def show_full(name: str):
-    """The claims and the measure table of ``results/<name>``, or the command that makes them."""
-    full = full_results(name)
-    if full is None:
-        print(f"no full results yet: run `lora-workbench reproduce {name} --seeds 0 1 2`")
-        return None
-    print(full[0])
-    return full[1]
-
-
 def live(name: str, arms=None):
     """The experiment's quick mode, live (skipped under LORA_WORKBENCH_QUICK=1)."""
     if QUICK:
@@ -74,22 +64,6 @@ def live(name: str, arms=None):
     run = reproduce(name, quick=True, arms=arms, out=scratch_dir, lab=lab, log=lambda s: None)
     assert not lab.adapters and not lab.routers  # each arm removes what it added
     return run.table.pivot_table(index=["measure", "task"], columns="arm", values="value").round(3)
-
-
-def interval_bars(summary: pd.DataFrame | None, measure: str, title: str, *, by_task: bool = False):
-    """Bars of ``measure`` per arm (grouped by task when ``by_task``): mean with its 95% interval."""
-    if summary is None:
-        return None
-    part = summary[(summary.measure == measure) & ((summary.task != "") if by_task else (summary.task == ""))]
-    fig = go.Figure()
-    for arm, bars in part.groupby("arm", sort=False):
-        fig.add_bar(name=arm, x=bars.task if by_task else [arm], y=bars["mean"],
-                    error_y=dict(type="data", symmetric=False, array=bars.high - bars["mean"],
-                                 arrayminus=bars["mean"] - bars.low),
-                    text=[f"n={n}" for n in bars.n], textposition="outside")
-    fig.update_layout(title=title, yaxis_title=measure, template="plotly_white", height=380,
-                      barmode="group", showlegend=by_task)
-    return fig
 
 
 # %% [markdown]

@@ -45,8 +45,8 @@ import plotly.graph_objects as go
 from workbench.experiments import EXPERIMENTS, reproduce
 from workbench.experiments.flexora import gate_frame
 from workbench.experiments.layra import layer_map
-from workbench.experiments.runner import results_root
-from workbench.experiments.summary import full_results
+from workbench.experiments import results_root
+from widgets.results import interval_bars, show_full
 
 QUICK = os.environ.get("LORA_WORKBENCH_QUICK") == "1"  # set by `make test`: no model, no training
 lab = None
@@ -60,35 +60,10 @@ table[table.name.isin(["flexora", "layra", "scalezero"])][["name", "summary", "r
 
 
 # %%
-def show_full(name: str):
-    """The claims and the measure table of ``results/<name>``, or the command that makes them."""
-    full = full_results(name)
-    if full is None:
-        print(f"no full results yet: run `lora-workbench reproduce {name}` (or `make reproduce NAME={name}`)")
-        return None
-    print(full[0])
-    return full[1]
-
-
 def per_seed(name: str) -> pd.DataFrame | None:
     """The per-seed table ``results/<name>.csv`` (None before the full run)."""
     path = results_root() / f"{name}.csv"
     return pd.read_csv(path, keep_default_na=False) if path.exists() else None
-
-
-def bars(summary: pd.DataFrame | None, measure: str, title: str, arms=None):
-    """One bar per arm: the mean of ``measure`` over seeds with its 95% interval."""
-    if summary is None:
-        return None
-    part = summary[(summary.measure == measure) & (summary.task == "")]
-    if arms is not None:
-        part = part[part.arm.isin(arms)]
-    fig = go.Figure(go.Bar(x=part.arm, y=part["mean"],
-                           error_y=dict(type="data", symmetric=False, array=part.high - part["mean"],
-                                        arrayminus=part["mean"] - part.low),
-                           text=[f"n={n}" for n in part.n], textposition="outside"))
-    fig.update_layout(title=title, yaxis_title=measure, template="plotly_white", height=340)
-    return fig
 
 
 def live(name: str):
@@ -130,7 +105,8 @@ fx_summary = None if fx_full is None else fx_full[fx_full.measure != "gate"]
 fx_summary if fx_summary is None else fx_summary.round(3)
 
 # %%
-bars(fx_full, "percentile", "Planted case: percentile of the teacher layer's gate (chance 0.5), 95% interval")
+interval_bars(fx_full, "percentile",
+              "Planted case: percentile of the teacher layer's gate (chance 0.5), 95% interval")
 
 # %% [markdown]
 # **The gates over the search steps.** One line per layer (planted case, one seed each); the
@@ -189,8 +165,8 @@ ly_summary = None if ly_full is None else ly_full[ly_full.measure != "delta_norm
 ly_summary if ly_summary is None else ly_summary.round(3)
 
 # %%
-bars(ly_full, "old_nll", "English (old language) loss after learning Indonesian, 95% interval",
-     arms=["lora_all", "layra"])
+interval_bars(ly_full, "old_nll", "English (old language) loss after learning Indonesian, 95% interval",
+              arms=["lora_all", "layra"])
 
 # %%
 def layer_map_figure(frame: pd.DataFrame | None):
@@ -236,7 +212,7 @@ sz_full = show_full("scalezero")
 sz_full if sz_full is None else sz_full.round(3)
 
 # %%
-bars(sz_full, "forgetting", "Forgetting of the first task (lower is better), 95% interval")
+interval_bars(sz_full, "forgetting", "Forgetting of the first task (lower is better), 95% interval")
 
 
 # %%
