@@ -26,6 +26,7 @@ Reference: Quan, "DMoERM: Recipes of Mixture-of-Experts for Effective Reward Mod
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 
@@ -51,6 +52,7 @@ from workbench.experiments.base import (
 from workbench.experiments.stats import mean_interval
 from workbench.routing.dmoerm import DMoERM, pairwise_loss
 from workbench.tasks.preference import preference_pairs
+from workbench.training import Loop, Losses, Shuffled
 
 CATEGORIES = {"labels": ("topic", "language"), "answers": ("arithmetic", "trivia")}
 TARGETS = ["q_proj", "v_proj"]  # the code's LoRA targets
@@ -274,36 +276,58 @@ def dmoerm_budget(lab, categories: dict) -> int:
     return caps * (RANK * per_rank(lab, TARGETS) + hidden + 1) + mlps + router
 
 
+class PairwiseObjective:
+    """The ``Loop`` objective of a reward model: −log σ(r_chosen − r_rejected) over a batch of pairs.
+
+    ``r`` is ``head`` on the last-token state of each text with what the lab applies (the session's
+    adapter).
+    """
+
+    def __init__(self, lab, head: nn.Linear):
+        self.lab, self.head, self.module = lab, head, lab.model
+
+    def __call__(self, items, present: int | None = None) -> Losses:
+        part = [pair for _, pair in items]
+        texts = [p.chosen for p in part] + [p.rejected for p in part]
+        r = self.head(last_states(self.lab, texts)).squeeze(-1)
+        return Losses(pairwise_loss(r[:len(part)], r[len(part):]))
+
+
+class FullBatchObjective:
+    """The ``Loop`` objective of a small module trained full batch: ``loss_fn()`` whatever the items."""
+
+    def __init__(self, module: nn.Module, loss_fn):
+        self.module, self.loss_fn = module, loss_fn
+
+    def __call__(self, items, present: int | None = None) -> Losses:
+        return Losses(self.loss_fn())
+
+
 def train_reward(lab, adapter: str, head: nn.Linear, pairs, *, steps: int, batch: int, lr: float,
                  seed: int) -> list[float]:
-    """Train ``adapter``'s factors and ``head`` with the pairwise loss on ``pairs`` (seeded order)."""
+    """Train ``adapter``'s factors and ``head`` with the pairwise loss on ``pairs`` through the one loop.
+
+    Seeded order (``Shuffled``), AdamW without weight decay, the loop's schedule without warm-up.
+    """
     lora = [p for f in lab.adapters[adapter].modules.values() for p in (f.A, f.B)]
-    params = [*lora, *head.parameters()]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    order = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(seed)).tolist()
-    losses = []
-    with lab.session(adapter, train=True, trainable=lora):
-        for step in range(steps):
-            part = [pairs[order[(step * batch + j) % len(pairs)]] for j in range(batch)]
-            r = head(last_states(lab, [p.chosen for p in part] + [p.rejected for p in part])).squeeze(-1)
-            loss = pairwise_loss(r[:batch], r[batch:])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            losses.append(float(loss.detach()))
-    return losses
+    source = Shuffled([(0, pair) for pair in pairs], seed)
+    loop = Loop([*lora, *head.parameters()], PairwiseObjective(lab, head), source,
+                session=lambda: lab.session(adapter, train=True, trainable=lora),
+                label=f"reward model {adapter}", steps=steps, lr=lr, batch_size=batch, seed=seed, warmup=0.0,
+                progress=False)
+    loop.run()
+    return loop.history()["loss"].tolist()
 
 
-def fit_full_batch(module: nn.Module, loss_fn, steps: int = HEAD_STEPS, lr: float = HEAD_LR) -> float:
-    """Adam on ``module``'s parameters for ``steps`` full-batch steps of ``loss_fn()``; the last loss."""
-    opt = torch.optim.Adam(module.parameters(), lr=lr)
-    loss = torch.tensor(math.nan)
-    for _ in range(steps):
-        loss = loss_fn()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return float(loss.detach())
+def fit_full_batch(module: nn.Module, loss_fn, steps: int = HEAD_STEPS, lr: float = HEAD_LR,
+                   seed: int = 0) -> float:
+    """``steps`` full-batch steps of ``loss_fn()`` on ``module``'s parameters through the one loop; the
+    last loss (AdamW without weight decay, the loop's schedule without warm-up)."""
+    loop = Loop(list(module.parameters()), FullBatchObjective(module, loss_fn), Shuffled([(0, None)], seed),
+                session=contextlib.nullcontext, label="full-batch head", steps=steps, lr=lr, batch_size=1,
+                seed=seed, warmup=0.0, progress=False)
+    loop.run()
+    return float(loop.history()["loss"].iloc[-1])
 
 
 def level_frames(summary: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
