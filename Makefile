@@ -8,7 +8,8 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: lab test unit js-test slow notebooks browser lint debs notebooks-build adapters routers reproduce clean
+.PHONY: lab test unit js-test slow notebooks browser lint debs notebooks-build adapters routers reproduce \
+        reproduce-check clean
 
 # The JupyterLab extension (labextension/) is built by the install below (jlpm + jupyter-builder, ~15-45 s);
 # a stale build would be kept, so it is removed first whenever its sources changed.
@@ -47,7 +48,7 @@ lab: $(STAMP) debs
 XDIST := -n 2 --dist loadfile
 
 unit: $(STAMP)
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q -rs $(XDIST) -m "not slow and not browser" -p no:cacheprovider
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -rs $(XDIST) -m "not slow and not browser and not reproduce" -p no:cacheprovider
 
 slow: $(STAMP) debs
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q -rs $(XDIST) -m "slow" -p no:cacheprovider
@@ -79,6 +80,9 @@ routers: $(STAMP) debs    # retrain the shipped ready routers and their baseline
 # The papers' claims tried on SmolLM2 over seeds (workbench/experiments): per-seed tables and summaries
 # (mean, 95% interval) in results/. `make reproduce` runs them all; `make reproduce NAME=mixlora` one;
 # QUICK=1 a smoke run into results/quick/. Hours on 2 cores at 1 thread: see each results/NAME.md.
+reproduce-check: $(STAMP)   # every experiment's quick run on SmolLM2 (about 10 min on 2 cores; not in make test)
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -rs $(XDIST) -m "reproduce" -p no:cacheprovider
+
 reproduce: $(STAMP)
 	OMP_NUM_THREADS=1 $(VENV)/bin/lora-workbench reproduce $(NAME) --threads 1 $(if $(QUICK),--quick)
 

@@ -183,7 +183,7 @@ def logits_of(lab):
 
 
 # -- quick end-to-end on SmolLM2 ---------------------------------------------------------------------
-@pytest.mark.slow
+@pytest.mark.reproduce
 @pytest.mark.parametrize("name", ["flexora", "layra", "scalezero"])
 def test_quick_end_to_end_on_smollm2(tmp_path, name):
     from workbench.cli import main

@@ -237,7 +237,7 @@ def test_the_experiments_are_registered_with_their_references():
 # ---------------------------------------------------------------------------------------------- SmolLM2
 
 
-@pytest.mark.slow
+@pytest.mark.reproduce
 @pytest.mark.parametrize("name", ["alora", "mora_continual", "dmoerm"])
 def test_quick_end_to_end_on_smollm2(name, tmp_path):
     from workbench.cli import main

@@ -102,7 +102,7 @@ def test_the_routed_experiments_are_registered_with_quick_schedules():
         assert EXPERIMENTS.info(name).reference
 
 
-@pytest.mark.slow
+@pytest.mark.reproduce
 @pytest.mark.parametrize("name", ["tara", "reclora", "lora_mixer"])
 def test_routed_experiment_quick_end_to_end_on_smollm2(tmp_path, name):
     from workbench.cli import main

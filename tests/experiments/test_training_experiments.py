@@ -86,7 +86,7 @@ def test_menta_code_path_scores_balanced_accuracy(tmp_path):
                                                   "minority_recall: balanced − ce"]
 
 
-@pytest.mark.slow
+@pytest.mark.reproduce
 @pytest.mark.parametrize("name, arms", [("lora_pro", ["lora", "lorapro"]), ("nola", ["lora_r1", "nola_k16"]),
                                         ("menta", ["ce", "balanced"])])
 def test_quick_end_to_end_on_smollm2(tmp_path, name, arms):
