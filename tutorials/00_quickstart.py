@@ -27,6 +27,8 @@
 # Everything runs on 2 CPU cores in a few minutes.
 
 # %%
+import os
+
 import torch
 
 import workbench as wb
@@ -34,6 +36,8 @@ from workbench import ready
 from widgets import loss_curve, score_bars
 
 torch.set_num_threads(2)
+QUICK = os.environ.get("LORA_WORKBENCH_QUICK") == "1"  # set by `make test`: fewer steps and examples
+STEPS, LIMIT = (10, 8) if QUICK else (40, 24)
 lab = wb.Workbench.from_zoo("smollm2-135m")  # first run converts the GGUF once (~20 s), then cached
 lab
 
@@ -82,7 +86,7 @@ pd.DataFrame([
 # the full eval splits. `code` is scored by loss (lower is better), the others by accuracy or exact match.
 
 # %%
-scores = lab.evaluate([None, *ready.NAMES], [tasks[n] for n in ready.NAMES], limit=24)
+scores = lab.evaluate([None, *ready.NAMES], [tasks[n] for n in ready.NAMES], limit=LIMIT)
 scores.pivot(index="adapter", columns="task", values="value").round(3)
 
 # %%
@@ -151,11 +155,11 @@ px.imshow(heat.T, labels=dict(x="layer", y="rank", color="mean |A·x|"), aspect=
 
 # %%
 qa, history = lab.train_lora("qa", tasks["qa"], r=8, targets="attention",
-                             steps=40, lr=1e-3, batch_size=8, seed=0)
+                             steps=STEPS, lr=1e-3, batch_size=8, seed=0)
 loss_curve(history, title="qa adapter: training loss")
 
 # %%
-lab.evaluate([None, "qa"], tasks["qa"], limit=24)
+lab.evaluate([None, "qa"], tasks["qa"], limit=LIMIT)
 
 # %% [markdown]
 # ## Save it for peft (and everyone else)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -89,6 +90,24 @@ def lab_server(tmp_path_factory):
     with running_server(cmd, f"{url}/api/status", tmp / "jupyterlab.log", what="JupyterLab", timeout=120,
                         cwd=tmp, env=env):
         yield url
+
+
+def shut_down_kernels(url: str) -> None:
+    """Stop every kernel of the lab at ``url`` (the test lab has no token), so that one test's
+    background work (a trainer thread, say) does not take the CPU from the next."""
+    with urllib.request.urlopen(f"{url}/api/kernels", timeout=30) as r:
+        kernels = json.loads(r.read())
+    for k in kernels:
+        request = urllib.request.Request(f"{url}/api/kernels/{k['id']}", method="DELETE")
+        with contextlib.suppress(OSError):
+            urllib.request.urlopen(request, timeout=60).close()
+
+
+@pytest.fixture(autouse=True)
+def _kernels_stop_after_each_test(request):
+    yield
+    if "lab_server" in request.fixturenames:
+        shut_down_kernels(request.getfixturevalue("lab_server"))
 
 
 @pytest.fixture(scope="session")
