@@ -44,7 +44,8 @@ notebooks-build: $(STAMP)
 lab: $(STAMP) debs
 	$(VENV)/bin/lora-workbench lab
 
-# unit and slow run in two pytest-xdist workers of one torch thread each (tests/conftest.py), a file per worker
+# unit, slow and browser run in two pytest-xdist workers, a test file each at a time (unit and slow with one
+# torch thread per worker: tests/conftest.py; each browser worker starts its own JupyterLab)
 XDIST := -n 2 --dist loadfile
 
 unit: $(STAMP)
@@ -57,7 +58,7 @@ notebooks: $(STAMP) debs notebooks-build
 	$(PY) -m pytest -q -rs --nbmake --nbmake-timeout=1200 build/notebooks/*.ipynb -p no:cacheprovider
 
 browser: $(STAMP) debs notebooks-build
-	$(PY) -m pytest -q -rs -m "browser" -p no:cacheprovider
+	$(PY) -m pytest -q -rs $(XDIST) -m "browser" -p no:cacheprovider
 
 lint: $(STAMP) $(NODE_MODULES)
 	$(VENV)/bin/ruff check .
