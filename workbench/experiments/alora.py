@@ -28,7 +28,6 @@ from contextlib import contextmanager
 import pandas as pd
 import torch
 
-from workbench import tasks as task_registry
 from workbench.analysis.routing import records
 from workbench.experiments._heldout import held_out_prompts
 from workbench.experiments.base import (
@@ -59,6 +58,7 @@ class ALoRAExperiment(Experiment):
     claims = ("attention over the LoRA states helps: multi-task score ≥ plain LoRA of equal budget",
               "the trained ALoRA relies on its attention: removing it (O = 0) lowers the score")
     arms = (PLAIN, ROUTED)
+    tasks = TASKS
     full = Schedule(steps=16, lr=3e-3, batch_size=4, eval_limit=16, prompts=4)
     quick = Schedule(steps=2, lr=2e-3, batch_size=2, eval_limit=2, seeds=(0,), prompts=2)
     notes = (f"ALoRA (RECONSTRUCTED, no public code): r={RANK}, α=2r (s = 2), {HEADS} heads over the "
@@ -80,9 +80,6 @@ class ALoRAExperiment(Experiment):
              "near 10 on 2 cores: about 4 min for the LoRA arm, 11 for ALoRA, whose attention over z "
              "and second evaluation cost more); the paper fine-tunes 7B models on legal-domain data.")
 
-    def load_tasks(self) -> dict:
-        """name -> Task (the tests give toy tasks for the tiny models)."""
-        return task_registry.load(list(TASKS))
 
     def run_arm(self, lab, arm: str, seed: int, schedule: Schedule) -> pd.DataFrame:
         loaded = self.load_tasks()

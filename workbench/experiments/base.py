@@ -71,6 +71,13 @@ class Experiment:
     full: Schedule = Schedule(steps=60)
     quick: Schedule = Schedule(steps=2, eval_limit=4, seeds=(0,), prompts=2)
     notes: tuple[str, ...] = ()  # settings and deviations printed in the summary
+    tasks: tuple[str, ...] = ()  # the real tasks ``load_tasks`` gives, in order
+
+    def load_tasks(self) -> dict:
+        """name -> Task of ``tasks``, in order (a test subclass gives toy tasks for a tiny lab)."""
+        from workbench import tasks as task_registry
+
+        return task_registry.load(list(self.tasks))
 
     def run_arm(self, lab, arm: str, seed: int, schedule: Schedule) -> pd.DataFrame:
         raise NotImplementedError

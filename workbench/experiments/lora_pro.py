@@ -26,7 +26,6 @@ import time
 
 import pandas as pd
 
-from workbench import tasks as task_registry
 from workbench.experiments.base import (
     EXPERIMENTS,
     Experiment,
@@ -60,6 +59,7 @@ class LoRAProExperiment(Experiment):
               "closer in direction too (the scale-free gap)",
               "LoRA-Pro scores better than plain LoRA at equal steps")
     arms = ("lora", "lorapro")
+    tasks = TASKS
     full = Schedule(steps=8, lr=3e-3, batch_size=4, eval_limit=24)
     quick = Schedule(steps=2, lr=2e-3, batch_size=2, eval_limit=2, seeds=(0,))
     notes = ("sizing: the full schedule is cut to finish in about 6 minutes at 1 torch thread on the shared "
@@ -84,9 +84,6 @@ class LoRAProExperiment(Experiment):
              "score: first-token accuracy on the first eval_limit held-out examples of each task; "
              "multitask_score is their mean. No full fine-tuning arm (CPU budget).")
 
-    def load_tasks(self) -> dict:
-        """The real tasks (a test subclass gives toy ones for a tiny lab)."""
-        return task_registry.load(list(TASKS))
 
     def run_arm(self, lab, arm: str, seed: int, schedule: Schedule) -> pd.DataFrame:
         loaded = self.load_tasks()

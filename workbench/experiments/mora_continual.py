@@ -27,7 +27,6 @@ import time
 import pandas as pd
 import torch
 
-from workbench import tasks as task_registry
 from workbench.analysis.rank_reuse import rank_block_mass
 from workbench.experiments._heldout import held_out_prompts
 from workbench.experiments.base import (
@@ -62,6 +61,7 @@ class MoRAContinualExperiment(Experiment):
               "MoRA still learns the last task as well (plasticity ≥ plain LoRA)",
               "a new task reuses earlier ranks beyond a uniform choice")
     arms = (PLAIN, ROUTED)
+    tasks = TASKS
     full = Schedule(steps=5, lr=5e-3, batch_size=4, eval_limit=8, prompts=2)
     quick = Schedule(steps=2, lr=2e-3, batch_size=2, eval_limit=2, seeds=(0,), prompts=2)
     notes = (f"order: {' → '.join(TASKS)}; `steps` optimizer steps per task (so 3× in all), the same lr, "
@@ -85,9 +85,6 @@ class MoRAContinualExperiment(Experiment):
              "CPU scale: 5 steps of batch 4 per task (lr 5e-3 so that 5 steps learn a task); the paper "
              "trains CLIP/T5/LLaMA-7B for epochs per task.")
 
-    def load_tasks(self) -> dict:
-        """name -> Task in arrival order (the tests give toy tasks for the tiny models)."""
-        return task_registry.load(list(TASKS))
 
     def run_arm(self, lab, arm: str, seed: int, schedule: Schedule) -> pd.DataFrame:
         loaded = self.load_tasks()

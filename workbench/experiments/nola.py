@@ -25,7 +25,6 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from workbench import tasks as task_registry
 from workbench.experiments.base import (
     EXPERIMENTS,
     Experiment,
@@ -58,6 +57,7 @@ class NOLAExperiment(Experiment):
               "the score grows with the number of basis coefficients",
               "the compact form (seeds + coefficients) reloads bit-exactly")
     arms = (PLAIN, *SIZES)
+    tasks = TASKS
     full = Schedule(steps=6, lr=3e-3, batch_size=4, eval_limit=24)
     quick = Schedule(steps=2, lr=2e-3, batch_size=2, eval_limit=2, seeds=(0,))
     notes = ("sizing: the full schedule is cut to finish in about 6 minutes at 1 torch thread on the shared "
@@ -76,9 +76,6 @@ class NOLAExperiment(Experiment):
              "multitask_score is their mean. The paper's 'NOLA ≈ LoRA at 10-20× fewer parameters' is at "
              "full training length; this is a short CPU run.")
 
-    def load_tasks(self) -> dict:
-        """The real tasks (a test subclass gives toy ones for a tiny lab)."""
-        return task_registry.load(list(TASKS))
 
     def run_arm(self, lab, arm: str, seed: int, schedule: Schedule) -> pd.DataFrame:
         loaded = self.load_tasks()

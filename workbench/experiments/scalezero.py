@@ -22,7 +22,6 @@ import time
 
 import pandas as pd
 
-from workbench import tasks as task_registry
 from workbench.errors import WorkbenchError
 from workbench.experiments.base import (
     EXPERIMENTS,
@@ -51,6 +50,7 @@ class ScaleZeroExperiment(Experiment):
     claims = ("staged adapters forget earlier tasks less than a sequential plain LoRA",
               "final multi-task score ≥ sequential plain LoRA")
     arms = (PLAIN, STAGED)
+    tasks = TASKS
     full = Schedule(steps=6, lr=3e-3, batch_size=4, eval_limit=24)
     quick = Schedule(steps=2, lr=3e-3, batch_size=2, eval_limit=2, seeds=(0,))
     notes = (f"tasks arrive one per stage: {' → '.join(TASKS)}; stage s trains task s only; steps = the "
@@ -71,9 +71,6 @@ class ScaleZeroExperiment(Experiment):
              "Size: the full schedule is cut to fit about 10 minutes at 1 thread on a quiet core (3 seeds); "
              "the CPUs were shared with other runs (load average in the header).")
 
-    def load_tasks(self) -> dict:
-        """The tasks in the order they arrive (name -> Task); a test swaps in tiny ones."""
-        return task_registry.load(list(TASKS))
 
     def run_arm(self, lab, arm: str, seed: int, schedule: Schedule) -> pd.DataFrame:
         loaded = self.load_tasks()
