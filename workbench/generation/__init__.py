@@ -25,6 +25,8 @@ One concept per file:
     data.py         the training set: each task's late checkpoints, sorted by step as a number
     fitting.py      fit_cvae: the CVAE objective through ``workbench.training.Loop``
     icm_lora.py     ICMLoRA: fit, generate(task_examples), reconstruct(adapter), save / load
+    text_encoder.py descriptions -> unit vectors: MiniLM from the zoo, or any encoder (name, dim, embed)
+    sg_lora.py      SGLoRA: top-k softmax(cos/τ) proximity to expert descriptions -> dec(z, Σ w_i e_i)
     store.py        a fitted generator as safetensors + JSON (never pickle), read back with checks
 
 Reference: Shao et al., "In-Context Meta LoRA Generation" (ICM-LoRA), IJCAI 2025, arXiv 2501.17635
@@ -36,18 +38,27 @@ from workbench.generation.data import CheckpointSet, late_checkpoints, step_of
 from workbench.generation.fitting import fit_cvae
 from workbench.generation.flatten import Flat, Layout, flatten, layout_of, unflatten
 from workbench.generation.icm_lora import ICMLoRA
+from workbench.generation.sg_lora import SGLoRA, proximity_weights, semantic_condition
 from workbench.generation.task_vector import last_decoder_layer, task_vector
+from workbench.generation.text_encoder import HashingEncoder, MiniLMEncoder, TextEncoder, encoder_named
 
 __all__ = [
     "CVAE1D",
     "CheckpointSet",
     "Flat",
+    "HashingEncoder",
     "ICMLoRA",
     "Layout",
+    "MiniLMEncoder",
+    "SGLoRA",
+    "TextEncoder",
+    "encoder_named",
     "fit_cvae",
     "flatten",
     "kl_standard_normal",
     "late_checkpoints",
+    "proximity_weights",
+    "semantic_condition",
     "last_decoder_layer",
     "layout_of",
     "step_of",

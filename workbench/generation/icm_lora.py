@@ -137,7 +137,7 @@ class ICMLoRA:
             scale = 1.0
         with torch.random.fork_rng(devices=[]):  # the network's initial weights, by seed
             torch.manual_seed(seed)
-            vae = CVAE1D(data.layout.length, raw.shape[1], **self.options)
+            vae = self._build_vae(data.layout.length, raw.shape[1])
         self.history = fit_cvae(vae, data, (raw - raw.mean(0)) / scale, steps=steps, lr=lr,
                                 batch_size=batch_size, seed=seed, progress=progress, label=self.name)
         self.vae, self.data, self.conditions, self.scale = vae.eval(), data, raw, scale
@@ -145,6 +145,26 @@ class ICMLoRA:
         self.fit_options = {"late": late, "steps": steps, "lr": lr, "batch_size": batch_size, "seed": seed,
                             "checkpoints": {t: int((data.task == i).sum()) for i, t in enumerate(data.tasks)}}
         return self.history
+
+    def _build_vae(self, length: int, cond_dim: int) -> CVAE1D:
+        """The network ``fit`` trains (a subclass may wrap the CVAE; see ``ICMFusion``)."""
+        return CVAE1D(length, cond_dim, **self.options)
+
+    @classmethod
+    def vae_from_config(cls, config: dict) -> CVAE1D:
+        """The network of a saved ``vae.config()`` (the inverse of ``config``)."""
+        return CVAE1D(**config)
+
+    def extra_config(self) -> dict:
+        """What a subclass saves beside the CVAE in ``generator.json`` (JSON-serializable)."""
+        return {}
+
+    def extra_tensors(self) -> dict[str, torch.Tensor]:
+        """Tensors a subclass saves beside the CVAE in ``generator.safetensors``."""
+        return {}
+
+    def restore_extra(self, config: dict, tensors: dict[str, torch.Tensor]) -> None:
+        """Read back what ``extra_config`` / ``extra_tensors`` wrote (raise ``WorkbenchError`` if bad)."""
 
     def _fitted(self) -> CVAE1D:
         if self.vae is None:
@@ -243,11 +263,11 @@ class ICMLoRA:
         return save_generator(self, path)
 
     @classmethod
-    def load(cls, lab, path) -> ICMLoRA:
+    def load(cls, lab, path, **kwargs) -> ICMLoRA:
         """A generator saved by ``save``, for ``lab`` (its base must be the one it was fitted on)."""
         from workbench.generation.store import load_generator
 
-        return load_generator(cls, lab, path)
+        return load_generator(cls, lab, path, **kwargs)
 
     def num_parameters(self) -> int:
         """The generator's parameters (the CVAE's; buffers not counted)."""

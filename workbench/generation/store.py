@@ -23,7 +23,6 @@ from safetensors.torch import save_file
 
 from workbench.adapters.files import atomic_directory, read_safetensors
 from workbench.errors import WorkbenchError
-from workbench.generation.cvae import CVAE1D
 from workbench.generation.flatten import Layout
 
 FORMAT = "lora-workbench/generator"
@@ -32,7 +31,7 @@ CONFIG, WEIGHTS = "generator.json", "generator.safetensors"
 
 
 def save_generator(gen, path) -> Path:
-    """Write a fitted generator (``ICMLoRA``) to the new folder ``path``; returns it."""
+    """Write a fitted generator (``ICMLoRA``, ``SGLoRA``, ``ICMFusion``) to the new folder ``path``."""
     vae = gen._fitted()
     path = Path(path)
     if path.exists() or path.is_symlink():
@@ -41,9 +40,12 @@ def save_generator(gen, path) -> Path:
     tensors = {f"cvae.{k}": v.detach().cpu().contiguous() for k, v in vae.state_dict().items()}
     tensors["conditions"] = gen.conditions.contiguous()
     tensors |= {f"stats.{i}": gen.stats[t].contiguous() for i, t in enumerate(gen.tasks)}
+    extra = {f"extra.{k}": v.detach().cpu().contiguous() for k, v in gen.extra_tensors().items()}
+    tensors |= extra
     config = {"format": FORMAT, "version": VERSION, "generator": gen.name, "cvae": vae.config(),
               "layout": gen.layout.to_dict(), "tasks": list(gen.tasks), "layer": gen.layer,
-              "condition_scale": gen.scale, "options": gen.options, "fit": gen.fit_options}
+              "condition_scale": gen.scale, "options": gen.options, "fit": gen.fit_options,
+              "extra": gen.extra_config()}
     with atomic_directory(path) as tmp:
         save_file(tensors, str(tmp / WEIGHTS))
         (tmp / CONFIG).write_text(json.dumps(config, indent=2), encoding="utf-8")
@@ -62,8 +64,11 @@ def _layout(d: dict) -> Layout:
                              "from a fitted generator") from None
 
 
-def load_generator(cls, lab, path):
-    """Read a folder written by ``save_generator`` into a new ``cls(lab)`` (an ``ICMLoRA``)."""
+def load_generator(cls, lab, path, **kwargs):
+    """Read a folder written by ``save_generator`` into a new ``cls(lab, **kwargs)``.
+
+    ``cls`` is ``ICMLoRA``, ``SGLoRA`` or ``ICMFusion``: the folder must hold a generator of that kind.
+    """
     path = Path(path)
     file = path / CONFIG
     if not file.is_file():
@@ -76,6 +81,9 @@ def load_generator(cls, lab, path):
         raise WorkbenchError(f"{file} is not a workbench generator (format {FORMAT!r} expected)")
     if config.get("version") != VERSION:
         raise WorkbenchError(f"{file} has version {config.get('version')}; this workbench reads {VERSION}")
+    if config.get("generator") != cls.name:
+        raise WorkbenchError(f"{file} holds a {config.get('generator')!r} generator, not {cls.name!r}; load "
+                             "it with that generator's class (ICMLoRA, SGLoRA or ICMFusion)")
     layout = _layout(config.get("layout") or {})
     if layout.base_fingerprint not in (None, lab.fingerprint):
         raise WorkbenchError(f"this generator was fitted on a base with fingerprint "
@@ -84,7 +92,7 @@ def load_generator(cls, lab, path):
     tensors = read_safetensors(path / WEIGHTS)
     tasks = list(config.get("tasks") or [])
     try:
-        vae = CVAE1D(**config["cvae"])
+        vae = cls.vae_from_config(config["cvae"])
         state = {k.removeprefix("cvae."): v for k, v in tensors.items() if k.startswith("cvae.")}
         vae.load_state_dict(state, strict=True)
         conditions = tensors["conditions"]
@@ -99,10 +107,15 @@ def load_generator(cls, lab, path):
     bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise WorkbenchError(f"{path}: {bad[:3]} hold non-finite values; the generator cannot be used")
-    gen = cls(lab, layer=config.get("layer"), **{k: v for k, v in (config.get("options") or {}).items()
-                                                  if k in ("channels", "latent", "kernel", "kl_weight",
-                                                           "slice_length")})
+    gen = cls(lab, layer=config.get("layer"), **kwargs,
+              **{k: v for k, v in (config.get("options") or {}).items()
+                 if k in ("channels", "latent", "kernel", "kl_weight", "slice_length")})
     gen.vae, gen.tasks, gen.layout, gen.stats = vae.eval(), tasks, layout, stats
     gen.conditions, gen.scale = conditions.float(), float(config.get("condition_scale", 1.0))
     gen.fit_options = config.get("fit") or {}
+    extra = config.get("extra") or {}
+    if not isinstance(extra, dict):
+        raise WorkbenchError(f"{file}: 'extra' must be an object; save it again from a fitted generator")
+    gen.restore_extra(extra, {k.removeprefix("extra."): v for k, v in tensors.items()
+                              if k.startswith("extra.")})
     return gen
