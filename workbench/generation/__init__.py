@@ -27,6 +27,7 @@ One concept per file:
     icm_lora.py     ICMLoRA: fit, generate(task_examples), reconstruct(adapter), save / load
     text_encoder.py descriptions -> unit vectors: MiniLM from the zoo, or any encoder (name, dim, embed)
     sg_lora.py      SGLoRA: top-k softmax(cos/τ) proximity to expert descriptions -> dec(z, Σ w_i e_i)
+    icm_fusion.py   ICMFusion: P(v_t) fused by learned weights (first-order MAML), one multi-task LoRA
     store.py        a fitted generator as safetensors + JSON (never pickle), read back with checks
 
 Reference: Shao et al., "In-Context Meta LoRA Generation" (ICM-LoRA), IJCAI 2025, arXiv 2501.17635
@@ -37,6 +38,7 @@ from workbench.generation.cvae import CVAE1D, kl_standard_normal
 from workbench.generation.data import CheckpointSet, late_checkpoints, step_of
 from workbench.generation.fitting import fit_cvae
 from workbench.generation.flatten import Flat, Layout, flatten, layout_of, unflatten
+from workbench.generation.icm_fusion import FusionVAE, ICMFusion
 from workbench.generation.icm_lora import ICMLoRA
 from workbench.generation.sg_lora import SGLoRA, proximity_weights, semantic_condition
 from workbench.generation.task_vector import last_decoder_layer, task_vector
@@ -46,7 +48,9 @@ __all__ = [
     "CVAE1D",
     "CheckpointSet",
     "Flat",
+    "FusionVAE",
     "HashingEncoder",
+    "ICMFusion",
     "ICMLoRA",
     "Layout",
     "MiniLMEncoder",
