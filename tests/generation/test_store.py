@@ -76,3 +76,38 @@ def test_the_same_seed_fits_the_same_generator_bit_for_bit():
         states.append((gen.vae.state_dict(), history))
     (a, ha), (b, hb) = states
     assert all(torch.equal(a[k], b[k]) for k in a) and ha.equals(hb)
+
+
+def test_sg_lora_and_fusion_folders_with_bad_extras_are_refused(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from workbench.generation import HashingEncoder, ICMFusion, SGLoRA
+
+    lab = tiny_lab()
+    families = {"left": planted_family(lab, "left", seed=1, n=3),
+                "right": planted_family(lab, "right", seed=2, n=3)}
+    sg = SGLoRA(lab, encoder=HashingEncoder(16), channels=(2, 4, 2), latent=4)
+    sg.fit(families, {"left": "quotes about food", "right": "german sentences"}, late=1.0, steps=2,
+           batch_size=2, progress=False)
+    path = sg.save(tmp_path / "sg")
+    config = json.loads((path / "generator.json").read_text())
+    (path / "generator.json").write_text(json.dumps(config | {"extra": {"k": 2}}))
+    with pytest.raises(WorkbenchError, match="incomplete"):
+        SGLoRA.load(lab, path)
+    config["extra"]["encoder"] = "clip-text"
+    (path / "generator.json").write_text(json.dumps(config))
+    with pytest.raises(WorkbenchError, match="no built-in text encoder"):
+        SGLoRA.load(lab, path)
+    with pytest.raises(WorkbenchError, match="dimensions"):  # the right name, another size
+        config["extra"]["encoder"] = "hashing"
+        (path / "generator.json").write_text(json.dumps(config))
+        SGLoRA.load(lab, path, encoder=HashingEncoder(32))
+
+    fusion = ICMFusion(lab, proj_dim=2, channels=(2, 4, 2), latent=4)
+    fusion.fit(families, EXAMPLES, late=1.0, steps=2, batch_size=2, progress=False)
+    path = fusion.save(tmp_path / "fusion")
+    tensors = load_file(str(path / "generator.safetensors"))
+    tensors["extra.fusion_logits"] = torch.zeros(5)
+    save_file(tensors, str(path / "generator.safetensors"))
+    with pytest.raises(WorkbenchError, match="fusion logits"):
+        ICMFusion.load(lab, path)
