@@ -203,7 +203,7 @@ class ICMFusion(ICMLoRA):
         with them as output gradients). Returns the loss (a detached scalar); gradients land in
         ``.grad`` of ``w`` (when it requires grad) and of P's parameters.
         """
-        from workbench.training.objectives import TokenLoss
+        from workbench.training import TokenLoss
 
         x, stats = self._decode(w, torch.zeros(1, self._fitted().latent))
         pieces = torch.split(x[0], list(self.layout.lengths))
