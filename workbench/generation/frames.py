@@ -91,7 +91,8 @@ def tensor_histograms(original: Adapter, generated: Adapter, *, bins: int = 30,
     chosen = modules or sorted(original.modules)
     missing = [m for m in chosen if m not in original.modules or m not in generated.modules]
     if missing:
-        raise WorkbenchError(f"modules {missing[:3]} are not in both adapters; compare adapters of one layout")
+        raise WorkbenchError(f"modules {missing[:3]} are not in both adapters; compare adapters of one "
+                             "layout")
     rows = []
     for m in chosen:
         for part in ("A", "B"):
