@@ -4,7 +4,8 @@ No tensor math lives here. Static plotly figures: ``score_bars``, ``loss_curve``
 ``SubspaceView``. Live widgets (anywidget): ``AngleMatrix``, ``InterferenceMap`` (geometry);
 ``RankActivations``, ``ExpertLoad``, ``TokenRouting``, ``PromptWhatIf`` (routing); ``MergeBuilder``
 (merging); ``ModalityMap``, ``QLadderAttention``, ``PromptScaleExplorer`` (multimodal);
-``TrainingMonitor``, ``ConflictMonitor`` (training, live) and ``sweep_heatmap``.
+``TrainingMonitor``, ``ConflictMonitor`` (training, live) and ``sweep_heatmap``; ``GeneratorPanel``
+(generation, live), ``proximity_bars``, ``expert_map_figure``, ``histogram_figure``, ``fusion_pca_figure``.
 """
 
 from importlib import import_module
@@ -15,6 +16,7 @@ _WHERE = {
     "AngleMatrix": "angle_matrix",
     "ConflictMonitor": "conflict_monitor",
     "ExpertLoad": "expert_load",
+    "GeneratorPanel": "generator_panel",
     "InterferenceMap": "interference_map",
     "MergeBuilder": "merge_builder",
     "MergeModel": "merge_model",
@@ -28,8 +30,12 @@ _WHERE = {
     "SubspaceView": "subspaces",
     "TokenRouting": "token_routing",
     "TrainingMonitor": "training_monitor",
+    "expert_map_figure": "generation_figures",
+    "fusion_pca_figure": "generation_figures",
     "gradient_gap_figure": "gradient_gap",
+    "histogram_figure": "generation_figures",
     "loss_curve": "scores",
+    "proximity_bars": "generation_figures",
     "score_bars": "scores",
     "sweep_heatmap": "training_monitor",
 }

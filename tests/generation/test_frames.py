@@ -46,8 +46,10 @@ def test_proximity_frame_and_map(sg):
     assert list(m.kind) == ["expert"] * 3 + ["query"] and m.weight.iloc[:3].sum() == pytest.approx(1.0)
     # the query lies where the experts' own PCA puts it: an expert's own description lands on that expert
     own = expert_map(sg, DESCRIPTIONS["c"])
-    torch.testing.assert_close(torch.tensor(own.iloc[3][["x", "y"]].to_numpy(dtype=float)),
-                               torch.tensor(own.iloc[2][["x", "y"]].to_numpy(dtype=float)))
+    torch.testing.assert_close(
+        torch.tensor(own.iloc[3][["x", "y"]].to_numpy(dtype=float)),
+        torch.tensor(own.iloc[2][["x", "y"]].to_numpy(dtype=float)),
+    )
     assert list(expert_map(sg).kind) == ["expert"] * 3
 
 
