@@ -46,6 +46,7 @@ import workbench as wb
 from widgets import GeneratorPanel, expert_map_figure, histogram_figure, proximity_bars
 from widgets.results import show_full
 from workbench import ready
+from workbench.adapters import Adapter
 from workbench.experiments import EXPERIMENTS, reproduce
 from workbench.generation import SGLoRA
 from workbench.generation.frames import expert_map, proximity_frame, tensor_histograms
@@ -59,10 +60,13 @@ table[table.name == "generate"][["name", "summary", "reference"]]
 # ## 1. SG-LoRA in the panel: a task described in words
 #
 # The experts here are the four ready LoRAs (`adapters/`: arithmetic, topic, language, code; rank 8 on
-# attention), each with a sentence saying what it does. A generator wants many checkpoints per expert;
-# for a demonstration in seconds the generator is fitted on their final weights only (30 CVAE steps),
-# so what it draws is close to a weighted mix of the experts' weights: the full experiment below trains
-# six expert LoRAs with checkpoints instead.
+# attention), each with a sentence saying what it does. To fit a generator in seconds the demonstration
+# keeps their q and v updates in the last three layers (46,080 values per expert: a CVAE step over all
+# 921,600 takes seconds on a CPU), their final weights only, and fits 10 CVAE steps. That is far too
+# little for the CVAE to learn the experts' weights: its samples come out close to each tensor's mean
+# (de-normalized), i.e. near-zero updates, and score like the base. The panel shows the mechanics; the
+# full experiment below trains six expert LoRAs with a checkpoint every step and measures how much of
+# the trained LoRAs' gain generated ones recover.
 #
 # Type a description (or pick an expert's), see which experts it is near (the bars: `softmax(cos/τ)`
 # over the top-k, grey outside it) and where it falls on a 2-D PCA of the experts' embeddings, then
@@ -78,16 +82,21 @@ DESCRIPTIONS = {
     "language": "identify the language a sentence is written in",
     "code": "write a short python function",
 }
-checkpoints = {}
+KEEP = sorted(m for m in lab.adapters["topic"].modules
+              if int(m.split(".")[2]) >= 27 and m.endswith(("q_proj", "v_proj")))
+checkpoints, experts = {}, {}
 for name in ready.NAMES:
-    final = lab.adapters[name].copy(f"{name}_final")
-    final.lineage = {"checkpoint_of": name, "step": 1, "tasks": [name]}
-    checkpoints[name] = [final]
-sg = SGLoRA(lab, k=2, tau=0.05, channels=(2, 4, 8, 4, 2), latent=8)
-sg.fit(checkpoints, DESCRIPTIONS, late=1.0, steps=30, lr=2e-3, batch_size=2, seed=0, progress=False)
+    full_lora = lab.adapters[name].copy()
+    part = Adapter(f"{name}_top", {m: full_lora.modules[m] for m in KEEP}, scaling=full_lora.scaling,
+                   base_fingerprint=full_lora.base_fingerprint,
+                   lineage={"checkpoint_of": name, "step": 1, "tasks": [name]})
+    experts[name] = lab.add_adapter(part).name  # the expert as the panel scores it
+    checkpoints[name] = [part.copy()]
+sg = SGLoRA(lab, k=2, tau=0.05, latent=8)  # channels: the authors' / 4
+sg.fit(checkpoints, DESCRIPTIONS, late=1.0, steps=10, lr=2e-3, batch_size=2, seed=0, progress=False)
 held_out = pair_task(wb.tasks.load("topic")["topic"], "Computers", "Sports")
 TEXT = "classify a quote as being about computers or sports"
-panel = GeneratorPanel.from_generator(sg, task=held_out, description=TEXT, eval_limit=4, n=2)
+panel = GeneratorPanel.from_generator(sg, task=held_out, experts=experts, description=TEXT, eval_limit=4, n=2)
 panel
 
 # %% [markdown]
@@ -107,7 +116,7 @@ expert_map_figure(expert_map(sg, TEXT))
 # %%
 made = sg.generate(TEXT, seed=0, name="sg_demo")
 print({k: made.lineage[k] for k in ("method", "seed", "sample")}, made.lineage["condition"]["weights"])
-hist = tensor_histograms(lab.adapters["topic"], made, bins=30)
+hist = tensor_histograms(lab.adapters["topic_top"], made, bins=30)
 histogram_figure(hist, tensor=hist.tensor.iloc[0])
 
 # %% [markdown]
@@ -161,8 +170,10 @@ def rows_figure(summary: pd.DataFrame | None, picks: list[tuple[str, str, str, s
 
 
 HELD = "topic_computers_sports"
-rows_figure(full, [("sg_lora", "loss_sg", HELD, "SG-LoRA"), ("sg_lora", "loss_nearest", HELD, "nearest expert"),
-                   ("sg_lora", "loss_uniform", HELD, "uniform average"), ("sg_lora", "loss_base", HELD, "base")],
+rows_figure(full, [("sg_lora", "loss_sg", HELD, "SG-LoRA"),
+                   ("sg_lora", "loss_nearest", HELD, "nearest expert"),
+                   ("sg_lora", "loss_uniform", HELD, "uniform average"),
+                   ("sg_lora", "loss_base", HELD, "base")],
             "held-out task described in words: answer loss (lower is better), 95% CI")
 
 # %%

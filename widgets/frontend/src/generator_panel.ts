@@ -129,12 +129,12 @@ export function render({ model, el }: RenderProps<GeneratorPanelTraits>) {
     model.save_changes();
   });
   const picks: Record<string, string> = { "": "…or pick an expert's description" };
-  model.get("experts").forEach((e, i) => (picks[String(i)] = e));
+  model.get("experts").forEach((e, i) => (picks[`e${i}`] = e)); // not "0": integer keys would come first
   const pick = menu(picks);
   pick.className = "lw-select";
   pick.addEventListener("change", () => {
     if (pick.value === "") return;
-    text.value = model.get("expert_descriptions")[Number(pick.value)];
+    text.value = model.get("expert_descriptions")[Number(pick.value.slice(1))];
     model.set("description", text.value);
     model.save_changes();
   });
