@@ -131,12 +131,12 @@ class GeneratorPanel(View):
 
     def act(self, action: str) -> None:
         """Run ``"generate"`` or ``"evaluate"`` in the background (the front end's buttons send these)."""
-        if action == "generate":
-            self._submit("generate", self._generate_job(self.description, self.n, self.seed))
-        elif action == "evaluate":
-            self._submit("evaluate", self._evaluate_job(list(self.generated)))
-        else:
+        jobs = {"generate": lambda: self._generate_job(self.description, self.n, self.seed),
+                "evaluate": lambda: self._evaluate_job(list(self.generated))}
+        if action not in jobs:
             self.status = f"unknown action {action!r}: use 'generate' or 'evaluate'"
+            return
+        self._submit(action, jobs[action]())
 
     def generate(self) -> list:
         """Generate ``n`` samples for the description now (blocking); returns the Adapters."""

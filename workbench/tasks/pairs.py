@@ -30,15 +30,15 @@ PAIR_DESCRIPTIONS = {
     "topic": "classify a quote as being about {a} or {b}",
     "language": "identify whether a sentence is written in {a} or {b}",
 }
+CASES = {"topic": str.lower, "language": str}  # topics are common nouns, languages proper names
 
 
 def describe_pair(parent: str, a: str, b: str) -> str:
     """The sentence that describes the pair task (lower-case topic names, capitalized languages)."""
     if parent not in PAIR_DESCRIPTIONS:
         raise WorkbenchError(f"pair tasks are made from {sorted(PAIR_DESCRIPTIONS)}; got {parent!r}")
-    if parent == "topic":
-        a, b = a.lower(), b.lower()
-    return PAIR_DESCRIPTIONS[parent].format(a=a, b=b)
+    case = CASES[parent]
+    return PAIR_DESCRIPTIONS[parent].format(a=case(a), b=case(b))
 
 
 def pair_task(task: Task, a: str, b: str, *, metric: str = "loss") -> Task:
