@@ -28,10 +28,21 @@ One concept per file:
     text_encoder.py descriptions -> unit vectors: MiniLM from the zoo, or any encoder (name, dim, embed)
     sg_lora.py      SGLoRA: top-k softmax(cos/τ) proximity to expert descriptions -> dec(z, Σ w_i e_i)
     icm_fusion.py   ICMFusion: P(v_t) fused by learned weights (first-order MAML), one multi-task LoRA
+    frames.py       tidy frames for views: proximity, the experts' map, per-tensor histograms, fusion PCA
     store.py        a fitted generator as safetensors + JSON (never pickle), read back with checks
 
+SG-LoRA from words and ICM-Fusion of several tasks::
+
+    sg = SGLoRA(lab)                                   # MiniLM description embeddings (pluggable encoder)
+    sg.fit(checkpoints, {"topic_cf": "classify a quote as being about computers or food", ...})
+    new = sg.generate("classify a quote as being about computers or sports", n=4, seed=0)
+    fusion = ICMFusion(lab); fusion.fit(checkpoints, tasks); fusion.meta_fit(support)
+    multi = fusion.fuse()                              # one multi-task LoRA
+
 Reference: Shao et al., "In-Context Meta LoRA Generation" (ICM-LoRA), IJCAI 2025, arXiv 2501.17635
-(authors' code YihuaJerry/ICM-LoRA); deviations are written in each file.
+(authors' code YihuaJerry/ICM-LoRA); Li et al., SG-LoRA, arXiv 2509.10535 and Shao et al., ICM-Fusion,
+AAAI 2026, arXiv 2508.04153 (no public code: labelled reconstructions); deviations are written in
+each file.
 """
 
 from workbench.generation.cvae import CVAE1D, kl_standard_normal
