@@ -120,6 +120,27 @@ hist = tensor_histograms(lab.adapters["topic_top"], made, bins=30)
 histogram_figure(hist, tensor=hist.tensor.iloc[0])
 
 # %% [markdown]
+# ICM-Fusion's view: the task vectors of two experts (the base model's last-layer state on a few of
+# their examples), the fused one, and the same after the learned projection P (a 2-D PCA each). Run
+# live only without `LORA_WORKBENCH_QUICK` (it fits the F-VAE and meta-learns one step on SmolLM2).
+
+# %%
+if not QUICK:
+    from widgets import fusion_pca_figure
+    from workbench.generation import ICMFusion
+    from workbench.generation.frames import fusion_pca
+    from workbench.tasks import encode_for_training
+
+    two = wb.tasks.load(["topic", "language"])
+    fusion = ICMFusion(lab, proj_dim=8, latent=8)
+    fusion.fit({n: checkpoints[n] for n in two}, {n: t.train[:4] for n, t in two.items()}, late=1.0,
+               steps=10, lr=2e-3, batch_size=2, progress=False)
+    fusion.meta_fit({n: encode_for_training(lab.tokenizer, t, t.train[:4]) for n, t in two.items()},
+                    steps=1, shots=2, progress=False)
+    print(fusion.weights)
+    fusion_pca_figure(fusion_pca(fusion)).show()
+
+# %% [markdown]
 # ## 2. The full experiment: claims tried over three seeds
 #
 # `lora-workbench reproduce generate --seeds 0 1 2 --threads 1` (`workbench/experiments/generate.py`)
