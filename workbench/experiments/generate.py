@@ -97,6 +97,9 @@ class GenerateExperiment(Experiment):
         f"fused by softmax weights, first-order MAML {META} on the tasks' training examples; fused LoRA "
         f"= dec(0, Σ w_t P(v_t)) over {list(FUSED)}; task arithmetic: Σ ΔW_t (λ = 1); the "
         "uniform-weight fusion before meta-learning and the average Σ ΔW_t / 3 are reported too.",
+        "ICM-LoRA generation: one sample (seed = the run's seed) per expert from that expert's own fitted "
+        "condition; the swap reads the sample made for another kind of task on this expert's task (a topic "
+        "expert gets German/Dutch's sample, German/Dutch gets Computers/Food's).",
         "score: the loss of the answer tokens on the first eval_limit held-out examples (lower is better); "
         "recovered = (base − generated) / (base − trained) per expert, averaged over the experts.",
         "storage: generator parameters (CVAE; + P for fusion) against the LoRA parameters of the "
