@@ -54,7 +54,8 @@ DENSITY = (0.1, 1.0)
 class SearchExperiment(Experiment):
     """Merge weights searched with evaluation in the loop against TIES' defaults and the uniform sum."""
 
-    title = "Search: merge weights found with evaluation in the loop against TIES at its defaults and the uniform sum"
+    title = ("Search: merge weights found with evaluation in the loop against TIES at its defaults and the "
+             "uniform sum")
     claims = ("nevergrad-searched merge settings beat the uniform sum on held-out examples",
               "nevergrad-searched merge settings beat TIES at its defaults",
               "nevergrad beats random search at the same evaluation budget",
@@ -65,16 +66,19 @@ class SearchExperiment(Experiment):
     # eval_limit = held-out examples per task every arm is reported on.
     full = Schedule(steps=16, batch_size=16, eval_limit=16, prompts=6)
     quick = Schedule(steps=2, batch_size=8, eval_limit=2, prompts=2, seeds=(0,))
-    notes = ("adapters: the four shipped ready task LoRAs (rank 8, α 16, q/k/v/o, each trained alone, seed 0), "
+    notes = ("adapters: the four shipped ready task LoRAs (rank 8, α 16, q/k/v/o, each trained alone, "
+             "seed 0), "
              "the same in every seed and arm; nothing is trained (steps is the search budget).",
              "search space: one weight per adapter in [0, 1.5], the density in [0.1, 1], the method among "
              "task_arithmetic and ties; objective: the mean over the four tasks of the normalized score "
              "(merged ÷ solo, solo ÷ merged for code's loss) on the search split (the first `prompts` eval "
              "examples of each task); every search starts from the uniform sum (weights 1, task_arithmetic).",
-             "arms are reported on the next eval_limit eval examples of each task (held out from the search): "
+             "arms are reported on the next eval_limit eval examples of each task (held out from the "
+             "search): "
              "uniform = task_arithmetic with weights 1; ties = TIES at density 0.2, weights 1; nevergrad = "
              "NGOpt (LoRAHub's optimizer) with `steps` evaluations, patience 8; random = uniform random "
-             "candidates, same budget and patience; adamerging = task-wise coefficients from 0.3, Adam lr 0.05, "
+             "candidates, same budget and patience; adamerging = task-wise coefficients from 0.3, "
+             "Adam lr 0.05, "
              "5 steps per proposal on the entropy of the first answer token of the search split's prompts "
              "(no labels), `steps` // 4 proposals, the last one reported (no score chooses it).",
              "deviations: LoRAHub searches in [-1.5, 1.5] from 0 with an L1 penalty (here [0, 1.5] from the "

@@ -18,7 +18,8 @@ def wide(frame: pd.DataFrame, column: str = "normalized") -> pd.DataFrame:
     """One row per candidate: its parameters, objective and ``score.<task>`` (``column`` of each task)."""
     if frame.empty:
         return pd.DataFrame(columns=[*KEYS, "objective"])
-    params = [c for c in frame.columns if c not in ("task", "metric", "value", "normalized", "seconds", "cached")]
+    scored = ("task", "metric", "value", "normalized", "seconds", "cached")
+    params = [c for c in frame.columns if c not in scored]
     head = frame.drop_duplicates(KEYS)[params].set_index(KEYS)
     scores = frame.pivot_table(index=KEYS, columns="task", values=column, aggfunc="first", sort=False,
                             dropna=False)
@@ -43,6 +44,7 @@ def pareto_front(frame: pd.DataFrame, x: str, y: str, column: str = "normalized"
             raise WorkbenchError(f"the search scored no task {t!r}; its tasks: "
                                  f"{sorted(c[6:] for c in table.columns if c.startswith('score.'))}")
     xs, ys = table[f"score.{x}"].to_numpy(), table[f"score.{y}"].to_numpy()
-    front = [not ((xs >= xi) & (ys >= yi) & ((xs > xi) | (ys > yi))).any() for xi, yi in zip(xs, ys, strict=True)]
+    front = [not ((xs >= xi) & (ys >= yi) & ((xs > xi) | (ys > yi))).any()
+             for xi, yi in zip(xs, ys, strict=True)]
     table = table.assign(front=front)
     return table.sort_values(["front", f"score.{x}"], ascending=[False, True]).reset_index(drop=True)

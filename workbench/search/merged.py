@@ -22,7 +22,8 @@ from workbench.naming import split_module_name
 from workbench.search.space import Candidate
 
 
-def build(lab, names: Sequence[str], candidate: Candidate, *, name: str = "candidate", seed: int = 0) -> Adapter:
+def build(lab, names: Sequence[str], candidate: Candidate, *, name: str = "candidate",
+          seed: int = 0) -> Adapter:
     """The Adapter of ``candidate`` over the lab's adapters ``names`` (not added to the lab)."""
     sources = [lab._get(n) for n in names]
     weights = [float(candidate.weights[n]) for n in names]

@@ -58,7 +58,8 @@ class Objective:
                                      f"got {dict(task_weights or {})}")
             total = float(sum(task_weights.values()))
             if not total > 0 or any(w < 0 for w in task_weights.values()):
-                raise WorkbenchError(f"task_weights must be ≥ 0 with a positive sum; got {dict(task_weights)}")
+                raise WorkbenchError(f"task_weights must be ≥ 0 with a positive sum; got "
+                                     f"{dict(task_weights)}")
             self.task_weights = {t: float(task_weights[t]) / total for t in self.tasks}
         else:
             self.task_weights = {t: 1.0 / len(self.tasks) for t in self.tasks}
@@ -87,7 +88,8 @@ class Objective:
 class FunctionObjective(Objective):
     """An objective given as a function ``candidate -> {task: normalized score}`` (synthetic or custom)."""
 
-    def __init__(self, fn: Callable[[Candidate], Mapping[str, float]], tasks: Sequence[str], **kwargs) -> None:
+    def __init__(self, fn: Callable[[Candidate], Mapping[str, float]], tasks: Sequence[str],
+                 **kwargs) -> None:
         super().__init__(tasks, **kwargs)
         self.fn = fn
 
@@ -96,7 +98,8 @@ class FunctionObjective(Objective):
         missing = set(self.tasks) - set(out)
         if missing:
             raise WorkbenchError(f"the objective function gave no score for tasks {sorted(missing)}")
-        return {t: {"value": float(out[t]), "normalized": float(out[t]), "metric": "value"} for t in self.tasks}
+        return {t: {"value": float(out[t]), "normalized": float(out[t]), "metric": "value"}
+                for t in self.tasks}
 
 
 class LabObjective(Objective):
@@ -116,7 +119,8 @@ class LabObjective(Objective):
             its points: a rerun reads them and evaluates nothing.
     """
 
-    def __init__(self, lab, adapters: Sequence[str], tasks: Mapping, *, limit: int | None = 8, offset: int = 0,
+    def __init__(self, lab, adapters: Sequence[str], tasks: Mapping, *, limit: int | None = 8,
+                 offset: int = 0,
                  seed: int = 0, batch_size: int = 16, cache_dir: str | os.PathLike | None = None,
                  **kwargs) -> None:
         super().__init__(list(tasks), **kwargs)
@@ -162,7 +166,8 @@ class LabObjective(Objective):
 
         config = {"base": self.lab.fingerprint, "seed": self.seed, "candidate": candidate.key(),
                   "sources": [adapter_fingerprint(self.lab.adapters[n]) for n in self.adapters],
-                  "tasks": [(t.name, [(e.prompt, e.target) for e in t.eval]) for t in self.task_objs.values()]}
+                  "tasks": [(t.name, [(e.prompt, e.target) for e in t.eval])
+                            for t in self.task_objs.values()]}
         return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def scores(self, candidate: Candidate) -> dict[str, dict]:
@@ -178,7 +183,8 @@ class LabObjective(Objective):
         out = {}
         for row in frame.itertuples():
             out[row.task] = {"value": float(row.value), "metric": row.metric,
-                             "normalized": normalized(float(row.value), ref[row.task], bool(row.higher_is_better))}
+                             "normalized": normalized(float(row.value), ref[row.task],
+                                                      bool(row.higher_is_better))}
         if key is not None:
             _write_json(self.cache, key, out)
         return out

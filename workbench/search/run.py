@@ -181,7 +181,8 @@ def search(objective: Objective, space: SearchSpace, searcher: str | Searcher = 
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
         raise WorkbenchError(f"budget={budget!r}: give the number of evaluations, a whole number ≥ 1")
     if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int) or patience < 1):
-        raise WorkbenchError(f"patience={patience!r}: give a whole number ≥ 1, or None to use the whole budget")
+        raise WorkbenchError(f"patience={patience!r}: give a whole number ≥ 1, or None to use the whole "
+                             "budget")
     if isinstance(searcher, str):
         label = name or searcher
         searcher = SEARCHERS.get(searcher)(**SEARCHERS.check(searcher, searcher_params))

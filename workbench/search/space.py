@@ -92,7 +92,8 @@ class SearchSpace:
         if self.density is not None:
             dlo, dhi = self.density
             if not (0 < dlo <= dhi <= 1):
-                raise WorkbenchError(f"density=(low, high) must satisfy 0 < low <= high <= 1; got {self.density}")
+                raise WorkbenchError(f"density=(low, high) must satisfy 0 < low <= high <= 1; "
+                                     f"got {self.density}")
 
     @property
     def dims(self) -> int:

@@ -26,7 +26,8 @@ GRANULARITIES = ("task", "layer")
 
 
 @SEARCHERS.register("adamerging", flags=("gradient",), choices={"granularity": GRANULARITIES},
-                    bounds={"lr": (0.0, None), "steps": (1, 1000), "init": (-10.0, 10.0), "batch_size": (1, 256)})
+                    bounds={"lr": (0.0, None), "steps": (1, 1000), "init": (-10.0, 10.0),
+                            "batch_size": (1, 256)})
 class AdaMergingSearch(Searcher):
     """AdaMerging: Adam on the weighted sum's coefficients to minimize the predictions' entropy.
 

@@ -48,10 +48,10 @@ class NevergradSearch(Searcher):
             raise MissingPackageError("the nevergrad searcher needs nevergrad: pip install nevergrad==1.0.12"
                                       ) from e
         init = space.encode(start) if start is not None else np.full(space.dims, 0.5)
-        param = ng.p.Array(init=init).set_bounds(0.0, 1.0).set_mutation(sigma=0.25)  # 4σ across the box
-        param.random_state = np.random.RandomState(seed)  # same seed, same candidates
-        with warnings.catch_warnings():
+        with warnings.catch_warnings():  # set_bounds warns before set_mutation narrows σ
             warnings.simplefilter("ignore")
+            param = ng.p.Array(init=init).set_bounds(0.0, 1.0).set_mutation(sigma=0.25)  # 4σ across the box
+            param.random_state = np.random.RandomState(seed)  # same seed, same candidates
             self.opt = ng.optimizers.registry[self.optimizer](parametrization=param, budget=max(budget, 1),
                                                               num_workers=1)
         self._asked: dict[tuple, object] = {}
