@@ -117,12 +117,14 @@ class LabObjective(Objective):
         cache_dir: a folder where each candidate's scores are kept as ``<key>.json`` (keyed by the base,
             the sources' fingerprints, the candidate, the tasks' examples and the seed), as ``sweep`` keeps
             its points: a rerun reads them and evaluates nothing.
+        reference: task -> the score normalized against, when already known (``objective.references()``
+            of another objective on the same examples); default: computed on the first ``scores``.
     """
 
     def __init__(self, lab, adapters: Sequence[str], tasks: Mapping, *, limit: int | None = 8,
                  offset: int = 0,
                  seed: int = 0, batch_size: int = 16, cache_dir: str | os.PathLike | None = None,
-                 **kwargs) -> None:
+                 reference: Mapping[str, float] | None = None, **kwargs) -> None:
         super().__init__(list(tasks), **kwargs)
         from workbench.evaluation import owner
         from workbench.tasks import Task
@@ -139,12 +141,12 @@ class LabObjective(Objective):
                                      f"{offset}; lower offset")
             self.task_objs[name] = replace(task, eval=list(part))
         self.owners = {t: owner(t, lab.adapters, self.adapters) for t in self.tasks}
-        self.reference: dict[str, float] | None = None
+        self.reference: dict[str, float] | None = None if reference is None else dict(reference)
         self.cache = Path(cache_dir) if cache_dir is not None else None
         if self.cache is not None:
             self.cache.mkdir(parents=True, exist_ok=True)
 
-    def _references(self) -> dict[str, float]:
+    def references(self) -> dict[str, float]:
         """Each task's solo adapter's score (or the base model's where no adapter owns it), once."""
         if self.reference is None:
             ref = {}
@@ -176,7 +178,7 @@ class LabObjective(Objective):
             return json.loads((self.cache / f"{key}.json").read_text())
         from workbench.evaluation import normalized
 
-        ref = self._references()
+        ref = self.references()
         merged = self.build(candidate)
         frame = self.lab.evaluate(merged, list(self.task_objs.values()), progress=False,
                                   batch_size=self.batch_size)
