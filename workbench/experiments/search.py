@@ -70,7 +70,8 @@ class SearchExperiment(Experiment):
     notes = ("adapters: the four shipped ready task LoRAs (rank 8, α 16, q/k/v/o, each trained alone, "
              "seed 0), the same in every seed and arm; nothing is trained (steps is the search budget).",
              "search space (nevergrad, random): one task_arithmetic weight per adapter in [0, 1.5] "
-             "(LoRAHub's setting; the library also searches density and method, left out here for the budget); "
+             "(LoRAHub's setting; the library also searches density and method, left out here for the "
+             "budget); "
              "objective: the mean over the four tasks of the normalized score (merged ÷ solo, solo ÷ merged "
              "for code's loss) on the search split, the first `prompts` eval examples of each task; every "
              "search starts from the uniform sum, so its first evaluation is the uniform arm's candidate.",
@@ -88,8 +89,8 @@ class SearchExperiment(Experiment):
              "searches hundreds of candidates (here one after another, 8).",
              "CPU scale (sized for ~15 min at 1 thread on a quiet core, 3 seeds; one evaluation of 4 tasks × "
              "3 examples ≈ 8 s there, code's loss being most of it): search budget 8 evaluations of 3 "
-             "examples per task, reports on 8 held-out examples per task; the uniform and ties arms are evaluated once "
-             "and repeated in every seed.")
+             "examples per task, reports on 8 held-out examples per task; the uniform and ties arms are "
+             "evaluated once and repeated in every seed.")
 
     bank_steps = 20  # training steps of each task LoRA where the lab has no ready adapters (tiny tests)
 
