@@ -125,7 +125,7 @@ def test_a_background_search_returns_at_once_and_reports_each_evaluation():
     assert not run.done and run.evaluations == 0  # the cell returned while the first evaluation waits
     gate.set()
     run.wait(10)
-    assert run.done and run.evaluations == 3 and seen == [1, 2, 3]
+    assert run.done and run.evaluations == 3 and seen == [1, 2, 3, 3]  # each evaluation, then the end
     failing = search(FunctionObjective(lambda c: {}, ["t"]), space, "random", budget=2, background=True,
                      progress=False)
     with pytest.raises(WorkbenchError, match="no score"):

@@ -75,7 +75,8 @@ class SearchRun:
         return bool(self.stopped_by)
 
     def subscribe(self, fn: Callable[[SearchRun], None]) -> None:
-        """Call ``fn(run)`` after every evaluation (on the search's thread when in the background)."""
+        """Call ``fn(run)`` after every evaluation and once when the search ends (on the search's thread
+        when in the background)."""
         self._listeners.append(fn)
 
     # -- control -----------------------------------------------------------------------------------
@@ -98,15 +99,26 @@ class SearchRun:
                 torch.set_num_threads(int(threads))
             try:
                 self._loop()
-            except BaseException as e:  # kept for wait() and shown by the view
-                self.error = e
-                self.stopped_by = f"error: {e}"
+            except BaseException:  # kept in self.error for wait() and shown by the view
+                pass
 
         self._thread = threading.Thread(target=target, daemon=True, name=f"search-{self.name}")
         self._thread.start()
 
     # -- the loop ----------------------------------------------------------------------------------
     def _loop(self) -> None:
+        """Run to the end; the listeners hear once more when it ends (``stopped_by`` set), also on error."""
+        try:
+            self._iterate()
+        except BaseException as e:
+            self.error = e
+            self.stopped_by = f"error: {e}"
+            raise
+        finally:
+            for fn in self._listeners:
+                fn(self)
+
+    def _iterate(self) -> None:
         rng = np.random.default_rng(self.seed)  # the pareto scalarization's directions
         self.searcher.setup(self.space, self.objective, budget=self.budget, seed=self.seed, start=self.start)
         seen: dict[tuple, dict] = {}
