@@ -139,7 +139,8 @@ class SearchProgress(ipw.VBox):
         self.x_task = ipw.Dropdown(options=names, value=names[0] if names else None, description="x task")
         second = names[min(1, len(names) - 1)] if names else None
         self.y_task = ipw.Dropdown(options=names, value=second, description="y task")
-        self.pick = ipw.BoundedIntText(0, min=0, max=max(0, len(self.candidates) - 1), description="candidate")
+        last = max(0, len(self.candidates) - 1)
+        self.pick = ipw.BoundedIntText(0, min=0, max=last, description="candidate")
         self.open_button = ipw.Button(description="open in MergeBuilder", icon="external-link",
                                       disabled=lab is None)
         self.status = ipw.HTML()
@@ -186,8 +187,8 @@ class SearchProgress(ipw.VBox):
                                  f"(0 to {len(self.candidates) - 1})")
         c = self.candidates[candidate]
         if c.layer_weights is not None:
-            raise WorkbenchError(f"candidate {candidate} has layer-wise weights, which the MergeBuilder cannot "
-                                 "set; build it with workbench.search.build(lab, names, candidate)")
+            raise WorkbenchError(f"candidate {candidate} has layer-wise weights, which the MergeBuilder "
+                                 "cannot set; build it with workbench.search.build(lab, names, candidate)")
         from widgets.merge_builder import MergeBuilder
 
         params = dict(builder_options)
