@@ -14,7 +14,9 @@ answering while candidates are scored.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
+from contextlib import nullcontext
 
 import ipywidgets as ipw
 import pandas as pd
@@ -26,72 +28,67 @@ from workbench.search import pareto_front, wide
 
 def progress_figure(frame: pd.DataFrame, fig: go.Figure | None = None) -> go.Figure:
     """Each candidate's objective (markers, one series per search) and the best so far (a step line)."""
-    fig = fig if fig is not None else go.Figure()
     table = wide(frame)
-    with _batch(fig):
-        fig.data = []
-        for name, part in table.groupby("search", sort=False) if len(table) else []:
-            x = list(part.candidate + 1)
-            fig.add_scatter(x=x, y=list(part.objective), mode="markers", name=f"{name}: candidates",
-                            text=list(part.note),
-                            hovertemplate="eval %{x}: %{y:.3f}<br>%{text}<extra></extra>")
-            fig.add_scatter(x=x, y=list(part.objective.cummax()), mode="lines", line_shape="hv",
-                            name=f"{name}: best so far")
-        fig.update_layout(title="objective over evaluations", xaxis_title="evaluation",
-                          yaxis_title="objective", template="plotly_white", height=300,
-                          margin=dict(t=40, b=40))
-    return fig
+    traces = []
+    for name, part in table.groupby("search", sort=False) if len(table) else []:
+        x = list(part.candidate + 1)
+        traces += [dict(type="scatter", x=x, y=list(part.objective), mode="markers",
+                        name=f"{name}: candidates", text=list(part.note),
+                        hovertemplate="eval %{x}: %{y:.3f}<br>%{text}<extra></extra>"),
+                   dict(type="scatter", x=x, y=list(part.objective.cummax()), mode="lines", line_shape="hv",
+                        name=f"{name}: best so far")]
+    return _draw(fig, traces, "objective over evaluations",
+                 dict(xaxis_title="evaluation", yaxis_title="objective", height=300))
 
 
 def weights_figure(frame: pd.DataFrame, fig: go.Figure | None = None) -> go.Figure:
     """The best candidate's weight per adapter (bars), its method and density in the title."""
-    fig = fig if fig is not None else go.Figure()
     table = wide(frame)
-    with _batch(fig):
-        fig.data = []
-        if len(table):
-            row = table.loc[table.objective.idxmax()]
-            cols = [c for c in table.columns if c.startswith("weight.")]
-            fig.add_bar(x=[c[7:] for c in cols], y=[float(row[c]) for c in cols], name="best")
-            density = "" if pd.isna(row.get("density")) else f", density {row['density']:.2f}"
-            title = f"best weights: candidate {int(row.candidate)}, {row.method}{density}, " \
-                    f"objective {row.objective:.3f}"
-        else:
-            title = "best weights: no candidate yet"
-        fig.update_layout(title=title, yaxis_title="weight", template="plotly_white", height=280,
-                          margin=dict(t=40, b=40))
-    return fig
+    traces, title = [], "best weights: no candidate yet"
+    if len(table):
+        row = table.loc[table.objective.idxmax()]
+        cols = [c for c in table.columns if c.startswith("weight.")]
+        traces = [dict(type="bar", x=[c[7:] for c in cols], y=[float(row[c]) for c in cols], name="best")]
+        density = "" if pd.isna(row.get("density")) else f", density {row['density']:.2f}"
+        title = f"best weights: candidate {int(row.candidate)}, {row.method}{density}, " \
+                f"objective {row.objective:.3f}"
+    return _draw(fig, traces, title, dict(yaxis_title="weight", height=280))
 
 
 def pareto_figure(frame: pd.DataFrame, x: str, y: str, fig: go.Figure | None = None) -> go.Figure:
     """Every candidate's normalized scores on tasks ``x`` and ``y``; the front joined by a line."""
+    traces = []
+    if len(frame):
+        table = pareto_front(frame, x, y)
+        for on, part in ((False, table[~table.front]), (True, table[table.front])):
+            traces.append(dict(type="scatter", x=list(part[f"score.{x}"]), y=list(part[f"score.{y}"]),
+                               mode="lines+markers" if on else "markers", name="front" if on else "dominated",
+                               text=[f"candidate {int(c)}" for c in part.candidate],
+                               hovertemplate="%{text}: (%{x:.3f}, %{y:.3f})<extra></extra>"))
+    return _draw(fig, traces, f"Pareto front: {x} × {y} (normalized)", dict(height=320),
+                 axes=dict(xaxis_title=x, yaxis_title=y))
+
+
+def _draw(fig: go.Figure | None, traces: list[dict], title: str, layout: dict, axes: dict | None = None
+          ) -> go.Figure:
+    """Show ``traces`` on ``fig`` (a new Figure when None). A FigureWidget that already holds traces of the
+    same kinds has their data replaced in one message, its layout (template included) set only once: a
+    live view redraws cheaply many times a second."""
     fig = fig if fig is not None else go.Figure()
-    with _batch(fig):
-        fig.data = []
-        if len(frame):
-            table = pareto_front(frame, x, y)
-            for on, part in ((False, table[~table.front]), (True, table[table.front])):
-                fig.add_scatter(x=list(part[f"score.{x}"]), y=list(part[f"score.{y}"]),
-                                mode="lines+markers" if on else "markers",
-                                name="front" if on else "dominated",
-                                text=[f"candidate {int(c)}" for c in part.candidate],
-                                hovertemplate="%{text}: (%{x:.3f}, %{y:.3f})<extra></extra>")
-        fig.update_layout(title=f"Pareto front: {x} × {y} (normalized)", xaxis_title=x, yaxis_title=y,
-                          template="plotly_white", height=320, margin=dict(t=40, b=40))
+    same = len(fig.data) == len(traces) and all(t.type == d["type"]
+                                                for t, d in zip(fig.data, traces, strict=False))
+    with (fig.batch_update() if hasattr(fig, "batch_update") else nullcontext()):
+        if same and traces:
+            for t, d in zip(fig.data, traces, strict=True):
+                t.update({k: v for k, v in d.items() if k != "type"})
+        else:
+            fig.data = []
+            if traces:
+                fig.add_traces(traces)
+        if fig.layout.height is None:  # the first draw (it sets the height)
+            fig.update_layout(template="plotly_white", margin=dict(t=40, b=40), **layout)
+        fig.update_layout(title=title, **(axes or {}))
     return fig
-
-
-class _batch:
-    """``fig.batch_update()`` on a FigureWidget (one message per redraw), nothing on a plain Figure."""
-
-    def __init__(self, fig):
-        self.cm = fig.batch_update() if hasattr(fig, "batch_update") else None
-
-    def __enter__(self):
-        return self.cm.__enter__() if self.cm else None
-
-    def __exit__(self, *exc):
-        return self.cm.__exit__(*exc) if self.cm else False
 
 
 class SearchProgress(ipw.VBox):
@@ -106,18 +103,27 @@ class SearchProgress(ipw.VBox):
     """
 
     @classmethod
-    def from_run(cls, run, *, lab=None, tasks: Mapping | None = None) -> SearchProgress:
-        """A view of ``run`` (a ``SearchRun``, running or done) that redraws after each evaluation.
+    def from_run(cls, run, *, lab=None, tasks: Mapping | None = None, every: float = 0.5) -> SearchProgress:
+        """A view of ``run`` (a ``SearchRun``, running or done) that redraws as evaluations come in.
 
         Args:
             run: the search.
             lab: the lab holding the run's adapters (to open candidates in a MergeBuilder).
             tasks: ``{name: Task}`` for the builder's quick evaluation.
+            every: redraw at most once per ``every`` seconds while it runs (cheap objectives score many
+                candidates a second); the end of the search is always drawn.
         """
         view = cls(frame=run.frame, candidates=list(run.candidates), adapters=list(run.space.adapters),
                    lab=lab, tasks=tasks)
         view.run = run
-        run.subscribe(lambda r: view.show(r.frame, list(r.candidates), r.stopped_by))
+        last = [0.0]
+
+        def redraw(r) -> None:
+            if r.done or time.monotonic() - last[0] >= every:
+                view.show(r.frame, list(r.candidates), r.stopped_by)
+                last[0] = time.monotonic()  # from the end of the redraw: the search gets `every` s
+
+        run.subscribe(redraw)
         if run.done:  # finished before the subscription
             view.show(run.frame, list(run.candidates), run.stopped_by)
         return view
