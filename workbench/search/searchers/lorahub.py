@@ -47,7 +47,8 @@ class NevergradSearch(Searcher):
         except ImportError as e:
             raise MissingPackageError("the nevergrad searcher needs nevergrad: pip install nevergrad==1.0.12"
                                       ) from e
-        warnings.filterwarnings("ignore", message="COBYLA: Invalid RHOEND")  # NGOpt's sub-optimizer, any thread
+        # NGOpt's COBYLA warns from whatever thread asks: filtered for good, not only around ask/tell
+        warnings.filterwarnings("ignore", message="COBYLA: Invalid RHOEND")
         init = space.encode(start) if start is not None else np.full(space.dims, 0.5)
         with warnings.catch_warnings():  # set_bounds warns before set_mutation narrows σ
             warnings.simplefilter("ignore")
