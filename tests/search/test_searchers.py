@@ -160,3 +160,20 @@ def test_the_space_codes_candidates_both_ways_and_refuses_bad_boxes():
     with pytest.raises(WorkbenchError, match="distinct"):
         SearchSpace(["a", "a"])
     assert set(SEARCHERS.names()) >= {"grid", "random", "nevergrad", "adamerging"}
+
+
+def test_the_objective_kinds_combine_as_computed_by_hand():
+    scores = {"x": 0.2, "y": 0.8, "z": float("nan")}
+    mean = FunctionObjective(lambda c: scores, ["x", "y", "z"])
+    assert mean.combine(scores) == pytest.approx((0.2 + 0.8 + 0.0) / 3)  # an undefined score counts as 0
+    weighted = FunctionObjective(lambda c: scores, ["x", "y", "z"], kind="weighted",
+                                 task_weights={"x": 3.0, "y": 1.0, "z": 0.0})
+    assert weighted.combine(scores) == pytest.approx((3 * 0.2 + 0.8) / 4)
+    pareto = FunctionObjective(lambda c: scores, ["x", "y"], kind="pareto")
+    lam = np.random.default_rng(7).dirichlet(np.ones(2))
+    s = np.array([0.2, 0.8])
+    want = min(lam * s) + 0.05 * float(lam @ s)  # ParEGO's augmented Chebyshev scalarization
+    assert pareto.scalar(scores, np.random.default_rng(7)) == pytest.approx(want)
+    assert pareto.combine(scores) == pytest.approx(0.5)  # the reported objective stays the mean
+    with pytest.raises(WorkbenchError, match="kind"):
+        FunctionObjective(lambda c: scores, ["x"], kind="best")
