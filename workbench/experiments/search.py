@@ -90,7 +90,12 @@ class SearchExperiment(Experiment):
              "CPU scale (sized for ~15 min at 1 thread on a quiet core, 3 seeds; one evaluation of 4 tasks × "
              "3 examples ≈ 8 s there, code's loss being most of it): search budget 8 evaluations of 3 "
              "examples per task, reports on 8 held-out examples per task; the uniform and ties arms are "
-             "evaluated once and repeated in every seed.")
+             "evaluated once and repeated in every seed.",
+             "seeds (note added after the first full run): NGOpt at a budget of 8 in 4 dimensions picks a "
+             "deterministic optimizer, whose proposals do not depend on the seed, and AdaMerging draws "
+             "nothing at random: their three seeds are the same search repeated, so their zero-width "
+             "intervals say nothing about seed-to-seed variation; only the random arm's seeds differ. A "
+             "seed-sensitive optimizer (nevergrad's CMA or OnePlusOne) would give a real interval.")
 
     bank_steps = 20  # training steps of each task LoRA where the lab has no ready adapters (tiny tests)
 
