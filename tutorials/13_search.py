@@ -136,3 +136,16 @@ interval_bars(full, "mean_normalized", "mean normalized score over the four task
 
 # %%
 interval_bars(full, "normalized", "normalized score per task (held out), 95% CI", by_task=True)
+
+# %% [markdown]
+# **What the full run found** (`results/search.md`, 3 seeds, 8 held-out examples per task): the uniform sum
+# of the four adapters keeps 0.451 of the solo adapters' quality on average (it overshoots: four updates
+# at weight 1; the code task's loss triples); the searched weights keep 0.590 (+0.139 over the uniform
+# sum, shown), TIES at its defaults 0.650: with 8 evaluations on 3 examples per task the search does not
+# reach TIES (−0.060, refuted). Random search with the same budget keeps 0.548 [0.442, 0.655], and
+# nevergrad − random = +0.042 [−0.064, +0.148] is not shown. AdaMerging, with no labels at all, keeps
+# 0.575 (+0.124 over the uniform sum): it lowers every weight (code's to 0.18) because the entropy of the
+# answers falls as the merge moves toward the base model. No merge answers a held-out arithmetic
+# question exactly (normalized 0 in every arm). A caveat on the intervals: NGOpt at this budget picks a
+# deterministic optimizer and AdaMerging draws nothing at random, so their three seeds repeat one search;
+# only random search's seeds differ.
