@@ -90,7 +90,8 @@ def test_lab_merges_with_measured_statistics_and_refuses_without(lab_and_stats):
     with pytest.raises(WorkbenchError, match="'regmean' needs statistics=.*merge_statistics"):
         lab.merge(["a", "b"], "regmean")
     only_gram = MergeStatistics(grams=stats.grams, fingerprints=stats.fingerprints)
-    with pytest.raises(WorkbenchError, match="fisher needs fisher statistics of every source.*kinds=\\('fisher',\\)"):
+    with pytest.raises(WorkbenchError,
+                       match="fisher needs fisher statistics of every source.*kinds=\\('fisher',\\)"):
         lab.merge(["a", "b"], "fisher", statistics=only_gram)
     assert list(lab.adapters) == before and set(names) < set(before)
 
@@ -134,7 +135,8 @@ def test_regmean_with_diagonal_grams_is_a_per_column_weighted_mean():
     g = torch.Generator().manual_seed(1)
     d = {a.name: {p: torch.diag(torch.rand(64, generator=g, dtype=torch.float64) + 0.1) for p in a.modules}
          for a in adapters}
-    out = merge(adapters, "regmean", [1.0, -0.5], statistics=MergeStatistics.planted(adapters, grams=d)).adapter
+    stats = MergeStatistics.planted(adapters, grams=d)
+    out = merge(adapters, "regmean", [1.0, -0.5], statistics=stats).adapter
     ga, gb = d["a"][PATH].diagonal(), d["b"][PATH].diagonal()
     expected = (delta(adapters[0], PATH) * ga - 0.5 * delta(adapters[1], PATH) * gb) / (ga + gb)
     assert rel(out.delta(PATH), expected) < 1e-5

@@ -27,7 +27,8 @@ def _rel(x, y):
 
 
 def test_a_planted_low_rank_update_is_extracted_exactly_at_its_rank():
-    deltas = {"m.0.q": planted(48, 32, [3.0, 2.0, 1.0], seed=1), "m.0.v": planted(16, 32, [5.0, 0.5, 0.1], seed=2)}
+    deltas = {"m.0.q": planted(48, 32, [3.0, 2.0, 1.0], seed=1),
+              "m.0.v": planted(16, 32, [5.0, 0.5, 0.1], seed=2)}
     result = extract(deltas, name="x", rank=3)
     assert result.adapter.ranks == {"m.0.q": 3, "m.0.v": 3}
     for path, D in deltas.items():

@@ -100,7 +100,8 @@ def test_nuslerp_matches_mergekit(flatten, row_wise):
     weights = [1.0, 3.0]
     out = merge([a, b], "nuslerp", weights, flatten=flatten, row_wise=row_wise).adapter
     for path in a.modules:
-        expected = mk_nuslerp(0.75, delta(a, path), delta(b, path), dim=0 if row_wise else -1, flatten=flatten)
+        expected = mk_nuslerp(0.75, delta(a, path), delta(b, path), dim=0 if row_wise else -1,
+                              flatten=flatten)
         assert rel(out.delta(path), expected) < 1e-5
 
 
@@ -119,7 +120,7 @@ def _circle_set(angles, norms, seed=0):
     """Adapters ΔWᵢ = nᵢ(cos φᵢ·M + sin φᵢ·E), M ⟂ E unit rank-1 matrices: points on one great circle."""
     g = torch.Generator().manual_seed(seed)
     q, _ = torch.linalg.qr(torch.randn(64, 4, generator=g, dtype=torch.float64))
-    M, E = torch.outer(q[:, 0], q[:, 1]), torch.outer(q[:, 2], q[:, 3])  # ‖M‖ = ‖E‖ = 1, ⟨M, E⟩ = 0
+    M = torch.outer(q[:, 0], q[:, 1])  # ‖M‖ = 1; E = q₂q₃ᵀ is orthogonal to it
     out = []
     for i, (phi, n) in enumerate(zip(angles, norms, strict=True)):
         B = torch.stack([n * math.cos(phi) * q[:, 0], n * math.sin(phi) * q[:, 2]], dim=1)  # (64, 2)
@@ -141,7 +142,7 @@ def test_karcher_finds_the_planted_mean_on_a_great_circle(weights, angles):
     default = merge(adapters, "karcher", weights)  # mergekit's 10 steps, tol 1e-5
     assert rel(default.adapter.delta(PATH), expected) < 1e-4
     linear = sum(w * delta(a, PATH) / delta(a, PATH).norm() for w, a in zip(p, adapters, strict=True))
-    assert rel(linear / linear.norm() * expected.norm(), expected) > 100 * max(exact, 1e-8)  # not the linear mean
+    assert rel(linear / linear.norm() * expected.norm(), expected) > 100 * max(exact, 1e-8)  # not linear
 
 
 def test_karcher_of_equal_directions_is_their_mean_norm():
@@ -174,7 +175,8 @@ def test_model_stock_ratio_is_mergekits_formula(n):
     result = merge(adapters, "model_stock")
     for path in adapters[0].modules:
         vs = [delta(a, path).reshape(-1) for a in adapters]
-        cos = [float(vs[i] @ vs[j] / (vs[i].norm() * vs[j].norm())) for i in range(n) for j in range(i + 1, n)]
+        cos = [float(vs[i] @ vs[j] / (vs[i].norm() * vs[j].norm()))
+               for i in range(n) for j in range(i + 1, n)]
         c = sum(cos) / len(cos)
         t = n * c / (1 + (n - 1) * c)  # Jang et al. eq. / mergekit
         assert 0 < t < 1
@@ -188,7 +190,8 @@ def test_model_stock_filter_wise_has_one_ratio_per_row():
     for path in adapters[0].modules:
         D = torch.stack([delta(a, path) for a in adapters])  # (3, out, in)
         norms = D.norm(dim=-1)  # (3, out)
-        cos = torch.stack([(D[i] * D[j]).sum(-1) / (norms[i] * norms[j]) for i, j in ((0, 1), (0, 2), (1, 2))]).mean(0)
+        cos = torch.stack([(D[i] * D[j]).sum(-1) / (norms[i] * norms[j])
+                           for i, j in ((0, 1), (0, 2), (1, 2))]).mean(0)
         t = 3 * cos / (1 + 2 * cos)  # (out,)
         assert rel(out.delta(path), t[:, None] * D.mean(0)) < 1e-5
 
@@ -217,5 +220,6 @@ def test_sce_matches_mergekit(density):
     weights = [1.0, 0.5, -0.8]
     out = merge(adapters, "sce", weights, density=density, rank=64).adapter  # full rank: no truncation
     for path in adapters[0].modules:
-        expected = mk_sce(torch.stack([w * delta(a, path) for a, w in zip(adapters, weights, strict=True)]), density)
+        tvs = torch.stack([w * delta(a, path) for a, w in zip(adapters, weights, strict=True)])
+        expected = mk_sce(tvs, density)
         assert rel(out.delta(path), expected) < 1e-5

@@ -14,8 +14,8 @@ from workbench.merging.extract import extract_from_models
 class Extracting:
     """``extract`` of ``Workbench``."""
 
-    def extract(self, finetuned: nn.Module, *, name: str, rank: int | None = None, energy: float | None = None,
-                targets: str | list[str] = "all-linear") -> Adapter:
+    def extract(self, finetuned: nn.Module, *, name: str, rank: int | None = None,
+                energy: float | None = None, targets: str | list[str] = "all-linear") -> Adapter:
         """Extract a LoRA adapter from a fully fine-tuned copy of this lab's base model and add it.
 
         Example:
@@ -34,9 +34,10 @@ class Extracting:
         if name in self._adapters or name in self._routers or name in RESERVED:
             raise WorkbenchError(f"the name {name!r} is taken in this lab (or reserved); pick another")
         if finetuned is self.model:
-            raise WorkbenchError("extract takes the fine-tuned model, not the lab's own base; pass the other copy")
-        result = extract_from_models(finetuned, self.model, name=name, rank=rank, energy=energy, targets=targets,
-                                     base_fingerprint=self.fingerprint)
+            raise WorkbenchError("extract takes the fine-tuned model, not the lab's own base; "
+                                 "pass the other copy")
+        result = extract_from_models(finetuned, self.model, name=name, rank=rank, energy=energy,
+                                     targets=targets, base_fingerprint=self.fingerprint)
         with rollback(self):
             self.add_adapter(result.adapter)
         self.last_extract = result

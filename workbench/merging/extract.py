@@ -108,7 +108,8 @@ def extract(deltas: Mapping[str, torch.Tensor], *, name: str, rank: int | None =
     adapter = Adapter(name=name, modules=modules, scaling="standard", base_fingerprint=base_fingerprint,
                       lineage={"method": "extract", "extract": {
                           "rank": rank, "energy": energy, "error": total_error,
-                          "ranks": {p: f.r for p, f in modules.items()}, **({"source": source} if source else {})}})
+                          "ranks": {p: f.r for p, f in modules.items()},
+                          **({"source": source} if source else {})}})
     return ExtractResult(adapter, tidy(rows), total_error)
 
 
@@ -142,8 +143,8 @@ def extract_from_models(finetuned: nn.Module, base: nn.Module, *, name: str, ran
     for p in paths:
         Wt, Wb = weight_of(tuned[p]), weight_of(base_mods[p])
         if Wt.shape != Wb.shape:
-            raise WorkbenchError(f"module {p!r}: fine-tuned weight {tuple(Wt.shape)} vs base {tuple(Wb.shape)}; "
-                                 "extract from a model of the base's architecture")
+            raise WorkbenchError(f"module {p!r}: fine-tuned weight {tuple(Wt.shape)} vs base "
+                                 f"{tuple(Wb.shape)}; extract from a model of the base's architecture")
         deltas[p] = Wt.double().cpu() - Wb.double().cpu()
     return extract(deltas, name=name, rank=rank, energy=energy, base_fingerprint=base_fingerprint,
                    source={"kind": "full fine-tune", "targets": targets,

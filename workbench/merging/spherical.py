@@ -122,7 +122,8 @@ def karcher_coefficients(G: torch.Tensor, pulls: torch.Tensor, *, max_iter: int 
     for _ in range(max_iter):
         dots = (U @ u).clamp(-1.0, 1.0)  # (K,): cos θᵢ = ⟨u, ûᵢ⟩
         theta = torch.arccos(dots)
-        gain = torch.where(theta < tol, torch.zeros_like(theta), p * theta / torch.sin(theta).clamp(min=1e-300))
+        sin = torch.sin(theta).clamp(min=1e-300)
+        gain = torch.where(theta < tol, torch.zeros_like(theta), p * theta / sin)
         T = torch.diag(gain) - torch.outer(u, gain * dots)  # column i: gain_i·(eᵢ − dotᵢ·u)
         T = T.sum(1)  # (K,)
         t_norm = norm(T)

@@ -119,7 +119,8 @@ def merge_statistics(lab, names: Sequence[str], data, *, kinds: Sequence[str] = 
         raise WorkbenchError(f"examples={examples!r} must be a positive int")
     missing = [n for n in names if n not in lab.adapters]
     if missing:
-        raise WorkbenchError(f"no adapter {missing[0]!r} in this lab; it has {list(lab.adapters) or '(none)'}")
+        raise WorkbenchError(f"no adapter {missing[0]!r} in this lab; it has "
+                             f"{list(lab.adapters) or '(none)'}")
     per = _per_adapter(names, data)
     stats = MergeStatistics()
     for n in names:
@@ -161,7 +162,8 @@ def _features(lab, item, examples: int, seed: int) -> list[dict]:
 
         chosen = encode_for_training(lab.tokenizer, item, list(item.train))
     else:
-        raise WorkbenchError(f"data for the statistics must be a Task or encoded features, got {type(item).__name__}")
+        raise WorkbenchError("data for the statistics must be a Task or encoded features, got "
+                             f"{type(item).__name__}")
     return random.Random(seed).sample(chosen, examples) if len(chosen) > examples else chosen
 
 
@@ -169,7 +171,8 @@ def _measure(lab, name: str, paths: list[str], features: list[dict], kinds: tupl
     """One forward (and, for the Fisher, one backward to the module outputs) per example."""
     model, fisher = lab.model, "fisher" in kinds
     modules = dict(model.named_modules())
-    grams = {p: torch.zeros(modules[p].in_features, modules[p].in_features, dtype=torch.float64) for p in paths}
+    grams = {p: torch.zeros(modules[p].in_features, modules[p].in_features, dtype=torch.float64)
+             for p in paths}
     fishers = {p: torch.zeros(modules[p].out_features, modules[p].in_features, dtype=torch.float64)
                for p in paths} if fisher else {}
     inputs, grads = {}, {}
@@ -206,8 +209,8 @@ def _measure(lab, name: str, paths: list[str], features: list[dict], kinds: tupl
                     x = inputs[p][0].double().cpu()  # (T, in)
                     grams[p] += x.T @ x
                     if fisher:
-                        g = grads[p][0].double().cpu() if p in grads else torch.zeros(x.shape[0], fishers[p].shape[0],
-                                                                                       dtype=torch.float64)
+                        g = grads[p][0].double().cpu() if p in grads else \
+                            torch.zeros(x.shape[0], fishers[p].shape[0], dtype=torch.float64)  # (T, out)
                         fishers[p] += (g.T @ x) ** 2  # (out, in)
                 tokens += ids.shape[1]
     finally:

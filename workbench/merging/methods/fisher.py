@@ -41,14 +41,16 @@ def _run(inputs: MergeInputs, params: dict):
             F = stats.fishers[inputs.adapters[i].name][path].double() + params["min_fisher"]  # (out, in)
             num += F * (inputs.weights[i] * (sB.detach().double() @ A.detach().double()))
             den += F
-        merged = torch.where(den > 0, num / torch.where(den > 0, den, torch.ones_like(den)), torch.zeros_like(num))
+        safe = torch.where(den > 0, den, torch.ones_like(den))
+        merged = torch.where(den > 0, num / safe, torch.zeros_like(num))
         out[path] = dense_svd(merged, rank)
     return out
 
 
 MERGES.register(
     "fisher", flags=("elementwise", "needs_data"),
-    reference="Matena & Raffel, Merging Models with Fisher-Weighted Averaging, NeurIPS 2022 (arXiv 2111.09832)",
+    reference="Matena & Raffel, Merging Models with Fisher-Weighted Averaging, NeurIPS 2022 "
+              "(arXiv 2111.09832)",
     summary="Fisher merging: each entry the Fisher-weighted mean Σ Fᵢ∘wᵢΔWᵢ / Σ Fᵢ of the updates; needs "
             "statistics=merge_statistics(...) (diagonal Fishers).",
     params=[Param("statistics", Param.REQUIRED, "the sources' diagonal Fishers: "

@@ -50,7 +50,8 @@ def _run(inputs: MergeInputs, params: dict):
 def _validate(params: dict) -> None:
     from workbench.errors import WorkbenchError
 
-    if not isinstance(params["max_iter"], int) or isinstance(params["max_iter"], bool) or params["max_iter"] < 0:
+    steps = params["max_iter"]
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
         raise WorkbenchError(f"karcher: max_iter={params['max_iter']!r} must be an int >= 0 (0: the "
                              "normalized weighted mean, no iteration)")
     if params["tol"] <= 0:
@@ -64,6 +65,7 @@ MERGES.register(
     summary="Karcher mean: the Riemannian mean of the updates' directions on the sphere (weights pull), "
             "scaled to their weighted mean norm; exact at rank Σrᵢ.",
     params=[Param("max_iter", 10, "fixed-point steps at most (mergekit's 10)", low=0, high=10_000),
-            Param("tol", 1e-5, "stop when the tangent's norm is below this (mergekit's 1e-5)", low=0.0, high=1.0),
+            Param("tol", 1e-5, "stop when the tangent's norm is below this (mergekit's 1e-5)",
+                  low=0.0, high=1.0),
             RANK],
 )(MergeMethod(name="karcher", run=_run, validate=_validate))

@@ -38,7 +38,8 @@ def stock_ratio(cos: torch.Tensor, n: int) -> torch.Tensor:
     if n == 1:
         return torch.ones_like(cos)
     den = 1 + (n - 1) * cos
-    return torch.where(den > 0, n * cos / torch.where(den > 0, den, torch.ones_like(den)), torch.zeros_like(cos))
+    safe = torch.where(den > 0, den, torch.ones_like(den))
+    return torch.where(den > 0, n * cos / safe, torch.zeros_like(cos))
 
 
 def mean_cosine(G: torch.Tensor) -> torch.Tensor:

@@ -43,8 +43,8 @@ def live_sources(inputs: MergeInputs, path: str) -> list[int]:
 def check_statistics(inputs: MergeInputs, params: dict, kind: str, method: str) -> MergeStatistics:
     stats = params["statistics"]
     if not isinstance(stats, MergeStatistics):
-        raise WorkbenchError(f"{method}: statistics={type(stats).__name__} is not a MergeStatistics; compute it "
-                             "with workbench.merging.statistics.merge_statistics(lab, names, data)")
+        raise WorkbenchError(f"{method}: statistics={type(stats).__name__} is not a MergeStatistics; "
+                             "compute it with workbench.merging.merge_statistics(lab, names, data)")
     live = sorted({i for p in inputs.paths for i in live_sources(inputs, p)})
     stats.check([inputs.adapters[i] for i in live], kind, method, [inputs.fingerprint(i) for i in live])
     return stats
@@ -58,7 +58,8 @@ def _run(inputs: MergeInputs, params: dict):
         live = live_sources(inputs, path)
         if not live:
             out_f, in_f = inputs.shape(path)
-            out[path] = (torch.zeros(rank, in_f, dtype=torch.float64), torch.zeros(out_f, rank, dtype=torch.float64))
+            out[path] = (torch.zeros(rank, in_f, dtype=torch.float64),
+                         torch.zeros(out_f, rank, dtype=torch.float64))
             continue
         grams = [shrink(stats.grams[inputs.adapters[i].name][path].double(), params["alpha"]) for i in live]
         inverse = torch.linalg.pinv(sum(grams), hermitian=True)  # (in, in)
@@ -80,7 +81,7 @@ MERGES.register(
             "inputs, ΔW' = (Σ wᵢΔWᵢG̃ᵢ)(ΣG̃ᵢ)⁻¹; needs statistics=merge_statistics(...) (input Grams).",
     params=[Param("statistics", Param.REQUIRED, "the sources' input Gram matrices: "
                   "workbench.merging.statistics.merge_statistics(lab, names, data, kinds=('gram',))"),
-            Param("alpha", 0.9, "scale of the Grams' off-diagonal entries (the paper's α; 1: exact closed form)",
-                  low=0.0, high=1.0),
+            Param("alpha", 0.9, "scale of the Grams' off-diagonal entries (the paper's α; 1: exact "
+                  "closed form)", low=0.0, high=1.0),
             RANK],
 )(MergeMethod(name="regmean", run=_run))

@@ -40,7 +40,8 @@ def check_pair(inputs: MergeInputs, method: str) -> None:
             "any number) or task_arithmetic")
 
 
-def pair_parts(inputs: MergeInputs, path: str, weights: list[float]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def pair_parts(inputs: MergeInputs, path: str, weights: list[float]
+               ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """[(A₀, w₀s₀B₀), (A₁, w₁s₁B₁)] at ``path`` (float64); a missing source is a rank-1 zero update."""
     out_f, in_f = inputs.shape(path)
     parts = []
@@ -49,7 +50,8 @@ def pair_parts(inputs: MergeInputs, path: str, weights: list[float]) -> list[tup
             A, sB = a.factors(path)
             parts.append((A.detach().double(), w * sB.detach().double()))
         else:
-            parts.append((torch.zeros(1, in_f, dtype=torch.float64), torch.zeros(out_f, 1, dtype=torch.float64)))
+            parts.append((torch.zeros(1, in_f, dtype=torch.float64),
+                          torch.zeros(out_f, 1, dtype=torch.float64)))
     return parts
 
 
@@ -77,6 +79,7 @@ MERGES.register(
               "merge_methods/slerp.py (DOT_THRESHOLD 0.9995)",
     summary="SLERP of two updates: c₀·w₀ΔW₀ + c₁·w₁ΔW₁ along the great circle between them (linear where "
             "they are colinear); exact at rank r₀ + r₁.",
-    params=[Param("t", 0.5, "the interpolation point: 0 gives the first adapter, 1 the second", low=0.0, high=1.0),
+    params=[Param("t", 0.5, "the interpolation point: 0 gives the first adapter, 1 the second",
+                  low=0.0, high=1.0),
             RANK],
 )(MergeMethod(name="slerp", run=_run))

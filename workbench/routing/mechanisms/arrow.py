@@ -61,9 +61,10 @@ def library(lab, bank) -> list:
     return adapters
 
 
-@ROUTERS.register("arrow", flags=("bank", "freezable"), bounds={"top_k": (1, None), "temperature": (0.0, None)})
+@ROUTERS.register("arrow", flags=("bank", "freezable"),
+                  bounds={"top_k": (1, None), "temperature": (0.0, None)})
 class Arrow(Router):
-    """Arrow: per token, the top-k adapters of a library by |⟨x, SVD prototype⟩|, softmax-weighted; no training.
+    """Arrow: per token, the top-k library adapters by |⟨x, SVD prototype⟩|, softmax-weighted; no training.
 
     Args:
         bank: names of the lab's adapters (the library) it routes over.
@@ -72,8 +73,8 @@ class Arrow(Router):
     """
 
     default_targets = "all-linear"
-    reference = ("Ostapenko et al., Towards Modular LLMs by Building and Reusing a Library of LoRAs, ICML 2024 "
-                 "(arXiv 2405.11157); peft tuners/lora/arrow.py")
+    reference = ("Ostapenko et al., Towards Modular LLMs by Building and Reusing a Library of LoRAs, "
+                 "ICML 2024 (arXiv 2405.11157); peft tuners/lora/arrow.py")
 
     def __init__(self, in_features: int, out_features: int, *, generator: torch.Generator, bank: list[str],
                  factors: list[tuple[torch.Tensor, torch.Tensor, float]], top_k: int = 3,
