@@ -151,3 +151,24 @@ def test_fisher_merge_is_the_fisher_weighted_mean():
         F = [stats.fishers[a.name][path] + 0.01 for a in adapters]
         expected = sum(f * w * delta(a, path) for f, w, a in zip(F, weights, adapters, strict=True)) / sum(F)
         assert rel(out.delta(path), expected) < 1e-5
+
+
+def test_statistics_on_a_lab_task_encode_its_training_examples():
+    from tests.tasks.helpers import build_tokenizer
+    from workbench import Workbench, zoo
+    from workbench.tasks import Example, Task, encode_for_training
+
+    z = zoo.load("tiny-llama")
+    lab = Workbench(z.model, build_tokenizer(), name="tiny-llama", fingerprint=z.fingerprint)
+    ex = [Example("what is one plus two ?", "three", ("three", "four")),
+          Example("what is two plus two ?", "four", ("three", "four")),
+          Example("what is one plus three ?", "four", ("three", "four"))]
+    task = Task("sums", "toy sums", "accuracy", ex, ex[:1], max_length=40)
+    lab.new_adapter("a", r=2, seed=0, init="random")
+    lab.new_adapter("b", r=3, seed=1, init="random")
+    stats = merge_statistics(lab, ["a", "b"], task, examples=8)
+    assert stats.examples == {"a": 3, "b": 3}
+    gram, fisher = _independent(lab, "a", encode_for_training(lab.tokenizer, task, ex))
+    assert rel(stats.grams["a"][PATH], gram) < 1e-5 and rel(stats.fishers["a"][PATH], fisher) < 1e-4
+    merged = lab.merge(["a", "b"], "regmean", statistics=stats)
+    assert merged.lineage["merge"]["method"] == "regmean"
