@@ -64,6 +64,18 @@ def test_slerp_of_two_updates_is_the_closed_form(t, weights):
     assert set(result.adapter.ranks.values()) == {8}  # exact at r₀ + r₁
 
 
+@pytest.mark.parametrize("t", [1 / 3, 0.5, 0.8])
+def test_slerp_of_two_orthogonal_unit_vectors_walks_the_quarter_circle(t):
+    """The textbook closed form: at 90°, slerp(t) = cos(tπ/2)·v₀ + sin(tπ/2)·v₁."""
+    g = torch.Generator().manual_seed(5)
+    q, _ = torch.linalg.qr(torch.randn(64, 4, generator=g, dtype=torch.float64))
+    M, E = torch.outer(q[:, 0], q[:, 1]), torch.outer(q[:, 2], q[:, 3])  # ‖·‖ = 1, ⟨M, E⟩ = 0
+    a = planted("a", q[:, :1] * 1.0, q[:, 1:2].T)
+    b = planted("b", q[:, 2:3] * 1.0, q[:, 3:4].T)
+    out = merge([a, b], "slerp", t=t).adapter.delta(PATH)
+    assert rel(out, math.cos(t * math.pi / 2) * M + math.sin(t * math.pi / 2) * E) < 1e-6
+
+
 @pytest.mark.parametrize("factor", [2.0, -0.5])
 def test_slerp_of_parallel_updates_falls_back_to_linear(factor):
     a = sources((4,), seed=31)[0]

@@ -88,6 +88,11 @@ class MergeStatistics:
             if self.fingerprints.get(a.name) != fp:
                 raise WorkbenchError(f"{method}: the statistics of {a.name!r} were measured with another "
                                      f"adapter of that name (its weights differ); {fix}")
+            embedded = [p for p, f in a.modules.items() if f.embedding]
+            if embedded:
+                raise WorkbenchError(f"{method} merges linear modules; {a.name!r} has an embedding module "
+                                     f"{embedded[0]!r}: merge adapters without embeddings (or those modules "
+                                     "with another method)")
             missing = [p for p in a.modules if p not in table[a.name]]
             if missing:
                 raise WorkbenchError(f"{method}: the {kind} statistics of {a.name!r} lack module "
