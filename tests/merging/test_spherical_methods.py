@@ -235,3 +235,19 @@ def test_sce_matches_mergekit(density):
         tvs = torch.stack([w * delta(a, path) for a, w in zip(adapters, weights, strict=True)])
         expected = mk_sce(tvs, density)
         assert rel(out.delta(path), expected) < 1e-5
+
+
+def test_a_failed_merge_leaves_the_lab_unchanged():
+    from tests.conftest import tiny_lab
+
+    lab = tiny_lab()
+    for i, n in enumerate("abc"):
+        lab.new_adapter(n, r=2 + i, seed=i, init="random")
+    before = list(lab.adapters)
+    for bad in [dict(method="slerp"), dict(method="karcher", max_iter=-1), dict(method="nuslerp", row_wise=2),
+                dict(method="model_stock", filter_wise="yes"), dict(method="sce", density=0.0)]:
+        with pytest.raises(WorkbenchError):
+            lab.merge(["a", "b", "c"], **bad)
+        assert list(lab.adapters) == before and lab.last_merge is None
+    ok = lab.merge(["a", "c"], "slerp", t=0.25)  # ranks 2 and 4
+    assert set(ok.ranks.values()) == {6} and lab.last_merge.total_error > 0
