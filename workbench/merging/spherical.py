@@ -122,8 +122,11 @@ def karcher_coefficients(G: torch.Tensor, pulls: torch.Tensor, *, max_iter: int 
     for _ in range(max_iter):
         dots = (U @ u).clamp(-1.0, 1.0)  # (K,): cos θᵢ = ⟨u, ûᵢ⟩
         theta = torch.arccos(dots)
-        sin = torch.sin(theta).clamp(min=1e-300)
-        gain = torch.where(theta < tol, torch.zeros_like(theta), p * theta / sin)
+        sin = torch.sin(theta)
+        # θ < tol: at u already (mergekit skips it); sin θ ≈ 0 at θ ≈ π: antipodal, no tangent direction
+        skip = (theta < tol) | (sin < 1e-12)
+        safe = torch.where(skip, torch.ones_like(sin), sin)
+        gain = torch.where(skip, torch.zeros_like(theta), p * theta / safe)
         T = torch.diag(gain) - torch.outer(u, gain * dots)  # column i: gain_i·(eᵢ − dotᵢ·u)
         T = T.sum(1)  # (K,)
         t_norm = norm(T)

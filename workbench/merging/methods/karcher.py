@@ -11,7 +11,8 @@ Deviations: we average the updates (mergekit averages full weights, whose direct
 of one base are nearly the same). mergekit weighs every model equally (1/K); here the weights are
 the pulls (relative, normalized: [2, 2] is [1, 1]) and a negative weight flips its update, so
 negating every weight negates the result. A zero-weight or zero source takes no part (mergekit
-drops zero tensors from the mean but keeps them in the norm average).
+drops zero tensors from the mean but keeps them in the norm average). A direction antipodal to the
+iterate (sin θ = 0) adds no tangent (mergekit divides by sin θ there).
 
 Reference: Karcher, "Riemannian center of mass and mollifier smoothing", CPAM 1977; Buss & Fillmore,
 ACM TOG 2001 (the iteration); mergekit ``merge_methods/karcher.py`` (max_iter 10, tol 1e-5).
