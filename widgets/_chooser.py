@@ -60,12 +60,15 @@ class Chooser(View):
         if self.choice not in self.choices or (self.options and self.option not in self.options):
             return  # still being built (``_apply`` sets both)
         frame, title, lo, hi, scale = self.table(self.choice)
-        self.selected = []
-        self.heatmap = {**payload(frame, title, lo, hi, scale), "choice": self.choice, "option": self.option}
-        self.redrawn()
+        with self.hold_sync():  # one message: the front end never shows a new map beside an old aside
+            self.selected = []
+            self.redrawn()
+            self.heatmap = {**payload(frame, title, lo, hi, scale), "choice": self.choice,
+                            "option": self.option}
 
     def redrawn(self) -> None:
-        """Called after each new heatmap: subclasses update ``aside`` or ``curve`` for the new choice."""
+        """Called with each new heatmap (same message): subclasses update ``aside``, ``curve`` or ``cell``
+        for the new choice and option."""
 
     @t.observe("selected")
     def _describe(self, _change=None) -> None:

@@ -34,7 +34,7 @@ class HeadMaps(Chooser):
         where = maps[["layer", "module"]].drop_duplicates()
         options = [_label(layer, module) for layer, module in where.itertuples(index=False)]
         heads = [f"head {h}" for h in sorted(maps["head"].unique())]
-        w = cls(choices=[*heads, MEAN], options=options, cell=18)
+        w = cls(choices=[*heads, MEAN], options=options, cell=26)
         where = [_label(la, m) for la, m in zip(maps["layer"], maps["module"], strict=True)]
         w.maps = maps.assign(where=where)
         w._apply({"option": options[0], "choice": heads[0], **traits})

@@ -80,7 +80,7 @@ class SMoRAGates(Chooser):
         return table, title, 0.0, hi, "sequential"
 
     def redrawn(self) -> None:
-        self.cell = 10 if self.choice == BIAS else 26
+        self.cell = 14 if self.choice == BIAS else 26
         share = selection_share(in_layer(self.values, self.option))
         row = share.groupby("expert")["share"].mean().to_frame("selected").T  # (1, E)
         row.columns = [str(c) for c in row.columns]

@@ -158,7 +158,7 @@ def test_route_views_render_answer_a_gesture_and_reach_the_kernel(lab_server, pa
         if kind == "select":
             view.locator("select.lw-option").select_option(target)
         else:
-            view.locator(".lw-button", has_text=target).click()
+            view.get_by_role("button", name=target, exact=True).click()
         # Python answers with the new map (not dimmed, its title made in Python for the new selection)
         page.wait_for_function(
             "([i, title]) => { const t = document.querySelectorAll('.lw-chooser')[i]"
