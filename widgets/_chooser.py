@@ -33,7 +33,8 @@ class Chooser(View):
     aside = t.Dict(help="An optional second heatmap payload beside the main one ({}: none).").tag(sync=True)
     selected = t.List(t.Unicode(), help="The clicked cell [row, col], or [].").tag(sync=True)
     detail = t.Unicode(help="One line on the clicked cell (empty when none is).").tag(sync=True)
-    cell = t.Int(10, help="The side of a heatmap cell, in pixels.").tag(sync=True)
+    cell = t.Int(10, help="The side of a heatmap cell, in pixels (from 40 on, cells print their "
+                 "values).").tag(sync=True)
     curve = t.Dict(help="An optional line chart under the map: {'title', 'x': [...], 'series': "
                    "{name: [...]}} ({}: none).").tag(sync=True)
 

@@ -67,7 +67,7 @@ class LeakageMap(Chooser):
             raise WorkbenchError(f"LeakageMap takes a frame with columns {sorted(NEED)}; got "
                                  f"{sorted(frame.columns)}: pass analysis.leakage.leakage(...)")
         conditions = [str(c) for c in dict.fromkeys(frame.condition)]
-        w = cls(choices=conditions, cell=64)
+        w = cls(choices=conditions, cell=96)
         w.frame = frame.assign(condition=frame.condition.astype(str))
         w._apply({"choice": conditions[0], **traits})
         return w

@@ -53,7 +53,7 @@ class RankReuseMap(Chooser):
         if mass.empty or not need <= set(mass.columns):
             raise WorkbenchError(f"RankReuseMap takes rank_block_mass(...)'s frame (columns "
                                  f"{sorted(need)})")
-        w = cls(choices=[MASS, ACTIVE], options=layer_options(mass), cell=56)
+        w = cls(choices=[MASS, ACTIVE], options=layer_options(mass), cell=104)
         w.mass = mass
         w._apply({"option": w.options[0], "choice": MASS, **traits})
         return w

@@ -35,11 +35,12 @@ class TaskLoad(Chooser):
         if load.empty or not need <= set(load.columns):
             raise WorkbenchError(f"TaskLoad takes task_load(...)'s frame (columns {sorted(need)})")
         spec = specialization(load).groupby("layer", dropna=False)[["mutual_information", "max"]].mean()
-        side = spec[["mutual_information"]].rename(columns={"mutual_information": "I(task; expert)"})
+        side = spec[["mutual_information"]].rename(columns={"mutual_information": "MI"})
         side.index = [f"layer {int(i)}" if pd.notna(i) else "other" for i in side.index]
-        aside = payload(side, f"task–expert mutual information, nats (max {spec['max'].max():.2f})", 0.0,
+        aside = payload(side, f"per layer: mutual information I(task; expert), nats (max "
+                        f"{spec['max'].max():.2f})", 0.0,
                         float(spec["max"].max()) or 1.0, "sequential")
-        w = cls(choices=[LOAD, GATE], options=layer_options(load), aside=aside, cell=32)
+        w = cls(choices=[LOAD, GATE], options=layer_options(load), aside=aside, cell=44)
         w.load = load
         w._apply({"option": w.options[0], "choice": LOAD, **traits})
         return w

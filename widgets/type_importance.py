@@ -36,7 +36,7 @@ class TypeImportance(Chooser):
         if importance.empty or not need <= set(importance.columns):
             raise WorkbenchError(f"TypeImportance takes type_importance(...)'s frame (columns "
                                  f"{sorted(need)})")
-        w = cls(choices=[GROUPS, EXPERTS], options=layer_options(importance), cell=44)
+        w = cls(choices=[GROUPS, EXPERTS], options=layer_options(importance), cell=80)
         w.importance, w.shares = importance, group_share(importance)
         w._apply({"option": w.options[0], "choice": GROUPS, **traits})
         return w

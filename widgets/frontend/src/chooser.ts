@@ -59,8 +59,9 @@ export function render({ model, el }: RenderProps<ChooserTraits>) {
     const h = model.get("heatmap");
     const parts: HTMLElement[] = [buttons];
     if (filled(h)) {
+      const cell = model.get("cell");
       const map = heatmap(h, {
-        cell: model.get("cell"), selected: model.get("selected"),
+        cell, selected: model.get("selected"), digits: cell >= 40 ? 2 : null, // numbers when they fit
         onClick: (r, c) => { model.set("selected", [r, c]); model.save_changes(); },
       });
       map.classList.add("lw-main");
