@@ -25,7 +25,7 @@ from workbench.analysis.bias_trace import (
     selection_share,
     trace_routes,
 )
-from workbench.analysis.head_attention import head_attention
+from workbench.analysis.head_attention import head_attention, span_attention
 from workbench.analysis.task_load import specialization, task_load
 from workbench.analysis.type_importance import group_share, type_importance
 from workbench.errors import WorkbenchError
@@ -163,6 +163,10 @@ def test_head_attention_is_causal_scaled_attention_per_head_by_hand():
             want = logits.softmax(-1)
             got = maps[maps["head"] == h].pivot(index="query", columns="key", values="weight").fillna(0.0)
             np.testing.assert_allclose(got.to_numpy(), want.numpy(), rtol=1e-5, atol=1e-7)
+            mass = span_attention(maps, ["general", "domain", "domain", "domain"])
+            mass = mass[mass["head"] == h].set_index("span")["weight"]
+            assert mass["general"] == pytest.approx(float(want[:, 0].mean()), rel=1e-5)  # mean over queries
+            assert mass["domain"] == pytest.approx(float(want[:, 1:].sum(-1).mean()), rel=1e-5)
     assert maps.loc[(maps["query"] == 2) & (maps["key"] == 0), "key_token"].iloc[0] == "a"
     with pytest.raises(WorkbenchError, match="no hook_attn"):
         head_attention(Cache({"a.hook_in": torch.zeros(1, 2, 3)}))

@@ -92,6 +92,13 @@ def test_head_maps_switch_module_and_head():
     np.testing.assert_allclose(decode(view.heatmap), attn["self_attn.v_proj"][0, 1].numpy(), rtol=1e-6)
     view.set_state({"choice": MEAN})
     np.testing.assert_allclose(decode(view.heatmap), attn["self_attn.v_proj"][0].mean(0).numpy(), rtol=1e-6)
+    spans = HeadMaps.from_frame(head_attention(cache), spans=["general", "domain", "domain"])
+    first = decode(spans.aside)  # head × span of the first module; rows sum to 1
+    assert first.shape == (2, 2) and np.allclose(first.sum(1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(first[:, 0], attn["self_attn.q_proj"][0, :, :, 0].mean(-1).numpy(), rtol=1e-5)
+    spans.set_state({"option": "layer 0 · self_attn.v_proj"})
+    on_first_token = attn["self_attn.v_proj"][0, :, :, 0].mean(-1)  # (heads,): the "general" key
+    np.testing.assert_allclose(decode(spans.aside)[:, 0], on_first_token.numpy(), rtol=1e-5)
 
 
 def test_task_load_switch_layer_and_measure():

@@ -6,6 +6,7 @@ attend over z_1..z_t with h heads. Its ``hook_attn`` point carries the per-head 
     _, cache = lab.run(batch, record="*.routes.alora.hook_attn")
     maps = head_attention(cache, row=0, tokens=tokens_of_row_0)
     # layer, module, router, head, query, key, weight (+ query_token, key_token)
+    span_attention(maps, spans=["general"] * 6 + ["domain"] * 9)  # layer, module, router, head, span, weight
 
 Only real tokens count (rows whose ``mask`` is 0 are dropped); ``weight`` sums to 1 over the keys of a
 query. Reference: Liu et al., ALoRA (arXiv 2405.17830, EMNLP'24; no public code); routing.md §11 (g):
@@ -67,3 +68,19 @@ def head_attention(cache: Mapping, *, row: int = 0, tokens: Sequence[str] | None
                              "record='*.hook_attn'")
     return pd.concat(frames, ignore_index=True)
 
+
+
+def span_attention(maps: pd.DataFrame, spans: Sequence[str]) -> pd.DataFrame:
+    """``layer, module, router, head, span, weight``: the mean over a row's queries of the attention mass
+    each head puts on each span's keys (``spans`` labels every position, e.g. "general" / "domain": the
+    split ALoRA is about). A head's weights sum to 1 over the spans."""
+    n = int(max(maps["query"].max(), maps["key"].max())) + 1
+    if len(spans) < n:
+        raise WorkbenchError(f"spans labels {len(spans)} positions but the maps have {n}; label every token")
+    names = list(dict.fromkeys(spans))
+    rows = []
+    for keys, part in maps.groupby(["layer", "module", "router", "head"], dropna=False, sort=False):
+        per_query = part.assign(span=[spans[k] for k in part["key"]]).pivot_table(
+            index="query", columns="span", values="weight", aggfunc="sum", fill_value=0.0)  # (queries, spans)
+        rows += [(*keys, s, float(per_query[s].mean()) if s in per_query else 0.0) for s in names]
+    return pd.DataFrame(rows, columns=["layer", "module", "router", "head", "span", "weight"])
