@@ -13,7 +13,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # two in a single process.
 torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
 
-TINY = ["tiny-llama", "tiny-gpt2", "tiny-bert"]
+TINY = ["tiny-llama", "tiny-gemma3", "tiny-gpt2", "tiny-bert"]
 
 
 def tiny_inputs(model, batch: int = 3, length: int = 7, seed: int = 0) -> dict[str, torch.Tensor]:

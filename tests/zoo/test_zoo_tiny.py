@@ -7,7 +7,7 @@ from transformers.pytorch_utils import Conv1D
 from workbench.zoo import ZOO, fingerprint, load
 from workbench.zoo.tiny import VOCAB
 
-TINY = ["tiny-llama", "tiny-gpt2", "tiny-bert"]
+TINY = ["tiny-llama", "tiny-gemma3", "tiny-gpt2", "tiny-bert"]
 
 
 @pytest.mark.parametrize("name", TINY)
@@ -66,5 +66,15 @@ def test_different_models_have_different_fingerprints():
 
 
 def test_zoo_lists_every_model():
-    assert set(ZOO.names()) == {"smollm2-135m", "minilm-l6", *TINY,
+    assert set(ZOO.names()) == {"smollm2-135m", "gemma3-270m", "minilm-l6", *TINY,
                                 "efficientnet-lite0", "whisper-tiny-en", "tiny-cnn", "tiny-whisper"}
+
+
+def test_tiny_gemma3_is_shaped_like_gemma3_270m():
+    model = load("tiny-gemma3").model
+    config = model.config
+    assert config.layer_types == ["sliding_attention", "full_attention"]
+    attn = model.model.layers[0].self_attn
+    assert attn.k_proj.out_features == config.head_dim  # one key/value head for 4 query heads
+    assert attn.q_proj.out_features == config.num_attention_heads * config.head_dim
+    assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()  # tied

@@ -1,4 +1,5 @@
-"""Tiny random models for fast unit tests: a GQA Llama, a GPT-2 (Conv1D layers) and a BERT encoder.
+"""Tiny random models for fast unit tests: a GQA Llama, a Gemma 3, a GPT-2 (Conv1D layers) and a BERT
+encoder.
 
 Each is built from a small config with a fixed seed inside ``torch.random.fork_rng``, so two loads
 give identical weights (and fingerprints) and the caller's global random state is left untouched.
@@ -48,6 +49,33 @@ def tiny_llama() -> ZooModel:
         attn_implementation="eager",
     )
     return finish("tiny-llama", _seeded(lambda: LlamaForCausalLM(config)), None, "causal-lm")
+
+
+@ZOO.register("tiny-gemma3", flags=("causal-lm", "random_weights"),
+              reference="Gemma Team, Gemma 3 Technical Report, arXiv 2503.19786, 2025 (the architecture)")
+def tiny_gemma3() -> ZooModel:
+    """A 2-layer Gemma 3 text model shaped like gemma3-270m: one sliding-window and one full attention
+    layer, 4 query heads sharing 1 key/value head, q/k norms, tied embeddings, gated GELU MLP."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    config = Gemma3TextConfig(
+        vocab_size=VOCAB,
+        hidden_size=HIDDEN,
+        intermediate_size=FFN,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=HEADS,
+        num_key_value_heads=1,
+        head_dim=16,
+        query_pre_attn_scalar=16,
+        sliding_window=8,
+        layer_types=["sliding_attention", "full_attention"],
+        max_position_embeddings=POSITIONS,
+        pad_token_id=0,
+        bos_token_id=2,
+        eos_token_id=1,
+        attn_implementation="eager",
+    )
+    return finish("tiny-gemma3", _seeded(lambda: Gemma3ForCausalLM(config)), None, "causal-lm")
 
 
 @ZOO.register("tiny-gpt2", flags=("causal-lm", "random_weights"),
