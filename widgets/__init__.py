@@ -6,7 +6,8 @@ No tensor math lives here. Static plotly figures: ``score_bars``, ``loss_curve``
 ``TypeImportance``, ``TaskLoad``, ``HeadMaps``, ``LeakageMap``, ``UserMixtureMap``, ``RankReuseMap``,
 ``RewardMixture`` (the mechanism views of the route lab); ``MergeBuilder``
 (merging); ``ModalityMap``, ``QLadderAttention``, ``PromptScaleExplorer`` (multimodal);
-``TrainingMonitor``, ``ConflictMonitor`` (training, live) and ``sweep_heatmap``.
+``TrainingMonitor``, ``ConflictMonitor`` (training, live) and ``sweep_heatmap``; ``SearchProgress`` (a
+merge-weight search, live).
 """
 
 from importlib import import_module
@@ -30,6 +31,7 @@ _WHERE = {
     "RankReuseMap": "rank_reuse",
     "RewardMixture": "reward_mixture",
     "SMoRAGates": "smora_gates",
+    "SearchProgress": "search_progress",
     "ScaleScatter": "prompt_scale_explorer",
     "Spectrum": "spectrum",
     "SubspaceView": "subspaces",
