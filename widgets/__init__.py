@@ -2,7 +2,9 @@
 
 No tensor math lives here. Static plotly figures: ``score_bars``, ``loss_curve``, ``Spectrum``,
 ``SubspaceView``. Live widgets (anywidget): ``AngleMatrix``, ``InterferenceMap`` (geometry);
-``RankActivations``, ``ExpertLoad``, ``TokenRouting``, ``PromptWhatIf`` (routing); ``MergeBuilder``
+``RankActivations``, ``ExpertLoad``, ``TokenRouting``, ``PromptWhatIf`` (routing); ``SMoRAGates``,
+``TypeImportance``, ``TaskLoad``, ``HeadMaps``, ``LeakageMap``, ``UserMixtureMap``, ``RankReuseMap``,
+``RewardMixture`` (the mechanism views of the route lab); ``MergeBuilder``
 (merging); ``ModalityMap``, ``QLadderAttention``, ``PromptScaleExplorer`` (multimodal);
 ``TrainingMonitor``, ``ConflictMonitor`` (training, live) and ``sweep_heatmap``; ``SearchProgress`` (a
 merge-weight search, live).
@@ -16,7 +18,9 @@ _WHERE = {
     "AngleMatrix": "angle_matrix",
     "ConflictMonitor": "conflict_monitor",
     "ExpertLoad": "expert_load",
+    "HeadMaps": "head_maps",
     "InterferenceMap": "interference_map",
+    "LeakageMap": "leakage_map",
     "MergeBuilder": "merge_builder",
     "MergeModel": "merge_model",
     "ModalityMap": "modality_map",
@@ -24,12 +28,18 @@ _WHERE = {
     "PromptWhatIf": "prompt_what_if",
     "QLadderAttention": "qladder_attention",
     "RankActivations": "rank_activations",
+    "RankReuseMap": "rank_reuse",
+    "RewardMixture": "reward_mixture",
+    "SMoRAGates": "smora_gates",
     "SearchProgress": "search_progress",
     "ScaleScatter": "prompt_scale_explorer",
     "Spectrum": "spectrum",
     "SubspaceView": "subspaces",
+    "TaskLoad": "task_load",
     "TokenRouting": "token_routing",
     "TrainingMonitor": "training_monitor",
+    "TypeImportance": "type_importance",
+    "UserMixtureMap": "user_mixture_map",
     "gradient_gap_figure": "gradient_gap",
     "loss_curve": "scores",
     "score_bars": "scores",
