@@ -1,0 +1,18 @@
+"""Structural compression and transfer across it: LLM-Pruner's dependency-group pruning by importance,
+and LoRAM's recovery of a LoRA trained on the pruned model to the full model.
+
+    pruned = prune(model, 0.25, method="taylor", batch=calib)   # a pruned copy + index map
+    save_pruned(pruned, "out/")                                  # a normal transformers directory
+    full_adapter = recover(adapter_on_pruned, pruned.map)        # LoRAM: zero-filled, GQA-expanded
+"""
+
+from workbench.compression.groups import ATTENTION_MODES, GroupSet, Member, group_sets
+from workbench.compression.importance import AGGREGATIONS, IMPORTANCE, element_scores, group_scores
+from workbench.compression.index_map import LayerMap, PruneMap
+from workbench.compression.loram import recover
+from workbench.compression.prune import Pruned, prune
+from workbench.compression.saving import load_pruned, save_pruned
+
+__all__ = ["AGGREGATIONS", "ATTENTION_MODES", "IMPORTANCE", "GroupSet", "LayerMap", "Member", "PruneMap",
+           "Pruned", "element_scores", "group_scores", "group_sets", "load_pruned", "prune", "recover",
+           "save_pruned"]
