@@ -47,7 +47,8 @@ def test_taylor_is_w_times_g_not_g_alone():
 
 
 def test_aggregations_over_coupled_members():
-    s = GroupSet(0, "neuron", (Member("a", 0, torch.arange(2)[:, None]), Member("b", 1, torch.arange(2)[:, None])))
+    ch = torch.arange(2)[:, None]
+    s = GroupSet(0, "neuron", (Member("a", 0, ch), Member("b", 1, ch)))
     a = torch.tensor([[1.0, 1.0], [0.0, 4.0]])  # rows 1+1=2, 0+4=4
     b = torch.tensor([[3.0, 0.0], [1.0, 0.0]])  # columns 4, 0
     got = {agg: group_scores([s], {"a": a, "b": b}, agg)[(0, "neuron")] for agg in ("sum", "mean", "max")}

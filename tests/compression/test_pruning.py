@@ -46,7 +46,8 @@ def test_pruned_model_runs_saves_and_reloads(name, method, tmp_path):
     cfg = p.model.config
     assert cfg.intermediate_size == 64 and cfg.num_attention_heads == 2
     for b, m in zip(blocks(p.model), p.map.layers.values(), strict=True):
-        assert (b.n_heads, b.n_kv, b.d_ff) == (len(m.heads), len(m.kv), len(m.neurons)) == (2, cfg.num_key_value_heads, 64)
+        kept = (len(m.heads), len(m.kv), len(m.neurons))
+        assert (b.n_heads, b.n_kv, b.d_ff) == kept == (2, cfg.num_key_value_heads, 64)
     out = _logits(p.model, x)
     assert out.shape == before.shape and torch.isfinite(out).all()
     save_pruned(p, tmp_path / "m")

@@ -82,8 +82,8 @@ def decoder_layers(model: nn.Module) -> nn.ModuleList:
     layers = getattr(inner, "layers", None)
     if not isinstance(layers, nn.ModuleList) or not len(layers):
         raise WorkbenchError(
-            f"{type(model).__name__} has no model.layers: structural pruning knows Llama-style and Gemma-style "
-            "causal LMs (LlamaForCausalLM, Gemma3ForCausalLM ...); pass one of those")
+            f"{type(model).__name__} has no model.layers: structural pruning knows Llama-style and "
+            "Gemma-style causal LMs (LlamaForCausalLM, Gemma3ForCausalLM ...); pass one of those")
     return layers
 
 

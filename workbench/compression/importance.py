@@ -34,7 +34,8 @@ from workbench.registry import Registry
 
 IMPORTANCE: Registry = Registry("importance", flags={
     "gradient": "needs the loss gradient g on calibration data",
-    "fisher": "needs the diagonal Fisher F = mean of per-sequence g²"}, skip=("w", "grad", "fisher", "generator"))
+    "fisher": "needs the diagonal Fisher F = mean of per-sequence g²"},
+    skip=("w", "grad", "fisher", "generator"))
 AGGREGATIONS = ("sum", "mean", "max")
 
 

@@ -86,9 +86,11 @@ class PruneMap:
     @staticmethod
     def from_dict(data: dict) -> PruneMap:
         try:
-            return PruneMap({int(i): LayerMap(**m) for i, m in data["layers"].items()}, data.get("settings", {}))
+            layers = {int(i): LayerMap(**m) for i, m in data["layers"].items()}
+            return PruneMap(layers, data.get("settings", {}))
         except (KeyError, TypeError) as e:
-            raise WorkbenchError(f"not a pruning index map ({e}); expected what PruneMap.to_dict writes") from e
+            raise WorkbenchError(f"not a pruning index map ({e}); expected what PruneMap.to_dict "
+                                 "writes") from e
 
     def save(self, directory: str | Path) -> Path:
         path = Path(directory) / FILE

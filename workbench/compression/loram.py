@@ -42,12 +42,13 @@ def _layer_of(module: str) -> int | None:
     return None
 
 
-def _grow(t: torch.Tensor, dim: int, index: torch.Tensor, full: int, fill: torch.Tensor | None) -> torch.Tensor:
+def _grow(t: torch.Tensor, dim: int, index: torch.Tensor, full: int,
+          fill: torch.Tensor | None) -> torch.Tensor:
     """``t`` with its dimension ``dim`` scattered to positions ``index`` of a size-``full`` tensor."""
     shape = list(t.shape)
     if shape[dim] != len(index):
-        raise WorkbenchError(f"a factor has {shape[dim]} entries along the pruned dimension but the index map "
-                             f"kept {len(index)}: the adapter was not trained on this pruned model")
+        raise WorkbenchError(f"a factor has {shape[dim]} entries along the pruned dimension but the index "
+                             f"map kept {len(index)}: the adapter was not trained on this pruned model")
     shape[dim] = full
     out = torch.zeros(shape, dtype=t.dtype) if fill is None else fill.to(t.dtype)
     out.index_copy_(dim, index, t)
