@@ -6,6 +6,7 @@ and LoRAM's recovery of a LoRA trained on the pruned model to the full model.
     full_adapter = recover(adapter_on_pruned, pruned.map)        # LoRAM: zero-filled, GQA-expanded
 """
 
+from workbench.compression.frame import importance_frame
 from workbench.compression.groups import ATTENTION_MODES, GroupSet, Member, group_sets
 from workbench.compression.importance import AGGREGATIONS, IMPORTANCE, element_scores, group_scores
 from workbench.compression.index_map import LayerMap, PruneMap
@@ -14,5 +15,5 @@ from workbench.compression.prune import Pruned, prune
 from workbench.compression.saving import load_pruned, save_pruned
 
 __all__ = ["AGGREGATIONS", "ATTENTION_MODES", "IMPORTANCE", "GroupSet", "LayerMap", "Member", "PruneMap",
-           "Pruned", "element_scores", "group_scores", "group_sets", "load_pruned", "prune", "recover",
-           "save_pruned"]
+           "Pruned", "element_scores", "group_scores", "group_sets", "importance_frame", "load_pruned",
+           "prune", "recover", "save_pruned"]
