@@ -99,3 +99,31 @@ def test_normal_fill_only_touches_pruned_a_columns_and_bad_inputs_are_refused():
     other = prune(full.model, 0.25, method="l2")
     with pytest.raises(WorkbenchError, match="not trained on this pruned model"):
         recover(a, other.map)
+
+
+def test_llm_pruner_recovery_trains_through_train_lora_and_loram_carries_it_to_the_full_model():
+    from tests.tasks.helpers import build_tokenizer
+    from workbench.tasks import Example, Task
+
+    full = zoo.load("tiny-llama")
+    tok = build_tokenizer()
+    calib = tok(["what is one plus two ? three", "what is two plus two ? four"], return_tensors="pt",
+                padding=True)
+    p = prune(full.model, 0.5, method="taylor", batch=dict(calib), parts=("attention", "mlp"))
+    ex = [Example("what is one plus two ?", "three", ("three", "four")),
+          Example("what is two plus two ?", "four", ("three", "four")),
+          Example("what is two plus one ?", "three", ("three", "four"))]
+    task = Task("sums", "toy sums", "accuracy", ex[:2], ex[2:], max_length=40)
+    small = Workbench(p.model, tok, name="tiny-llama-pruned")
+    a, history = small.train_lora("rec", task, r=2, steps=3, batch_size=2, lr=1e-2, progress=False)
+    assert len(history) and a.base_fingerprint == small.fingerprint
+    r = recover(a, p.map, base_fingerprint=full.fingerprint)
+    lab = Workbench(full.model, tok, name="tiny-llama", fingerprint=full.fingerprint)
+    lab.add_adapter(r)
+    assert set(r.modules) == set(a.modules)
+    for module, f in r.modules.items():
+        assert (f.out_features, f.in_features) == lab.shapes("all-linear")[module]
+    lab.use(r.name)
+    x = tiny_inputs(full.model)
+    assert torch.isfinite(output_of(lab.run(x)[0])).all()
+    lab.detach()
