@@ -120,3 +120,16 @@ def test_bad_arguments_say_what_to_do():
         prune(model, 0.5, method="l2", scope="everywhere")
     with pytest.raises(WorkbenchError, match="pruning.json"):
         PruneMap.load("/nonexistent")
+
+
+@pytest.mark.parametrize(("name", "attention"), [("tiny-llama", "query"), ("tiny-llama", "kv"),
+                                                 ("tiny-gemma3", "query")])
+def test_global_pruning_of_heads_keeps_gqa_balanced_and_runs(name, attention):
+    model = zoo.load(name).model
+    x = tiny_inputs(model)
+    p = prune(model, 0.5, method="taylor2", batch=_calib(model), scope="global", attention=attention,
+              aggregation="max")
+    for b, m in zip(blocks(p.model), p.map.layers.values(), strict=True):
+        assert b.n_heads % b.n_kv == 0 and b.n_kv == len(m.kv) and b.n_heads == len(m.heads) >= 1
+    assert torch.isfinite(_logits(p.model, x)).all()
+    assert p.map.settings["scope"] == "global" and p.map.kept_fraction()["neurons"] == 0.5
