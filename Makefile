@@ -49,16 +49,16 @@ lab: $(STAMP) debs
 XDIST := -n 2 --dist loadfile
 
 unit: $(STAMP)
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q -rs $(XDIST) -m "not slow and not browser and not reproduce" -p no:cacheprovider
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -rs $(XDIST) -m "not slow and not browser and not reproduce" -p no:cacheprovider --durations=15
 
 slow: $(STAMP) debs
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q -rs $(XDIST) -m "slow" -p no:cacheprovider
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -rs $(XDIST) -m "slow" -p no:cacheprovider --durations=15
 
 notebooks: $(STAMP) debs notebooks-build
 	$(PY) -m pytest -q -rs --nbmake --nbmake-timeout=1200 build/notebooks/*.ipynb -p no:cacheprovider
 
 browser: $(STAMP) debs notebooks-build
-	$(PY) -m pytest -q -rs $(XDIST) -m "browser" -p no:cacheprovider
+	$(PY) -m pytest -q -rs $(XDIST) -m "browser" -p no:cacheprovider --durations=25
 
 lint: $(STAMP) $(NODE_MODULES)
 	$(VENV)/bin/ruff check .
