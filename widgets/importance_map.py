@@ -4,6 +4,9 @@ groups crossed out.
 A static plotly figure: it only renders the frame of ``workbench.compression.frame.importance_frame``
 (``layer, kind, group, score, kept``). Scores are shown per kind on their own scale (a head's score sums
 far more weights than a neuron's).
+
+Reference: Ma et al., "LLM-Pruner", NeurIPS 2023 (the spec's per-layer importance heatmap with the
+kept-head mask); the layout is this workbench's.
 """
 
 from __future__ import annotations

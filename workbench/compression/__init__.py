@@ -4,6 +4,10 @@ and LoRAM's recovery of a LoRA trained on the pruned model to the full model.
     pruned = prune(model, 0.25, method="taylor", batch=calib)   # a pruned copy + index map
     save_pruned(pruned, "out/")                                  # a normal transformers directory
     full_adapter = recover(adapter_on_pruned, pruned.map)        # LoRAM: zero-filled, GQA-expanded
+
+Reference: Ma et al., "LLM-Pruner: On the Structural Pruning of Large Language Models", NeurIPS 2023;
+Zhang et al., "Train Small, Infer Large: Memory-Efficient LoRA Training for Large Language Models"
+(LoRAM), ICLR 2025. Deviations are written in each module.
 """
 
 from workbench.compression.frame import importance_frame
