@@ -28,3 +28,24 @@ def test_frame_has_one_row_per_group_and_the_kept_mask_of_the_map():
     assert sum(len(t.x) for t in marks) == (~frame.kept).sum()
     with pytest.raises(WorkbenchError, match="importance_map needs"):
         importance_map(frame.drop(columns="kept"))
+
+
+def test_loram_masks_render_the_zero_bands_of_a_recovered_adapter():
+    from widgets.loram_masks import loram_masks
+    from workbench import Workbench
+    from workbench.compression import recover
+
+    full = zoo.load("tiny-llama")
+    p = prune(full.model, 0.5, method="l2")
+    a = Workbench(p.model, None).new_adapter("a", r=2, targets="all-linear", init="random", seed=0)
+    r = recover(a, p.map)
+    mods = ["model.layers.0.self_attn.q_proj", "model.layers.0.mlp.down_proj"]
+    fig = loram_masks({m: r.delta(m) for m in mods})
+    q, down = fig.data
+    m = p.map.layers[0]
+    gone_rows = sorted(set(range(64)) - set(m.q_channels.tolist()))
+    assert q.z.shape == (64, 64) and (q.z[gone_rows] == 0).all() and (q.z[m.q_channels] > 0).any()
+    gone_cols = sorted(set(range(128)) - set(m.neurons))
+    assert down.z.shape == (64, 128) and (down.z[:, gone_cols] == 0).all()
+    with pytest.raises(WorkbenchError, match="at least one"):
+        loram_masks({})
