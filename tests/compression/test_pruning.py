@@ -133,3 +133,19 @@ def test_global_pruning_of_heads_keeps_gqa_balanced_and_runs(name, attention):
         assert b.n_heads % b.n_kv == 0 and b.n_kv == len(m.kv) and b.n_heads == len(m.heads) >= 1
     assert torch.isfinite(_logits(p.model, x)).all()
     assert p.map.settings["scope"] == "global" and p.map.kept_fraction()["neurons"] == 0.5
+
+
+def test_ratio_curve_starts_at_the_base_loss_and_shrinks_the_model():
+    from workbench.compression import ratio_curve, token_loss
+
+    model = zoo.load("tiny-gemma3").model
+    held = tiny_inputs(model, batch=2, length=8, seed=9)
+    frame = ratio_curve(model, [0.0, 0.5], ["taylor", "random"], _calib(model), held, seeds=(0, 1))
+    assert len(frame) == 2 * 2 * 2
+    base = frame[frame.ratio == 0]
+    assert (base.loss == token_loss(model, held)).all()
+    assert (frame[frame.ratio == 0.5].parameters < base.parameters.iloc[0]).all()
+    r = frame[(frame.method == "random") & (frame.ratio == 0.5)]
+    assert r.loss.nunique() == 2  # seeds differ
+    with pytest.raises(Exception, match="taylr"):
+        ratio_curve(model, [0.1], ["taylr"], _calib(model), held)

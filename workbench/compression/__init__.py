@@ -10,6 +10,7 @@ Zhang et al., "Train Small, Infer Large: Memory-Efficient LoRA Training for Larg
 (LoRAM), ICLR 2025. Deviations are written in each module.
 """
 
+from workbench.compression.curve import ratio_curve, token_loss
 from workbench.compression.frame import importance_frame
 from workbench.compression.groups import ATTENTION_MODES, GroupSet, Member, group_sets
 from workbench.compression.importance import AGGREGATIONS, IMPORTANCE, element_scores, group_scores
@@ -20,4 +21,4 @@ from workbench.compression.saving import load_pruned, save_pruned
 
 __all__ = ["AGGREGATIONS", "ATTENTION_MODES", "IMPORTANCE", "GroupSet", "LayerMap", "Member", "PruneMap",
            "Pruned", "element_scores", "group_scores", "group_sets", "importance_frame", "load_pruned",
-           "prune", "recover", "save_pruned"]
+           "prune", "ratio_curve", "recover", "save_pruned", "token_loss"]
