@@ -119,7 +119,7 @@ def gradients(model: nn.Module, modules: list[str], batch: Mapping[str, torch.Te
 
 def element_scores(model: nn.Module, sets: list[GroupSet], method: str = "taylor",
                    batch: Mapping[str, torch.Tensor] | None = None, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Per-element importance of every weight the groups touch, by module path (weight-shaped)."""
+    """Per-element importance of every weight the groups touch, by module path (weight-shaped, on CPU)."""
     info = IMPORTANCE.info(method)
     modules = list(dict.fromkeys(m.module for s in sets for m in s.members))
     needs = {"gradient", "fisher"} & info.flags
@@ -130,8 +130,8 @@ def element_scores(model: nn.Module, sets: list[GroupSet], method: str = "taylor
     named = dict(model.named_modules())
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        return {m: info.obj(named[m].weight.detach().float(), grads.get(m), fish.get(m), generator).float()
-                for m in modules}
+        return {m: info.obj(named[m].weight.detach().float(), grads.get(m), fish.get(m), generator)
+                .float().cpu() for m in modules}
 
 
 def group_scores(sets: list[GroupSet], scores: Mapping[str, torch.Tensor],

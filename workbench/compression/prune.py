@@ -41,6 +41,7 @@ class Pruned:
 
 def _slice(linear: nn.Linear, dim: int, index: torch.Tensor) -> None:
     """Keep rows (dim 0) or columns (dim 1) ``index`` of a Linear, in place."""
+    index = index.to(linear.weight.device)
     with torch.no_grad():
         linear.weight = nn.Parameter(linear.weight.index_select(dim, index).contiguous(),
                                      requires_grad=linear.weight.requires_grad)
