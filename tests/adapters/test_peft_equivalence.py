@@ -10,7 +10,8 @@ from tests.conftest import TINY, output_of, tiny_inputs, tiny_lab
 from workbench import Workbench, zoo
 from workbench.adapters import new_adapter
 
-TARGETS = {"tiny-llama": "attention", "tiny-gpt2": "all-linear", "tiny-bert": "attention"}
+TARGETS = {"tiny-llama": "attention", "tiny-gemma3": "all-linear", "tiny-gpt2": "all-linear",
+           "tiny-bert": "attention"}
 
 
 
@@ -59,7 +60,7 @@ def test_peft_to_ours_same_outputs(name, tmp_path):
     lab = tiny_lab(name)
     a = lab.load_adapter(tmp_path / "p", name="p")
     assert a.scaling == "rslora"
-    if name == "tiny-llama":
+    if name in ("tiny-llama", "tiny-gemma3"):
         assert a.modules["model.layers.1.self_attn.q_proj"].r == 2
         assert a.modules["model.layers.0.self_attn.v_proj"].alpha == 11
     lab.use("p")
@@ -68,6 +69,7 @@ def test_peft_to_ours_same_outputs(name, tmp_path):
 
 def _peft_targets(name: str) -> list[str]:
     return {"tiny-llama": ["q_proj", "k_proj", "v_proj", "o_proj", "down_proj"],
+            "tiny-gemma3": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
             "tiny-gpt2": ["c_attn", "c_fc"],
             "tiny-bert": ["query", "value", "dense"]}[name]
 
