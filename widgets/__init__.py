@@ -4,7 +4,8 @@ No tensor math lives here. Static plotly figures: ``score_bars``, ``loss_curve``
 ``SubspaceView``. Live widgets (anywidget): ``AngleMatrix``, ``InterferenceMap`` (geometry);
 ``RankActivations``, ``ExpertLoad``, ``TokenRouting``, ``PromptWhatIf`` (routing); ``MergeBuilder``
 (merging); ``ModalityMap``, ``QLadderAttention``, ``PromptScaleExplorer`` (multimodal);
-``TrainingMonitor``, ``ConflictMonitor`` (training, live) and ``sweep_heatmap``.
+``TrainingMonitor``, ``ConflictMonitor`` (training, live) and ``sweep_heatmap``; ``SearchProgress`` (a
+merge-weight search, live).
 """
 
 from importlib import import_module
@@ -23,6 +24,7 @@ _WHERE = {
     "PromptWhatIf": "prompt_what_if",
     "QLadderAttention": "qladder_attention",
     "RankActivations": "rank_activations",
+    "SearchProgress": "search_progress",
     "ScaleScatter": "prompt_scale_explorer",
     "Spectrum": "spectrum",
     "SubspaceView": "subspaces",
