@@ -32,8 +32,10 @@ def test_only_the_loop_steps_an_optimizer():
     assert sites == ["training/loop.py:self.optimizer.step()", "training/nola.py:self.adam.step()"]
     backward = sorted(str(p.relative_to(WORKBENCH)) for p in WORKBENCH.rglob("*.py")
                       if re.search(r"\.backward\(|autograd\.grad\(", p.read_text()))
-    # Flexora's gate gradient and DMoERM's gradient × input attribution read gradients, never step
-    assert backward == ["analysis/reward_mixture.py", "training/layers.py", "training/steps.py"]
+    # Flexora's gate gradient, DMoERM's gradient × input attribution, LLM-Pruner's Taylor importance and
+    # the merges' Fisher statistics read gradients, never step
+    assert backward == ["analysis/reward_mixture.py", "compression/importance.py", "merging/statistics.py",
+                        "training/layers.py", "training/steps.py"]
     lambdas = [p for p in WORKBENCH.rglob("*.py") if "(s + 1) / n_warm" in p.read_text()]
     assert [p.name for p in lambdas] == ["schedule.py"]
 
