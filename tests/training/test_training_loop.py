@@ -31,8 +31,8 @@ def test_only_the_loop_steps_an_optimizer():
     pattern = re.compile(r"(?<![`\w.])[\w.]*(opt|optim|adam)\w*\.step\(", re.I)  # code, not ``prose``
     sites = sorted(f"{p.relative_to(WORKBENCH)}:{line.strip()}" for p in WORKBENCH.rglob("*.py")
                    for line in p.read_text().splitlines() if pattern.search(line))
-    assert sites == ["search/searchers/adamerging.py:self.adam.step()", "training/loop.py:self.optimizer.step()",
-                     "training/nola.py:self.adam.step()"]
+    assert sites == ["search/searchers/adamerging.py:self.adam.step()",
+                     "training/loop.py:self.optimizer.step()", "training/nola.py:self.adam.step()"]
     backward = sorted(str(p.relative_to(WORKBENCH)) for p in WORKBENCH.rglob("*.py")
                       if re.search(r"\.backward\(|autograd\.grad\(", p.read_text()))
     # Flexora's gate gradient, DMoERM's gradient × input attribution, LLM-Pruner's Taylor importance,
