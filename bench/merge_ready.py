@@ -150,7 +150,8 @@ def main(args) -> str:
 
     lab = Workbench.from_zoo(ready.BASE)
     adapters = ready.load_all(lab)
-    methods = [m for m in MERGES.names() if not MERGES.has(m, "needs_data")]
+    methods = [m for m in MERGES.names()  # all four ready adapters at once: no pair method
+               if not MERGES.has(m, "needs_data") and not MERGES.has(m, "pair")]
     if args.methods:
         methods = [m for m in methods if m in args.methods]
     results = measure_all(adapters, methods, args.threads, args.repeat)
@@ -196,7 +197,8 @@ def compare(args, write) -> None:
     from workbench.merging import MERGES
 
     here = Path(__file__).resolve().parent.parent
-    methods = [m for m in MERGES.names() if not MERGES.has(m, "needs_data")] + ["interference"]
+    methods = [m for m in MERGES.names()
+               if not MERGES.has(m, "needs_data") and not MERGES.has(m, "pair")] + ["interference"]
     if args.methods:  # in the order given
         methods = [m for m in args.methods if m in methods]
     before, after = _worker(args.compare_with), _worker(here)

@@ -42,6 +42,8 @@ REGISTRIES = {
     "loss_weightings": ("workbench.training", "LOSS_WEIGHTINGS"),
     "variants": ("workbench.training", "VARIANTS"),
     "experiments": ("workbench.experiments", "EXPERIMENTS"),
+    "importance": ("workbench.compression", "IMPORTANCE"),
+    "searchers": ("workbench.search", "SEARCHERS"),
 }
 TRAINING = {"optimizers", "grad_methods", "samplings", "loss_weightings", "variants"}
 # (registry, name) of entries that may break a rule for now, each with its reason: xfail(strict=True),

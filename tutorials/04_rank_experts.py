@@ -196,6 +196,41 @@ token_view
 token_view.module  # the module chosen in the select above
 
 # %% [markdown]
+# ## 4. SMoRA's balancing bias and its gate values
+#
+# SMoRA keeps its ranks in use with a bias that is not trained: after every training forward each rank's
+# bias moves by u = 1e-5 up if the rank was selected less than the mean, down if more. The bias is in
+# the gate itself: top-k compares g + b, and the gates are those *biased* values renormalised to sum
+# to k. `SMoRAGates` shows, per layer (select), the bias of every rank over steps with the load CV under
+# it, and (button "gate values") the histogram of a selected rank's value at its three stages: the
+# router's score g, the biased g + b and the applied gate G / k; beside it, how often each rank is
+# selected. The trajectory here is a *replay*: the ready router's balancing updates run for a few
+# training-mode forwards on the held-out prompts (no optimizer step, no gradient), then its bias is
+# restored: the bias starts where the 100 training steps left it.
+
+# %%
+from workbench.analysis.bias_trace import bias_trajectory, gate_values, trace_routes
+from widgets import SMoRAGates
+
+REPLAY = 6 if QUICK else 24  # training-mode forwards of the replay
+few = lab.encode([p for t in TASKS for p in prompts[t][:2]])
+saved = {path: r.bias.clone() for path, r in lab.routers["smora"].modules.items()}
+with torch.no_grad(), trace_routes(lab.model, "*.routes.smora.hook_route") as trace:
+    with lab.session("smora", train=True):
+        for _ in range(REPLAY):
+            lab.model(**few)
+for path, r in lab.routers["smora"].modules.items():
+    r.bias.copy_(saved[path])  # the ready router as it was
+with lab.using("smora"):
+    _, gates_cache = lab.run(few, record="*.routes.smora.hook_route")
+smora_gates = SMoRAGates.from_frames(gate_values(gates_cache, mask=few["attention_mask"]),
+                                     bias_trajectory(trace))
+smora_gates
+
+# %%
+smora_gates.choice, smora_gates.option  # the button and the layer chosen above
+
+# %% [markdown]
 # ## What to take away
 #
 # - At the same trainable budget and 100 steps, the printed differences against the plain LoRA (in

@@ -93,6 +93,44 @@ assert not lab.adapters and not lab.routers
 print(Path(mix_quick.markdown).read_text().split("## Every measure")[0])
 
 # %% [markdown]
+# ### The view: expert-by-task load
+#
+# `TaskLoad` draws `analysis.task_load.task_load`: per layer (select; "all layers" is their mean), the
+# share of each task's (token, slot) assignments that each FFN expert takes (uniform is 1/E), or of its
+# gate weight (buttons); beside it, per layer, the mutual information between task and expert (0: every
+# task spreads its tokens the same way). The router here is made for the view: under `make test` it is
+# **untrained** (no training under `LORA_WORKBENCH_QUICK=1`, so the map is the initial routing);
+# otherwise it first trains for 40 steps on the three tasks. It is removed after.
+
+# %%
+from workbench import tasks as wb_tasks
+from workbench.analysis.observe import task_prompts
+from workbench.analysis.task_load import task_load
+from workbench.routing.mechanisms.mixlora import add_mixlora
+from widgets import TaskLoad, TypeImportance
+
+VIEW_STEPS = 0 if QUICK else 40  # training steps of the views' routers (none under make test)
+
+
+def view_batch(names: list[str], n: int = 4 if QUICK else 12):
+    """Held-out prompts of each task in one padded batch, and the task of each row."""
+    prompts = task_prompts(lab, names, n=n)
+    return lab.encode([p for t in names for p in prompts[t]]), [t for t in names for _ in prompts[t]]
+
+
+mix_batch, mix_groups = view_batch(["arithmetic", "topic", "language"])
+add_mixlora(lab, "mix_view", experts=4, k=2, r=8, seed=0)
+if VIEW_STEPS:
+    lab.train_router("mix_view", list(wb_tasks.load(["arithmetic", "topic", "language"]).values()),
+                     steps=VIEW_STEPS, progress=False)
+with lab.using("mix_view"):
+    _, mix_cache = lab.run(mix_batch, record="*.routes.mix_view.hook_route")
+lab.remove_router("mix_view")
+lab.remove_adapter("mix_view_attn")
+mix_view = TaskLoad.from_frame(task_load(mix_cache, mix_groups, mask=mix_batch["attention_mask"]))
+mix_view
+
+# %% [markdown]
 # ### The full run
 #
 # The table below is read from `results/mixlora.md` / `results/mixlora.csv` when they exist (the
@@ -140,6 +178,34 @@ moe_full if moe_full is None else moe_full.round(3)
 
 # %%
 interval_bars(moe_full, "knowledge_score", "Held-out trivia (knowledge) score, 95% interval over seeds")
+
+# %% [markdown]
+# ### The view: importance by data type
+#
+# `TypeImportance` draws `analysis.type_importance`: LoRAMoE's mean routing weight ω of each expert for
+# each data type (button "per expert"; columns are expert·group), or the share of a type's weight on
+# each expert group (the default), per layer (select). With the localized balance on, trivia (the
+# knowledge type) should lean on the knowledge group (experts 0–2: type 1 gets the first half, as the
+# code) and the tasks on the other. As above, the router is untrained under `make test` and trained for
+# 40 steps on the mix (δ = β = 0.1) otherwise, then removed.
+
+# %%
+from workbench.analysis.type_importance import type_importance
+
+moe_batch, moe_groups = view_batch(["arithmetic", "language", "trivia"])
+lab.add_router("moe_view", "loramoe", experts=6, r=4, blc_alpha=0.1, blc_weight=0.1,
+               type_of_task={0: 0, 1: 0, 2: 1}, seed=0)
+if VIEW_STEPS:
+    lab.train_router("moe_view", list(wb_tasks.load(["arithmetic", "language", "trivia"]).values()),
+                     steps=VIEW_STEPS, progress=False)
+with lab.using("moe_view"):
+    _, moe_cache = lab.run(moe_batch, record="*.routes.moe_view.hook_route")
+lab.remove_router("moe_view")
+moe_types = ["knowledge" if g == "trivia" else "task" for g in moe_groups]
+moe_importance = type_importance(moe_cache, moe_types, mask=moe_batch["attention_mask"],
+                                 expert_groups={"knowledge": [0, 1, 2], "task": [3, 4, 5]})
+moe_view = TypeImportance.from_frame(moe_importance)
+moe_view
 
 # %% [markdown]
 # ## What to take away

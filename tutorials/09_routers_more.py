@@ -208,6 +208,47 @@ leak_frame = leakage_frame_of(tara_full)
 leak_frame if leak_frame is None else leakage_map(leak_frame)
 
 # %% [markdown]
+# ## ALoRA's head maps
+#
+# ALoRA (reconstructed: no code was released) lets each token's LoRA code z = A x attend, head by head,
+# over the codes of the tokens before it. `HeadMaps` draws `analysis.head_attention`: for the module in
+# the select, a head's (or the heads' mean) attention of every token (row) over the earlier ones; rows
+# sum to 1 and the upper triangle is empty (causal). Under `make test` there is no SmolLM2 here, so
+# the view runs on the tiny random Llama with an untrained ALoRA (random token ids, labelled t0, t1,
+# ...: it only shows the view at work); otherwise an ALoRA on SmolLM2's attention trains for 40 steps
+# on two tasks and reads a real prompt. The router is removed after.
+
+# %%
+import torch
+
+from workbench.analysis.head_attention import head_attention
+from widgets import HeadMaps
+
+if QUICK:  # the tiny random model: no training, random ids
+    from workbench import Workbench, zoo
+
+    tiny = zoo.load("tiny-llama")
+    view_lab = Workbench(tiny.model, tiny.tokenizer, name="tiny-llama", fingerprint=tiny.fingerprint)
+    head_batch = {"input_ids": torch.randint(0, tiny.model.config.vocab_size, (1, 10),
+                                             generator=torch.Generator().manual_seed(0))}
+    head_tokens = [f"t{i}" for i in range(10)]
+else:
+    from workbench import tasks as wb_tasks
+
+    view_lab = lab
+    head_batch = view_lab.encode("Paris is the capital of France. What is 12 plus 7?")
+    head_tokens = view_lab.tokenizer.convert_ids_to_tokens(head_batch["input_ids"][0])
+view_lab.add_router("alora_view", "alora", r=8, heads=2, seed=0)
+if not QUICK:
+    view_lab.train_router("alora_view", list(wb_tasks.load(["arithmetic", "topic"]).values()), steps=40,
+                          progress=False)
+with view_lab.using("alora_view"):
+    _, head_cache = view_lab.run(head_batch, record="*.routes.alora_view.hook_attn")
+view_lab.remove_router("alora_view")
+alora_view = HeadMaps.from_frame(head_attention(head_cache, row=0, tokens=head_tokens))
+alora_view
+
+# %% [markdown]
 # ## What to take away
 #
 # - Each verdict is decided by the 95% interval of the per-seed paired difference; with three seeds a

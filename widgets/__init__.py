@@ -2,10 +2,13 @@
 
 No tensor math lives here. Static plotly figures: ``score_bars``, ``loss_curve``, ``Spectrum``,
 ``SubspaceView``. Live widgets (anywidget): ``AngleMatrix``, ``InterferenceMap`` (geometry);
-``RankActivations``, ``ExpertLoad``, ``TokenRouting``, ``PromptWhatIf`` (routing); ``MergeBuilder``
+``RankActivations``, ``ExpertLoad``, ``TokenRouting``, ``PromptWhatIf`` (routing); ``SMoRAGates``,
+``TypeImportance``, ``TaskLoad``, ``HeadMaps``, ``LeakageMap``, ``UserMixtureMap``, ``RankReuseMap``,
+``RewardMixture`` (the mechanism views of the route lab); ``MergeBuilder``
 (merging); ``ModalityMap``, ``QLadderAttention``, ``PromptScaleExplorer`` (multimodal);
-``TrainingMonitor``, ``ConflictMonitor`` (training, live) and ``sweep_heatmap``; ``GeneratorPanel``
-(generation, live), ``proximity_bars``, ``expert_map_figure``, ``histogram_figure``, ``fusion_pca_figure``.
+``TrainingMonitor``, ``ConflictMonitor`` (training, live) and ``sweep_heatmap``; ``SearchProgress`` (a
+merge-weight search, live); ``GeneratorPanel`` (generation, live), ``proximity_bars``,
+``expert_map_figure``, ``histogram_figure``, ``fusion_pca_figure``.
 """
 
 from importlib import import_module
@@ -17,7 +20,9 @@ _WHERE = {
     "ConflictMonitor": "conflict_monitor",
     "ExpertLoad": "expert_load",
     "GeneratorPanel": "generator_panel",
+    "HeadMaps": "head_maps",
     "InterferenceMap": "interference_map",
+    "LeakageMap": "leakage_map",
     "MergeBuilder": "merge_builder",
     "MergeModel": "merge_model",
     "ModalityMap": "modality_map",
@@ -25,11 +30,18 @@ _WHERE = {
     "PromptWhatIf": "prompt_what_if",
     "QLadderAttention": "qladder_attention",
     "RankActivations": "rank_activations",
+    "RankReuseMap": "rank_reuse",
+    "RewardMixture": "reward_mixture",
+    "SMoRAGates": "smora_gates",
+    "SearchProgress": "search_progress",
     "ScaleScatter": "prompt_scale_explorer",
     "Spectrum": "spectrum",
     "SubspaceView": "subspaces",
+    "TaskLoad": "task_load",
     "TokenRouting": "token_routing",
     "TrainingMonitor": "training_monitor",
+    "TypeImportance": "type_importance",
+    "UserMixtureMap": "user_mixture_map",
     "expert_map_figure": "generation_figures",
     "fusion_pca_figure": "generation_figures",
     "gradient_gap_figure": "gradient_gap",

@@ -15,7 +15,9 @@ class Chooser(View):
 
     A click on a button sets ``choice``; the observer answers with ``heatmap`` (tagged with the
     choice, so the view dims a map computed for an earlier click). A click on a cell sets
-    ``selected`` ``[row, col]`` and ``describe`` fills ``detail``.
+    ``selected`` ``[row, col]`` and ``describe`` fills ``detail``. Subclasses that set ``options``
+    get a select beside the buttons: it sets ``option`` (a second choice, e.g. the layer), which
+    ``table`` reads as ``self.option``; the heatmap is redrawn (and tagged) for it too.
     """
 
     _esm = bundle("chooser")
@@ -23,12 +25,16 @@ class Chooser(View):
 
     choices = t.List(t.Unicode(), help="The buttons: what can be shown (tasks, modules ...).").tag(sync=True)
     choice = t.Unicode(help="The button pressed: the heatmap shown is this choice's.").tag(sync=True)
+    options = t.List(t.Unicode(), help="The select's entries (a second choice such as the layer); [] "
+                     "shows no select.").tag(sync=True)
+    option = t.Unicode(help="The select's entry chosen (empty when there is no select).").tag(sync=True)
     heatmap = t.Dict(help="The heatmap payload of `choice` (see widgets._heatmap), tagged with its "
                      "'choice'.").tag(sync=True)
     aside = t.Dict(help="An optional second heatmap payload beside the main one ({}: none).").tag(sync=True)
     selected = t.List(t.Unicode(), help="The clicked cell [row, col], or [].").tag(sync=True)
     detail = t.Unicode(help="One line on the clicked cell (empty when none is).").tag(sync=True)
-    cell = t.Int(10, help="The side of a heatmap cell, in pixels.").tag(sync=True)
+    cell = t.Int(10, help="The side of a heatmap cell, in pixels (from 40 on, cells print their "
+                 "values).").tag(sync=True)
     curve = t.Dict(help="An optional line chart under the map: {'title', 'x': [...], 'series': "
                    "{name: [...]}} ({}: none).").tag(sync=True)
 
@@ -44,11 +50,26 @@ class Chooser(View):
             raise t.TraitError(f"choice must be one of {self.choices}; got {proposal['value']!r}")
         return proposal["value"]
 
-    @t.observe("choice")
+    @t.validate("option")
+    def _check_option(self, proposal):
+        if self.options and proposal["value"] not in self.options:
+            raise t.TraitError(f"option must be one of {self.options}; got {proposal['value']!r}")
+        return proposal["value"]
+
+    @t.observe("choice", "option")
     def _draw(self, _change=None) -> None:
+        if self.choice not in self.choices or (self.options and self.option not in self.options):
+            return  # still being built (``_apply`` sets both)
         frame, title, lo, hi, scale = self.table(self.choice)
-        self.selected = []
-        self.heatmap = {**payload(frame, title, lo, hi, scale), "choice": self.choice}
+        with self.hold_sync():  # one message: the front end never shows a new map beside an old aside
+            self.selected = []
+            self.redrawn()
+            self.heatmap = {**payload(frame, title, lo, hi, scale), "choice": self.choice,
+                            "option": self.option}
+
+    def redrawn(self) -> None:
+        """Called with each new heatmap (same message): subclasses update ``aside``, ``curve`` or ``cell``
+        for the new choice and option."""
 
     @t.observe("selected")
     def _describe(self, _change=None) -> None:

@@ -1,7 +1,8 @@
 """TARA's leakage map: source adapter × target adapter's tokens, one heatmap per composition.
 
-A static plotly figure: it only renders the frame of ``workbench.analysis.leakage.leakage`` (or the
-same columns read back from an experiment's results). The diagonal is each adapter's effect on its
+``leakage_map`` is a static plotly figure and ``LeakageMap`` the live view (a button per condition);
+both only render the frame of ``workbench.analysis.leakage.leakage`` (or the same columns read back
+from an experiment's results). The diagonal is each adapter's effect on its
 own tokens; off the diagonal, how much of one adapter's effect lands on the other's tokens.
 """
 
@@ -11,6 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from widgets._chooser import Chooser
 from workbench.errors import WorkbenchError
 
 NEED = {"condition", "source", "target", "leakage"}
@@ -43,3 +45,43 @@ def leakage_map(frame: pd.DataFrame, *, title: str = "Leakage: KL at the target'
         fig.update_yaxes(title_text="source adapter" if i == 1 else None, autorange="reversed", row=1, col=i)
     fig.update_layout(title=title, template="plotly_white", height=340, margin=dict(t=80, b=40))
     return fig
+
+
+class LeakageMap(Chooser):
+    """The same map, live: one button per condition (``choice``); source rows × target columns.
+
+    Example::
+
+        LeakageMap.from_frame(pd.concat([leakage(..., condition="plain sum"),
+                                         leakage(..., condition="tara")]))
+    """
+
+    frame: pd.DataFrame | None = None  # leakage(...)'s frames concatenated over conditions
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame, **traits) -> LeakageMap:
+        """Args:
+            frame: ``condition, source, target, leakage`` (``analysis.leakage.leakage`` per condition).
+        """
+        if frame.empty or not NEED <= set(frame.columns):
+            raise WorkbenchError(f"LeakageMap takes a frame with columns {sorted(NEED)}; got "
+                                 f"{sorted(frame.columns)}: pass analysis.leakage.leakage(...)")
+        conditions = [str(c) for c in dict.fromkeys(frame.condition)]
+        w = cls(choices=conditions, cell=96)
+        w.frame = frame.assign(condition=frame.condition.astype(str))
+        w._apply({"choice": conditions[0], **traits})
+        return w
+
+    def table(self, choice):
+        names = list(dict.fromkeys([*self.frame.source, *self.frame.target]))
+        part = self.frame[self.frame.condition == choice]
+        table = part.pivot_table(index="source", columns="target", values="leakage").reindex(
+            index=names, columns=names)
+        table.columns = [f"{n}'s tokens" for n in table.columns]
+        hi = float(self.frame.leakage.max()) or 1.0  # one scale for every condition
+        title = f"{choice}: KL at the target's tokens when the source adapter is taken out (nats)"
+        return table, title, 0.0, hi, "sequential"
+
+    def describe(self, row, col):
+        table = self.table(self.choice)[0]
+        return f"{self.choice}: {row} → {col}: {table.loc[row, col]:.4f} nats"

@@ -1,6 +1,7 @@
 """RecLoRA's user × LoRA map: each user's mixture weight on each meta-LoRA of the bank.
 
-A static plotly figure: it only renders the frame of ``workbench.analysis.user_mixtures.user_mixture``
+``user_mixture_map`` is a static plotly figure and ``UserMixtureMap`` the live view (a layer select
+and a button per module); both only render the frame of ``workbench.analysis.user_mixtures.user_mixture``
 (``layer, module, user, lora, weight``), averaged over the modules, or one layer when ``layer`` is
 given. Rows are users, columns the bank's LoRAs; a row sums to 1 for a softmax mixture.
 """
@@ -10,9 +11,12 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
+from widgets._chooser import Chooser
+from widgets._layers import in_layer, layer_options
 from workbench.errors import WorkbenchError
 
 NEED = {"user", "lora", "weight"}
+ALL_MODULES = "all modules"
 
 
 def user_mixture_map(frame: pd.DataFrame, *, layer: int | None = None,
@@ -36,3 +40,41 @@ def user_mixture_map(frame: pd.DataFrame, *, layer: int | None = None,
     fig.update_layout(title=f"{title} ({where})", template="plotly_white", height=320,
                       yaxis=dict(autorange="reversed"), margin=dict(t=60, b=40))
     return fig
+
+
+class UserMixtureMap(Chooser):
+    """The same map, live: the select picks a layer (or all), the buttons a module (or all modules).
+
+    Example::
+
+        UserMixtureMap.from_frame(user_mixture(weights, users))
+    """
+
+    frame: pd.DataFrame | None = None  # user_mixture(...)'s frame
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame, **traits) -> UserMixtureMap:
+        """Args:
+            frame: ``analysis.user_mixtures.user_mixture``' frame.
+        """
+        if frame.empty or not NEED | {"layer", "module"} <= set(frame.columns):
+            raise WorkbenchError(f"UserMixtureMap takes user_mixture(...)'s frame; got "
+                                 f"{sorted(frame.columns)}")
+        w = cls(choices=[ALL_MODULES, *dict.fromkeys(frame.module)], options=layer_options(frame), cell=40)
+        w.frame = frame
+        w._apply({"option": w.options[0], "choice": ALL_MODULES, **traits})
+        return w
+
+    def table(self, choice):
+        part = in_layer(self.frame, self.option)
+        if choice != ALL_MODULES:
+            part = part[part.module == choice]
+        users = list(dict.fromkeys(self.frame.user))
+        table = part.pivot_table(index="user", columns="lora", values="weight", aggfunc="mean").reindex(users)
+        table.columns = [f"LoRA {c}" for c in table.columns]
+        title = f"{self.option}, {choice}: each user's mixture weight on each meta-LoRA"
+        return table, title, 0.0, 1.0, "sequential"
+
+    def describe(self, row, col):
+        table = self.table(self.choice)[0]
+        return f"{self.option}, {self.choice}: {row} on {col}: {table.loc[row, col]:.3f}"

@@ -196,6 +196,9 @@ def breadcrumbs(deltas, weights, *, generators, peft_compat, density=0.2, gamma=
 
 ELEMENTWISE = {"ties": ties, "magnitude_prune": magnitude_prune, "dare_linear": dare_linear,
                "dare_ties": dare_ties, "della": della, "breadcrumbs": breadcrumbs}
+# every method this reference reproduces (the engine before issue 23); later methods have their own tests
+METHODS = {"cat", "knots", "lora_lego", "svd", "task_arithmetic", *ELEMENTWISE,
+           *(f"{m}_svd" for m in ELEMENTWISE)}
 
 
 # -- merging/inputs.py -----------------------------------------------------------------------

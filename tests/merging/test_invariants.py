@@ -5,6 +5,10 @@ Stochastic methods (DARE, DELLA, k-means in LoRA-LEGO) run at their default dens
 seed: each source's random mask is drawn from its own generator, seeded by (seed, module, source
 name), so removing or reweighting another source does not change it, and the facts below hold
 exactly, not only in expectation.
+
+A ``pair`` method (SLERP, NuSLERP) merges exactly two sources: it gets the first two of each test's
+sources and weights, refuses one, and has no third source to remove (its weight-0 facts are in
+test_spherical_methods.py).
 """
 
 from __future__ import annotations
@@ -15,16 +19,29 @@ import pytest
 import torch
 
 from tests.merging.helpers import delta, has, rel, sources, weighted_sum
+from workbench.errors import WorkbenchError
 from workbench.merging import MERGES, merge
 
 ALL = MERGES.names()
 
 
-def needs(method: str) -> dict:
-    """What a method needs beyond the adapters (cat_learned trains: a lab and data)."""
+def needs(method: str, adapters=None) -> dict:
+    """What a method needs beyond the adapters (cat_learned trains: a lab and data; regmean and
+    fisher read statistics of each source, here planted ones)."""
     from tests.merging.soup_data import soup_inputs
+    from tests.merging.stats_data import planted_statistics
 
-    return soup_inputs() if "lab" in MERGES.get(method).needs else {}
+    required = MERGES.get(method).needs
+    if "lab" in required:
+        return soup_inputs()
+    if "statistics" in required:
+        return {"statistics": planted_statistics(adapters)}
+    return {}
+
+
+def pair(method: str, items: list) -> list:
+    """The first two sources (or weights) for a pair method, all of them otherwise."""
+    return items[:2] if MERGES.has(method, "pair") else items
 
 
 def neutral(method: str) -> dict:
@@ -45,7 +62,11 @@ def _close(x: dict, y: dict, tol: float = 1e-5) -> None:
 @pytest.mark.parametrize("method", ALL)
 def test_one_adapter_at_weight_one_returns_itself(method):
     (a,) = sources((4,), seed=1)
-    result = merge([a], method, [1.0], **neutral(method), **needs(method))
+    if MERGES.has(method, "pair"):
+        with pytest.raises(WorkbenchError, match="exactly two"):
+            merge([a], method, [1.0], **neutral(method))
+        return
+    result = merge([a], method, [1.0], **neutral(method), **needs(method, [a]))
     _close(_deltas(result.adapter), _deltas(a))
     assert result.total_error < 1e-5
     assert result.adapter.lineage["merge"]["sources"][0]["name"] == "a"
@@ -53,27 +74,29 @@ def test_one_adapter_at_weight_one_returns_itself(method):
 
 @pytest.mark.parametrize("method", ALL)
 def test_weight_zero_removes_an_adapter(method):
+    if MERGES.has(method, "pair"):
+        pytest.skip("a pair method merges exactly two sources: none to remove (see test_spherical_methods)")
     a, b, c = sources((4, 4, 4), seed=2)
-    with_b = merge([a, b, c], method, [1.0, 0.0, 0.7], seed=3, **needs(method)).adapter
-    without = merge([a, c], method, [1.0, 0.7], seed=3, **needs(method)).adapter
+    with_b = merge([a, b, c], method, [1.0, 0.0, 0.7], seed=3, **needs(method, [a, b, c])).adapter
+    without = merge([a, c], method, [1.0, 0.7], seed=3, **needs(method, [a, c])).adapter
     _close(_deltas(with_b), _deltas(without), tol=1e-4)
 
 
 @pytest.mark.parametrize("method", ALL)
 def test_negating_every_weight_negates_the_result(method):
     """peft issue #3004 is the counterexample (its factor-space merges, see test_oracle_peft)."""
-    a, b, c = sources((4, 4, 4), seed=4)
-    weights = [1.0, -0.4, 0.8]
-    plus = merge([a, b, c], method, weights, seed=5, **needs(method)).adapter
-    minus = merge([a, b, c], method, [-w for w in weights], seed=5, **needs(method)).adapter
+    adapters = pair(method, sources((4, 4, 4), seed=4))
+    weights = pair(method, [1.0, -0.4, 0.8])
+    plus = merge(adapters, method, weights, seed=5, **needs(method, adapters)).adapter
+    minus = merge(adapters, method, [-w for w in weights], seed=5, **needs(method, adapters)).adapter
     _close(_deltas(minus), {p: -d for p, d in _deltas(plus).items()}, tol=1e-4)
 
 
 @pytest.mark.parametrize("method", ALL)
 def test_sources_are_never_modified(method):
-    adapters = sources((3, 4, 5), seed=6)
+    adapters = pair(method, sources((3, 4, 5), seed=6))
     before = [{p: (f.A.clone(), f.B.clone(), f.alpha) for p, f in a.modules.items()} for a in adapters]
-    merge(adapters, method, [0.5, 1.0, -1.0], **needs(method))
+    merge(adapters, method, pair(method, [0.5, 1.0, -1.0]), **needs(method, adapters))
     for a, snap in zip(adapters, before, strict=True):
         for p, (A, B, alpha) in snap.items():
             assert torch.equal(a.modules[p].A, A) and torch.equal(a.modules[p].B, B)
@@ -82,9 +105,9 @@ def test_sources_are_never_modified(method):
 
 @pytest.mark.parametrize("method", ALL)
 def test_error_frame_matches_a_dense_check(method):
-    adapters = sources((3, 4, 5), seed=7)
-    weights = [0.5, 1.0, -1.0]
-    result = merge(adapters, method, weights, **needs(method))
+    adapters = pair(method, sources((3, 4, 5), seed=7))
+    weights = pair(method, [0.5, 1.0, -1.0])
+    result = merge(adapters, method, weights, **needs(method, adapters))
     assert list(result.error.columns) == ["layer", "module", "value"]
     num = den = 0.0
     for (path, f), value in zip(result.adapter.modules.items(), result.error["value"], strict=True):

@@ -40,6 +40,9 @@ CASES: dict[str, Case] = {
                         context=lambda ids: {"token_types": ids % 2}),
     "prompt-scale": Case(dict(r=4), context=lambda ids: {"prompt_scale": {w: torch.ones(ids.shape[0], w)
                                                                           for w in (64, 32)}}),  # tiny-llama
+    "arrow": Case(dict(bank=["a", "b"], top_k=1),  # B = 0 bank: the routed model starts as the base
+                  setup=lambda lab: [lab.new_adapter(n, r=2 + i, targets="all-linear", seed=i)
+                                     for i, n in enumerate("ab")]),
     "tara": Case(dict(bank=["a", "b"]),
                  setup=lambda lab: [lab.new_adapter(n, r=2, targets="attention", seed=i)
                                     for i, n in enumerate("ab")],

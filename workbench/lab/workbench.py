@@ -45,6 +45,7 @@ from workbench.lab.checks import (
     rollback,
 )
 from workbench.lab.composing import Composing
+from workbench.lab.extracting import Extracting
 from workbench.lab.routers import RouterShelf
 from workbench.merging import merge
 from workbench.merging.base import get_method
@@ -52,7 +53,7 @@ from workbench.training import train_lora, train_multitask, train_router
 from workbench.zoo import fingerprint as fingerprint_of
 
 
-class Workbench(RouterShelf, Composing):
+class Workbench(RouterShelf, Composing, Extracting):
     """Wraps any transformers model (or any nn.Module with Linear/Conv1D layers) for adapter work.
 
     Args:
@@ -76,6 +77,7 @@ class Workbench(RouterShelf, Composing):
         self._routers: dict = {}  # name -> workbench.routing.Routed
         self._composition = Composition()
         self.last_merge = None  # the workbench.merging.MergeResult of the last ``merge`` call
+        self.last_extract = None  # the workbench.merging.extract.ExtractResult of the last ``extract``
 
     @classmethod
     def from_zoo(cls, name: str) -> Workbench:

@@ -26,7 +26,9 @@ Capability flags (``MERGES.has(name, flag)``; call sites read these, never a met
 - ``peft_equivalent``: peft's ``add_weighted_adapter`` has this ``combination_type``: the result
   equals peft's (``cat``, ``svd``), or does with ``peft_compat=True``, which without ``svd_variant``
   works in peft's factor space (A and B stacks apart) and so needs equal ranks;
-- ``needs_data``: trains on data with a lab (not a function of the updates alone).
+- ``needs_data``: needs data beyond the updates: trains on it with a lab (``cat_learned``) or reads
+  statistics measured on it (``regmean``, ``fisher``: ``workbench.merging.statistics``);
+- ``pair``: merges exactly two sources (the SLERP family; ``nuslerp``: two with a nonzero weight).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from typing import Any
 from workbench.merging.inputs import ModuleFactors, run_elementwise, run_factored
 from workbench.registry import Param, Plugin, Registry, describe
 
-FLAGS = ("stochastic", "factored", "elementwise", "svd_variant", "peft_equivalent", "needs_data")
+FLAGS = ("stochastic", "factored", "elementwise", "svd_variant", "peft_equivalent", "needs_data", "pair")
 
 
 @dataclass(frozen=True)

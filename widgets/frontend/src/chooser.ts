@@ -1,10 +1,11 @@
 // A heatmap chosen with buttons (widgets/_chooser.py: RankActivations, ExpertLoad): a click on a choice
 // sets `choice`; Python answers with `heatmap` (tagged with the choice it was computed for, so a stale
 // map is dimmed), and an optional `aside` heatmap that does not depend on the choice. `selected` is the
-// last clicked cell [row, col].
+// last clicked cell [row, col]. When `options` is not empty a select beside the buttons sets `option` (a
+// second choice, e.g. the layer); the map is then tagged with the option too.
 
 import "./styles/heatmap.css";
-import { div, listen, SVG } from "./lib/dom";
+import { div, listen, option as item, SVG } from "./lib/dom";
 import { filled, heatmap, type HeatmapPayload } from "./lib/heatmap";
 import { hosted } from "./lib/host";
 import { has, type Maybe, type RenderProps } from "./lib/model";
@@ -20,7 +21,9 @@ export interface Curve {
 export interface ChooserTraits {
   choices: string[];
   choice: string;
-  heatmap: Maybe<HeatmapPayload & { choice: string }>;
+  options: string[];
+  option: string;
+  heatmap: Maybe<HeatmapPayload & { choice: string; option?: string }>;
   aside: Maybe<HeatmapPayload>;
   selected: string[];
   detail: string;
@@ -40,15 +43,29 @@ export function render({ model, el }: RenderProps<ChooserTraits>) {
       b.addEventListener("click", () => { model.set("choice", c); model.save_changes(); });
       buttons.append(b);
     }
+    const options = model.get("options") ?? [];
+    const picked = model.get("option") ?? "";
+    if (options.length) {
+      const select = document.createElement("select");
+      select.className = "lw-select lw-option";
+      for (const o of options) {
+        const entry = item(o, o);
+        entry.selected = o === picked;
+        select.append(entry);
+      }
+      select.addEventListener("change", () => { model.set("option", select.value); model.save_changes(); });
+      buttons.append(select);
+    }
     const h = model.get("heatmap");
     const parts: HTMLElement[] = [buttons];
     if (filled(h)) {
+      const cell = model.get("cell");
       const map = heatmap(h, {
-        cell: model.get("cell"), selected: model.get("selected"),
+        cell, selected: model.get("selected"), digits: cell >= 40 ? 2 : null, // numbers when they fit
         onClick: (r, c) => { model.set("selected", [r, c]); model.save_changes(); },
       });
       map.classList.add("lw-main");
-      map.classList.toggle("lw-stale", h.choice !== current);
+      map.classList.toggle("lw-stale", h.choice !== current || (options.length > 0 && h.option !== picked));
       parts.push(map);
     } else {
       parts.push(div("lw-hint", "computing…"));
@@ -60,7 +77,7 @@ export function render({ model, el }: RenderProps<ChooserTraits>) {
     if (has(curve, "x") && curve.x.length) parts.push(lines(curve));
     el.replaceChildren(...parts);
   };
-  const stop = listen(model, ["choice", "choices", "heatmap", "aside", "selected", "detail", "cell", "curve"],
+  const stop = listen(model, ["choice", "choices", "option", "options", "heatmap", "aside", "selected", "detail", "cell", "curve"],
     draw);
   draw();
   return stop;

@@ -1,0 +1,1 @@
+"""The searchers, one per file, registered in ``workbench.search.SEARCHERS`` (found by scan)."""
