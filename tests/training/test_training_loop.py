@@ -26,18 +26,22 @@ def factors(adapter):
 
 def test_only_the_loop_steps_an_optimizer():
     """``optimizer.step()`` is called in one place; NOLA's inner Adam is that optimizer's own step.
-    AdaMerging's coefficient search steps its own Adam on merge coefficients (not model parameters), with
-    a projection onto the weight bounds after each step, which the loop does not offer: a known seam."""
+    Two known seams, to move onto the loop: AdaMerging's coefficient search steps its own Adam on merge
+    coefficients with a projection onto the weight bounds after each step (the loop has no projection),
+    and ICM-Fusion's first-order meta-learning steps its outer optimizer with gradients it averages over
+    tasks (the loop has no meta step)."""
     pattern = re.compile(r"(?<![`\w.])[\w.]*(opt|optim|adam)\w*\.step\(", re.I)  # code, not ``prose``
     sites = sorted(f"{p.relative_to(WORKBENCH)}:{line.strip()}" for p in WORKBENCH.rglob("*.py")
                    for line in p.read_text().splitlines() if pattern.search(line))
-    assert sites == ["search/searchers/adamerging.py:self.adam.step()",
+    assert sites == ["generation/icm_fusion.py:optimizer.step()",
+                     "search/searchers/adamerging.py:self.adam.step()",
                      "training/loop.py:self.optimizer.step()", "training/nola.py:self.adam.step()"]
     backward = sorted(str(p.relative_to(WORKBENCH)) for p in WORKBENCH.rglob("*.py")
                       if re.search(r"\.backward\(|autograd\.grad\(", p.read_text()))
     # Flexora's gate gradient, DMoERM's gradient × input attribution, LLM-Pruner's Taylor importance,
     # the merges' Fisher statistics and AdaMerging's entropy gradient read gradients, never step
-    assert backward == ["analysis/reward_mixture.py", "compression/importance.py", "merging/statistics.py",
+    assert backward == ["analysis/reward_mixture.py", "compression/importance.py", "generation/icm_fusion.py",
+                        "merging/statistics.py",
                         "search/adamerging.py", "training/layers.py", "training/steps.py"]
     lambdas = [p for p in WORKBENCH.rglob("*.py") if "(s + 1) / n_warm" in p.read_text()]
     assert [p.name for p in lambdas] == ["schedule.py"]
