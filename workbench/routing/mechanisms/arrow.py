@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from workbench.errors import WorkbenchError
+from workbench.routing.bank import plain_bank
 from workbench.routing.base import ROUTERS, Router
 from workbench.routing.factors import mixture_delta
 from workbench.routing.gates import check_k, topk_dense
@@ -46,19 +47,7 @@ def prototype(A: torch.Tensor, sB: torch.Tensor) -> torch.Tensor:
 
 def library(lab, bank) -> list:
     """The lab's adapters named in ``bank``: known, distinct, plain LoRA."""
-    if not bank or isinstance(bank, str):
-        raise WorkbenchError("arrow routes over a library of the lab's adapters: pass bank=[names], e.g. "
-                             f"bank={list(lab.adapters)[:3] or ['a', 'b']}")
-    if len(set(bank)) != len(bank):
-        raise WorkbenchError(f"arrow bank {list(bank)} names an adapter twice; list each adapter once")
-    missing = [n for n in bank if n not in lab.adapters]
-    if missing:
-        raise WorkbenchError(f"arrow bank names {missing}, which this lab does not hold; it has "
-                             f"{list(lab.adapters) or '(no adapters)'}: add or load them first")
-    adapters = [lab.adapters[n] for n in bank]
-    for a in adapters:
-        a.require_plain("an Arrow library")
-    return adapters
+    return plain_bank(lab, bank, "arrow bank")
 
 
 @ROUTERS.register("arrow", flags=("bank", "freezable"),

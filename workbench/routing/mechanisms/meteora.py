@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from workbench.errors import WorkbenchError
+from workbench.routing.bank import plain_bank
 from workbench.routing.base import ROUTERS, Router
 from workbench.routing.context import context_value, token_mask
 from workbench.routing.factors import linear_weight
@@ -206,18 +207,7 @@ def meteora_gate(payloads: list[dict]) -> torch.Tensor:
 
 def bank_adapters(lab, bank: list[str] | None) -> list:
     """The lab's adapters named in ``bank``, checked: known, distinct, all covering the same modules."""
-    if not bank or isinstance(bank, str):
-        raise WorkbenchError("MeteoRA needs bank=[adapter names] (one or more of the lab's adapters), "
-                             f"e.g. bank={list(lab.adapters)[:3] or ['a', 'b']}")
-    if len(set(bank)) != len(bank):
-        raise WorkbenchError(f"MeteoRA bank {list(bank)} names an adapter twice; list each adapter once")
-    missing = [n for n in bank if n not in lab.adapters]
-    if missing:
-        raise WorkbenchError(f"MeteoRA bank names {missing}, which this lab does not hold; it has "
-                             f"{list(lab.adapters) or '(no adapters)'}: add or load them first")
-    adapters = [lab.adapters[n] for n in bank]
-    for a in adapters:
-        a.require_plain("a MeteoRA bank")
+    adapters = plain_bank(lab, bank, "MeteoRA bank")
     first = set(adapters[0].modules)
     for a in adapters[1:]:
         if set(a.modules) != first:
