@@ -60,8 +60,8 @@ def test_every_router_has_a_case_and_a_reference():
         assert ROUTERS.get(name).reference, f"{name} has no reference"
 
 
-def _lab_with(name: str):
-    lab = tiny_lab()
+def _lab_with(name: str, model: str = "tiny-llama"):
+    lab = tiny_lab(model)
     case = CASES[name]
     if case.setup:
         case.setup(lab)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tests.conftest import output_of, tiny_inputs, tiny_lab
-from tests.routing.test_routing_all import CASES
+from tests.routing.test_routing_all import _lab_with
 from workbench.analysis.angles import angles
 from workbench.routing import ROUTERS, routing_context
 from workbench.training.fitting import fit
@@ -58,14 +58,7 @@ def test_merges_and_angles_on_gemma(lab, method):
 
 @pytest.mark.parametrize("name", [n for n in ROUTERS.names() if n != "prompt-scale"])
 def test_every_router_starts_as_the_base_on_gemma(name):
-    lab = tiny_lab(NAME)
-    case = CASES[name]
-    if case.setup:
-        case.setup(lab)
-    x = tiny_inputs(lab.model)
-    with lab.using(None):
-        base = output_of(lab.model(**x))
-    lab.add_router("r", name, seed=3, **case.params)
+    lab, x, base, case = _lab_with(name, NAME)
     lab.use("r")
     with routing_context(**case.context(x["input_ids"])):
         out, cache = lab.run(x, record="*.hook_route")
