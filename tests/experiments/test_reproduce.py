@@ -126,3 +126,15 @@ def test_the_command_lists_the_experiments_and_names_an_unknown_one(capsys):
     assert main(["reproduce", "nosuch", "--quick"]) == 2
     err = capsys.readouterr().err
     assert "unknown experiment 'nosuch'; choose one of: " in err and "loramoe" in err and "mixlora" in err
+
+
+def test_a_seed_with_some_arms_missing_is_not_finished(tmp_path):
+    from workbench.experiments.runner import machine
+    from workbench.experiments.summary import summary_markdown
+
+    table = pd.DataFrame([{"experiment": "tiny", "seed": s, "arm": a, "measure": "final_loss", "task": "",
+                           "value": 1.0} for s, a in [(0, "r1"), (0, "r4"), (1, "r1")]])
+    info = {"commands": ["c"], "started": "t0", "finished": "t1", "machine": machine(), "load_start": "0",
+            "load_end": "0", "schedule": TinyRanks.full, "quick": False, "seeds_asked": [0, 1]}
+    md = summary_markdown(TinyRanks(), "tiny", table, [], info)
+    assert "Seeds finished: [0] of [0, 1] (**partial run**)" in md

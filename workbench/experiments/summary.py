@@ -41,7 +41,8 @@ def _fmt(x: float) -> str:
 
 def summary_markdown(experiment, name: str, table: pd.DataFrame, verdicts: list, info: dict) -> str:
     """The whole ``<name>.md``: header, claims with verdicts, the measure table, settings, machine."""
-    seeds = sorted(table.seed.unique().tolist())
+    arms = set(table.arm)  # a seed is finished when every arm of the table has run in it
+    seeds = sorted(s for s in table.seed.unique().tolist() if set(table[table.seed == s].arm) == arms)
     schedule, m = info["schedule"], info["machine"]
     lines = [f"# {name}: {experiment.title}", "",
              ("Command: " if len(info["commands"]) == 1 else "Commands (the arms of each, in turn): ")
