@@ -143,7 +143,7 @@ def test_pair_tasks_of_the_real_data():
         pair_task(topic, "Computers", "Cooking")
 
 
-@pytest.mark.slow
+@pytest.mark.reproduce  # make reproduce-check (kept out of make test: about a minute and a half)
 def test_generate_quick_end_to_end_on_smollm2(tmp_path):
     from workbench.cli import main
 

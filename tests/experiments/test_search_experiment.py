@@ -44,7 +44,7 @@ def test_the_search_experiment_runs_every_arm_and_tries_each_claim_on_the_tiny_l
     assert not lab.adapters and not lab.active.names  # each arm removed what it added
 
 
-@pytest.mark.slow
+@pytest.mark.reproduce  # make reproduce-check
 def test_reproduce_search_quick_end_to_end_on_smollm2(tmp_path):
     from workbench.cli import main
 
