@@ -8,7 +8,9 @@ against a plain LoRA of rank k (the same activated parameters, fewer total).
 
 Arms (same tasks, schedule, seeds): ``lora_k`` (plain LoRA of rank k on q/k/v/o, α = 2k), ``smora``
 (r = 16, k = 4, P = 1) and ``smora_blocks`` (r = 16, k = 4, P = 4: four rank-4 experts, one active). All
-on q/k/v/o; the two SMoRA arms have identical trainable and activated counts, differing only in P.
+on q/k/v/o; the two SMoRA arms have the same factors and the same activated ranks, differing only in P,
+so in the router: P = 1 scores r outputs per module, P = k scores r/k (on SmolLM2 2.95 M against 2.12 M
+trainable parameters in all).
 
 Reference: Zhao et al., "Each Rank Could be an Expert: Single-Ranked Mixture of Experts LoRA for
 Multi-Task Learning" (SMoRA, arXiv 2501.15103); mechanism ``workbench/routing/mechanisms/smora.py``.
