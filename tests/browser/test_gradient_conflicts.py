@@ -55,7 +55,8 @@ def test_conflict_monitor_in_the_browser(lab_server, page, screenshots):
     run.locator(".lw-run").click()
     page.wait_for_function(
         "() => { const s = document.querySelector('.lw-training-monitor .lw-status');"
-        " return s && s.textContent.startsWith('done: 5 steps'); }")
+        " return s && s.textContent.startsWith('done: 5 steps'); }",
+        timeout=300_000)  # five SmolLM2 steps in the kernel: over 120 s on a loaded 2-core machine
     assert run.locator(".lw-run").text_content() == "done"
     names = run.locator(".lw-series").evaluate_all("els => els.map(e => e.dataset.name)")
     assert names == ["topic"], names  # one task: its curve is the total
