@@ -184,6 +184,13 @@ class GenerateExperiment(Experiment):
         scores = lab.evaluate(adapters, task, limit=schedule.eval_limit, progress=False)
         return dict(zip(scores.adapter, scores.value, strict=True))
 
+    def _fit_cvae(self, gen, arm: str, conditions, shared, schedule: Schedule, seed: int) -> list[dict]:
+        """Fit a generator's CVAE on the shared checkpoints (one setting for every arm); its time as rows."""
+        t0 = time.perf_counter()
+        gen.fit(shared["checkpoints"], conditions, late=LATE, steps=self._cvae_steps(schedule), lr=2e-3,
+                batch_size=2, seed=seed, progress=False)
+        return rows(arm, {"fit_seconds": time.perf_counter() - t0})
+
     def _cvae_steps(self, schedule: Schedule) -> int:
         return self.cvae_steps["quick" if schedule == self.quick else "full"]
 
@@ -233,18 +240,7 @@ class GenerateExperiment(Experiment):
     def arm_icm_lora(self, lab, shared, seed, schedule) -> list[dict]:
         experts, conditions = shared["experts"], shared["conditions"]
         gen = ICMLoRA(lab, channels=CHANNELS, latent=LATENT)
-        t0 = time.perf_counter()
-        gen.fit(
-            shared["checkpoints"],
-            conditions,
-            late=LATE,
-            steps=self._cvae_steps(schedule),
-            lr=2e-3,
-            batch_size=2,
-            seed=seed,
-            progress=False,
-        )
-        out = rows("icm_lora", {"fit_seconds": time.perf_counter() - t0})
+        out = self._fit_cvae(gen, "icm_lora", conditions, shared, schedule, seed)
         made = {n: gen.generate(conditions[n], seed=seed, name=f"icm_{i}") for i, n in enumerate(experts)}
         known = self._base_and_trained(lab, shared, schedule)
         recovered, gaps = [], []
@@ -276,18 +272,7 @@ class GenerateExperiment(Experiment):
     def arm_sg_lora(self, lab, shared, seed, schedule) -> list[dict]:
         experts, heldout = shared["experts"], shared["heldout"]
         gen = SGLoRA(lab, encoder=self.encoder(), k=K, tau=TAU, channels=CHANNELS, latent=LATENT)
-        t0 = time.perf_counter()
-        gen.fit(
-            shared["checkpoints"],
-            shared["descriptions"],
-            late=LATE,
-            steps=self._cvae_steps(schedule),
-            lr=2e-3,
-            batch_size=2,
-            seed=seed,
-            progress=False,
-        )
-        out = rows("sg_lora", {"fit_seconds": time.perf_counter() - t0})
+        out = self._fit_cvae(gen, "sg_lora", shared["descriptions"], shared, schedule, seed)
         weights = gen.proximity(shared["text"])
         nearest = str(weights.idxmax())
         samples = gen.generate(shared["text"], n=2, seed=seed, name="sg")
