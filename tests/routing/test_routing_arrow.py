@@ -111,3 +111,22 @@ def test_bad_library_names_the_fix():
     with pytest.raises(WorkbenchError, match="1 <= k <= 1"):
         lab.add_router("r", "arrow", bank=["a"])  # peft's default top_k = 3 > the library
     assert not lab.routers
+
+
+def test_router_is_a_detached_copy_of_the_library():
+    """No parameter trains and the lab's adapters are never touched: with factors that require grad
+    (the lab's adapters are Parameters), nothing of the router holds their graph, and nothing is saved."""
+    factors = [(A.requires_grad_(), B.requires_grad_(), s) for A, B, s in library()]
+    r = router(factors)
+    assert not any(t.requires_grad for t in (r.A, r.B, r.scales, r.prototypes))
+    out = r(torch.randn(3, IN, generator=torch.Generator().manual_seed(4)), None)
+    assert not out.requires_grad
+    assert r.state_dict() == {}  # rebuilt from the bank, never saved
+    for (A, B, s), (a, b, t) in zip(factors, r.bank_factors(), strict=True):
+        assert a.shape == A.shape and b.shape == B.shape and t == s  # unpadded: (r_j, in), (out, r_j)
+        assert torch.equal(a, A.detach()) and torch.equal(b, B.detach())
+
+
+def test_temperature_zero_is_refused():
+    with pytest.raises(WorkbenchError, match="temperature"):
+        router(library(), temperature=0.0)
