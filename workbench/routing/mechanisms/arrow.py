@@ -87,8 +87,8 @@ class Arrow(Router):
         self.register_buffer("B", B, persistent=False)  # (E, out, r_max)
         self.register_buffer("scales", torch.tensor([s for _, _, s in factors], dtype=torch.float32),
                              persistent=False)  # (E,)
-        # detached: a prototype built from the lab's Parameters would hold their graph (gradients into the
-        # library, and a second backward through a freed graph); found by tests/routing/test_routing_arrow.py
+        # detached: from the lab's Parameters a prototype would hold their graph (gradients into the library;
+        # a 2nd backward through a freed graph). Reference: peft's build_prototypes is @torch.no_grad().
         self.register_buffer("prototypes", torch.stack([prototype(a.detach(), s * b.detach())
                                                         for a, b, s in factors]).float(),
                              persistent=False)  # (E, in)
