@@ -172,3 +172,42 @@ def test_statistics_on_a_lab_task_encode_its_training_examples():
     assert rel(stats.grams["a"][PATH], gram) < 1e-5 and rel(stats.fishers["a"][PATH], fisher) < 1e-4
     merged = lab.merge(["a", "b"], "regmean", statistics=stats)
     assert merged.lineage["merge"]["method"] == "regmean"
+
+
+def test_regmean_alpha_shrinks_only_the_off_diagonal_grams():
+    """RegMean's α (Jin et al. §3.3): G̃ = α·G + (1 − α)·diag(G), then ΔW' = (Σ wᵢΔWᵢG̃ᵢ)(ΣG̃ᵢ)⁻¹. With
+    α = 0.5 the off-diagonal entries are halved by hand here (G̃ written entry by entry)."""
+    adapters = sources((3, 5), seed=44)
+    stats = planted_statistics(adapters)
+    weights = [1.0, -0.7]
+    out = merge(adapters, "regmean", weights, statistics=stats, alpha=0.5).adapter
+    for path in adapters[0].modules:
+        shrunk = []
+        for a in adapters:
+            G = stats.grams[a.name][path]
+            off = torch.ones_like(G) - torch.eye(G.shape[0], dtype=G.dtype)
+            shrunk.append(G * (0.5 * off + torch.eye(G.shape[0], dtype=G.dtype)))  # off-diagonal halved
+        num = sum(w * delta(a, path) @ S for w, a, S in zip(weights, adapters, shrunk, strict=True))
+        assert rel(out.delta(path), num @ torch.linalg.inv(sum(shrunk))) < 1e-5
+        exact = merge(adapters, "regmean", weights, statistics=stats, alpha=1.0).adapter
+        assert rel(exact.delta(path), out.delta(path)) > 1e-3  # α matters
+
+
+def test_fisher_entries_no_source_is_sensitive_to_are_zero_without_min_fisher():
+    """With ε = 0 an entry where every Fisher is 0 has no weighted mean: it is 0 (not 0/0), the others
+    the Fisher-weighted mean; with ε > 0 the same entry is the plain mean."""
+    adapters = sources((3, 4), seed=45)
+    stats = planted_statistics(adapters)
+    for a in adapters:
+        stats.fishers[a.name][PATH][2, :] = 0.0  # output row 2: no source is sensitive to it
+    weights = [1.0, 0.5]
+    out = merge(adapters, "fisher", weights, statistics=stats, rank=64, min_fisher=0.0).adapter.delta(PATH)
+    F = [stats.fishers[a.name][PATH] for a in adapters]
+    expected = sum(f * w * delta(a, PATH) for f, w, a in zip(F, weights, adapters, strict=True))
+    expected[3:] /= sum(F)[3:]
+    expected[:2] /= sum(F)[:2]
+    assert torch.isfinite(out).all() and out[2].abs().max() < 1e-6
+    assert rel(out, expected) < 1e-5
+    eps = merge(adapters, "fisher", weights, statistics=stats, rank=64, min_fisher=1e-3).adapter.delta(PATH)
+    plain = (delta(adapters[0], PATH)[2:3] + 0.5 * delta(adapters[1], PATH)[2:3]) / 2
+    assert rel(eps[2:3], plain) < 1e-5
