@@ -251,3 +251,29 @@ def test_a_failed_merge_leaves_the_lab_unchanged():
         assert list(lab.adapters) == before and lab.last_merge is None
     ok = lab.merge(["a", "c"], "slerp", t=0.25)  # ranks 2 and 4
     assert set(ok.ranks.values()) == {6} and lab.last_merge.total_error > 0
+
+
+# -- the coefficients themselves ----------------------------------------------------------------------
+def test_parallel_pairs_with_a_rounded_cosine_past_one_are_linear():
+    """A dot product rounded a hair past ‖v₀‖‖v₁‖ (cos = 1 + 1e-12) is parallel: (1 − t, t) under both
+    colinearity tests, never NaN (arccos is undefined past ±1); the same for antiparallel under nuslerp's."""
+    from workbench.merging.spherical import slerp_coefficients
+
+    past = torch.tensor(6.0 * (1 + 1e-12))  # ⟨v₀, v₁⟩ for ‖v₀‖ = 2, ‖v₁‖ = 3: cos a hair above 1
+    for kwargs in ({}, {"colinear_eps": 1e-8}):
+        c0, c1 = slerp_coefficients(0.3, torch.tensor(2.0), torch.tensor(3.0), past, **kwargs)
+        assert (float(c0), float(c1)) == pytest.approx((0.7, 0.3))
+    c0, c1 = slerp_coefficients(0.3, torch.tensor(2.0), torch.tensor(3.0), -past, colinear_eps=1e-8)
+    assert (float(c0), float(c1)) == pytest.approx((0.7, 0.3))
+
+
+def test_slerp_coefficients_depend_on_the_angle_not_the_scale():
+    """Two vectors at 60° give sin((1 − t)θ)/sin θ, sin(tθ)/sin θ whatever their norms, down to 1e-6."""
+    from workbench.merging.spherical import slerp_coefficients
+
+    theta = math.pi / 3
+    want = (math.sin(0.75 * theta) / math.sin(theta), math.sin(0.25 * theta) / math.sin(theta))
+    for scale in (1e3, 1.0, 1e-6):
+        n0, n1 = 2.0 * scale, 0.5 * scale
+        c0, c1 = slerp_coefficients(0.25, torch.tensor(n0), torch.tensor(n1), torch.tensor(n0 * n1 * 0.5))
+        assert (float(c0), float(c1)) == pytest.approx(want, rel=1e-9)
