@@ -259,7 +259,7 @@ def test_parallel_pairs_with_a_rounded_cosine_past_one_are_linear():
     colinearity tests, never NaN (arccos is undefined past ±1); the same for antiparallel under nuslerp's."""
     from workbench.merging.spherical import slerp_coefficients
 
-    past = torch.tensor(6.0 * (1 + 1e-12))  # ⟨v₀, v₁⟩ for ‖v₀‖ = 2, ‖v₁‖ = 3: cos a hair above 1
+    past = torch.tensor(6.0 * (1 + 1e-12), dtype=torch.float64)  # ‖v₀‖ = 2, ‖v₁‖ = 3: cos past 1
     for kwargs in ({}, {"colinear_eps": 1e-8}):
         c0, c1 = slerp_coefficients(0.3, torch.tensor(2.0), torch.tensor(3.0), past, **kwargs)
         assert (float(c0), float(c1)) == pytest.approx((0.7, 0.3))
