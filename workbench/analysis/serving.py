@@ -4,10 +4,10 @@ A serving run (``lab.serve_run``) sends requests, each naming an adapter, a rout
 through the model in mixed batches (``lab.use(rows=...)``) and times each batch. ``serving_frame``
 turns its per-batch records into one tidy frame, one row per (batch, adapter present)::
 
-    batch  adapter  kind     rank  rows  batch_rows  n_adapters  prompt_tokens  new_tokens  seconds  tokens_per_s
-    0      a0       adapter  8     3     8           3           412            128         0.41     312.2
-    0      (base)   base     0     2     8           3           ...
-    0      smora    router   <NA>  3     8           3           ...
+    batch adapter kind    rank rows batch_rows n_adapters prompt_tokens new_tokens seconds tokens_per_s
+    0     a0      adapter 8    3    8          3          412           128        0.41    312.2
+    0     (base)  base    0    2    8          3          ...
+    0     smora   router  <NA> 3    8          3          ...
 
 Batch columns (``batch_rows`` .. ``tokens_per_s``) repeat on each row of a batch. ``n_adapters`` counts
 the adapters and routers present (not the base); ``tokens_per_s`` is generated tokens (every row's
@@ -43,7 +43,8 @@ class BatchRecord:
     seconds: float
 
 
-def serving_frame(batches: Sequence[BatchRecord], kinds: Mapping[str, tuple[str, int | None]]) -> pd.DataFrame:
+def serving_frame(batches: Sequence[BatchRecord],
+                  kinds: Mapping[str, tuple[str, int | None]]) -> pd.DataFrame:
     """One row per (batch, adapter present); see the module doc for the columns.
 
     Args:
@@ -77,7 +78,7 @@ def rank_mix(frame: pd.DataFrame) -> pd.DataFrame:
     label, rows (labels ordered: base, ranks ascending, router)."""
     label = frame["kind"].where(frame["kind"] != "adapter", "r" + frame["rank"].astype(str))
     mix = frame.assign(label=label).groupby(["batch", "label"], as_index=False)["rows"].sum()
-    order = {lab: (0 if lab == "base" else 2 if lab == "router" else 1, int(lab[1:]) if lab[1:].isdigit() else 0)
-             for lab in mix["label"].unique()}
+    order = {lab: (0 if lab == "base" else 2 if lab == "router" else 1,
+                   int(lab[1:]) if lab[1:].isdigit() else 0) for lab in mix["label"].unique()}
     return mix.sort_values(["batch", "label"], key=lambda s: s.map(order) if s.name == "label" else s,
                            ignore_index=True)

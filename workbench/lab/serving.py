@@ -63,8 +63,9 @@ class Serving:
                        for r in self._routers[n].modules.values())
             with self.session(rows=list(rows), train=False):
                 t0 = time.perf_counter()
-                out = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=int(max_new_tokens),
-                                          do_sample=False, pad_token_id=self._pad_id(), use_cache=not full)
+                out = self.model.generate(input_ids=ids, attention_mask=mask,
+                                          max_new_tokens=int(max_new_tokens), do_sample=False,
+                                          pad_token_id=self._pad_id(), use_cache=not full)
                 seconds = time.perf_counter() - t0
             records.append(BatchRecord(rows, int(mask.sum()), len(rows) * (out.shape[1] - ids.shape[1]),
                                        seconds))
@@ -87,7 +88,8 @@ class Serving:
             prompt = self.tokenizer(prompt)["input_ids"]
         ids = [int(t) for t in prompt] if isinstance(prompt, Sequence | torch.Tensor) else []
         if not ids:
-            raise WorkbenchError(f"serve_run: request {i}'s prompt is empty or not text/token ids: {prompt!r:.80}")
+            raise WorkbenchError(f"serve_run: request {i}'s prompt is empty or not text or token ids: "
+                                 f"{prompt!r:.80}")
         return name, ids
 
     def _kind(self, name: str) -> tuple[str, int | None]:
@@ -98,7 +100,8 @@ class Serving:
 
     def _pad_id(self) -> int:
         tok = self.tokenizer
-        pad = None if tok is None else (tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
+        pad = None if tok is None else tok.pad_token_id
+        pad = tok.eos_token_id if pad is None and tok is not None else pad
         return 0 if pad is None else int(pad)
 
     def _left_padded(self, prompts: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
