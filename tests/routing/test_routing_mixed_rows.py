@@ -47,6 +47,8 @@ def test_router_rows_equal_each_row_alone(router):
         mixed = output_of(lab.run(x)[0])
     with lab.using(None):
         base = output_of(lab.run(x)[0])
+    paths = {layer.mixed_path for layer in lab.layers.values() if layer.mixed_path}
+    assert "pool + router rt" in paths if router != "mixlora" else paths == {"pool"}
     routed = torch.tensor([r == "rt" for r in ROWS])
     assert (mixed - base)[routed].abs().amax() > 1e-3, "the router must change its rows"
     torch.testing.assert_close(mixed, _alone(lab, x, ROWS), atol=1e-5, rtol=0)

@@ -80,7 +80,7 @@ class LoraLayer(nn.Module):
         self.param_deltas: dict[str, dict[str, ParamDelta]] = {}  # name -> leaf -> Δ (trained params)
         self.pool = FactorPool()  # factors stacked per rank for mixed batches (built on first use)
         self._plan = None  # the cached mixed-batch plan (workbench.adapters.segments)
-        self.mixed_path = ""  # what served the last mixed batch: "pool" or "loop: <reason>"
+        self.mixed_path = ""  # what served the last mixed batch: "pool" or "loop: <reason>" (+ routers)
 
     # -- adapters --------------------------------------------------------------------------------
     def add(self, adapter: Adapter) -> None:
@@ -282,6 +282,7 @@ class LoraLayer(nn.Module):
                     idx = torch.tensor([i for i, r in enumerate(comp.rows) if r == name], device=x.device)
                     part = self.routes[name].serve_rows(name, x, idx, self.base_layer)  # (n, T, out)
                     delta = delta.index_add(0, idx, part.to(delta.dtype))
+                    self.mixed_path += f" + router {name}"
         return (result + self.hook_delta(delta)).to(result.dtype)
 
     def extra_repr(self) -> str:
