@@ -9,6 +9,9 @@ Requests are taken in order, ``batch_size`` at a time; each batch is one mixed b
 (without one when a router in the batch needs the whole sequence), every row with its own adapter.
 
 Reference: S-LoRA (Sheng et al., MLSys 2024), §5 heterogeneous batching; Punica (Chen et al., MLSys 2024).
+Routers that read per-row facts from the routing context (task ids, token types, context vectors) are
+served only inside ``routing_context`` with values for every batch, so ``serve_run`` is for adapters,
+the base and routers that route from the activations alone (SMoRA, LoRAMoE, MixLoRA, Arrow ...).
 Deviations: batches are static (formed in arrival order and run to the end); S-LoRA schedules per
 iteration (continuous batching) and pages the KV cache. The first batch also builds the factor pools.
 """
