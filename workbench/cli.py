@@ -137,9 +137,10 @@ def _reproduce(args: argparse.Namespace) -> int:
         command = " ".join(["lora-workbench reproduce", name, *(["--quick"] if args.quick else []),
                             *(["--seeds", *map(str, args.seeds)] if args.seeds else []),
                             *(["--arms", *args.arms] if args.arms else []),
+                            *(["--resume"] if args.resume else []),
                             *([f"--threads {args.threads}"] if args.threads is not None else [])])
-        done = reproduce(name, quick=args.quick, seeds=args.seeds, arms=args.arms, out=args.out,
-                         command=command)
+        done = reproduce(name, quick=args.quick, seeds=args.seeds, arms=args.arms, resume=args.resume,
+                         out=args.out, command=command)
         print(f"{name}: wrote {done.csv} and {done.markdown}")
         for v in done.verdicts:
             print(f"  {v.claim}: {v.measure} = {v.interval} -> "
@@ -213,6 +214,8 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default: the experiment's)")
     rep.add_argument("--arms", nargs="+", default=None,
                      help="run only these arms; the other arms' rows already in the table are kept")
+    rep.add_argument("--resume", action="store_true",
+                     help="keep the seeds the table already has for every arm; run only the others")
     rep.add_argument("--out", default=None, help="the results folder (default: ./results)")
     rep.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     rep.add_argument("--list", action="store_true", help="list the experiments and exit")
