@@ -29,6 +29,7 @@ from workbench.experiments.base import COLUMNS, EXPERIMENTS, Experiment, Schedul
 from workbench.experiments.files import results_root, write_text
 from workbench.experiments.index import write_index
 from workbench.experiments.summary import summary_markdown
+from workbench.runs import ENV as TRACKING_ENV
 
 MODEL = "smollm2-135m"
 
@@ -84,6 +85,8 @@ def reproduce(name: str, *, quick: bool = False, seeds: Sequence[int] | None = N
         from workbench.lab import Workbench
 
         lab = Workbench.from_zoo(MODEL)
+        if not os.environ.get(TRACKING_ENV):  # experiments record to their tables; a store only when asked
+            lab.track(False)
     command = command or " ".join(["lora-workbench reproduce", name, *(["--quick"] if quick else []),
                                    "--seeds", *map(str, seeds), *(["--arms", *arms] if arms else []),
                                    *(["--resume"] if resume else [])])
