@@ -89,3 +89,14 @@ def test_gradient_methods_need_calibration_data():
     random = element_scores(model, group_sets(model), "random", seed=3)
     again = element_scores(model, group_sets(model), "random", seed=3)
     assert all(torch.equal(random[k], again[k]) for k in random)
+
+
+def test_max_aggregation_takes_each_groups_largest_member():
+    """Three coupled members, two groups: ``max`` is per group over the members (3 and 5 here), not per
+    member over the groups."""
+    ch = torch.arange(2)[:, None]
+    s = GroupSet(0, "neuron", tuple(Member(m, 0, ch) for m in "abc"))
+    rows = {"a": torch.tensor([[1.0, 0.0], [5.0, 0.0]]),  # row sums 1, 5
+            "b": torch.tensor([[3.0, 0.0], [2.0, 0.0]]),  # 3, 2
+            "c": torch.tensor([[0.0, 2.0], [0.0, 0.0]])}  # 2, 0
+    torch.testing.assert_close(group_scores([s], rows, "max")[(0, "neuron")], torch.tensor([3.0, 5.0]))
