@@ -1,4 +1,4 @@
-"""Train the composition lab's diffusion model and its judge, and measure token localisation (`make diffusion`).
+"""Train the composition lab's diffusion model and judge, and measure token localisation (`make diffusion`).
 
     python scripts/train_diffusion.py                     # judge (if missing), SceneUNet, evaluation
     python scripts/train_diffusion.py --only eval         # evaluate the shipped weights again
@@ -93,7 +93,8 @@ def train_unet(args, text) -> None:
     states, mask = text_table(text, scenes)
     uncond = len(scenes.captions)
     model = D.SceneUNet(D.SceneUNet.CONFIGS[args.config])
-    log(f"SceneUNet[{args.config}]: {model.n_parameters():,} parameters; {args.steps} steps of {args.batch_size}")
+    log(f"SceneUNet[{args.config}]: {model.n_parameters():,} parameters; "
+        f"{args.steps} steps of {args.batch_size}")
     sched = D.noise_schedule()
 
     def loss_fn(ids):
@@ -125,17 +126,19 @@ def train_unet(args, text) -> None:
             break
 
 
-def write_results(frame: pd.DataFrame, info: dict, jinfo: dict, args) -> None:
-    out = ROOT / "results"
+def write_results(frame: pd.DataFrame, model, judge, info: dict, jinfo: dict, args) -> None:
+    out, nan = ROOT / "results", float("nan")
     out.mkdir(exist_ok=True)
     frame.to_csv(out / "diffusion.csv", index=False)
     per_seed = frame.groupby("seed").localisation.mean()
     m, s = per_seed.mean(), per_seed.std(ddof=1) if len(per_seed) > 1 else float("nan")
     lines = ["# SceneUNet: token localisation and judge agreement", "",
-             f"- SceneUNet[{args.config}]: {info.get('steps')} steps of {info.get('batch_size')}, "
-             f"{info.get('minutes', float('nan')):.1f} min at 1 thread, final loss {info.get('loss', float('nan')):.4f}",
-             f"- judge: test accuracy {jinfo.get('test_accuracy', float('nan')):.4f} on 10,000 real Fashion-MNIST items",
-             f"- evaluation: {frame.scene.nunique()} test scenes × seeds {sorted(int(s) for s in frame.seed.unique())}, "
+             f"- SceneUNet[{args.config}]: {model.n_parameters():,} parameters, {info.get('steps')} steps "
+             f"of {info.get('batch_size')}, {info.get('minutes', nan):.1f} min at 1 thread, "
+             f"final loss {info.get('loss', nan):.4f}",
+             f"- judge: {sum(p.numel() for p in judge.parameters()):,} parameters, test accuracy "
+             f"{jinfo.get('test_accuracy', nan):.4f} on 10,000 real Fashion-MNIST items",
+             f"- evaluation: {frame.scene.nunique()} test scenes × seeds {sorted(set(args.seeds))}, "
              f"DDIM {args.sample_steps} steps, no guidance", "",
              f"**Localisation** (fraction of each object token's cross-attention mass in its item's half; "
              f"0.5 = none): mean {m:.3f} (sd over seeds {s:.3f}); by seed "
@@ -181,7 +184,7 @@ def main(argv=None) -> None:
         scenes = SceneSet("test", n=args.eval_scenes, seed=1)
         states, mask = text_table(text, scenes)
         frame = evaluate(model, text, states, mask, scenes, args.seeds, args.sample_steps, judge)
-        write_results(frame, info, jinfo, args)
+        write_results(frame, model, judge, info, jinfo, args)
         print(json.dumps({"localisation": float(frame.localisation.mean())}))
 
 

@@ -25,7 +25,8 @@ from torch.nn import functional as F
 from workbench.errors import WorkbenchError
 
 
-def localisation(maps: torch.Tensor, token_groups: Sequence[Sequence[int]], regions: torch.Tensor) -> torch.Tensor:
+def localisation(maps: torch.Tensor, token_groups: Sequence[Sequence[int]],
+                 regions: torch.Tensor) -> torch.Tensor:
     """Fraction of each object's token attention mass inside its region.
 
     Args:
@@ -39,7 +40,8 @@ def localisation(maps: torch.Tensor, token_groups: Sequence[Sequence[int]], regi
     if maps.ndim != 4:
         raise WorkbenchError(f"localisation takes maps (steps, T, h, w); got shape {tuple(maps.shape)}")
     if len(token_groups) != regions.shape[0]:
-        raise WorkbenchError(f"{len(token_groups)} token groups but {regions.shape[0]} regions; give one per object")
+        raise WorkbenchError(f"{len(token_groups)} token groups but {regions.shape[0]} regions; "
+                             "give one per object")
     h, w = maps.shape[-2:]
     region = regions.float()
     if region.shape[-2:] != (h, w):
@@ -56,8 +58,8 @@ def localisation(maps: torch.Tensor, token_groups: Sequence[Sequence[int]], regi
     return torch.stack(out)
 
 
-def localisation_frame(maps: torch.Tensor, token_groups: Sequence[Sequence[Sequence[int]]], regions: torch.Tensor,
-                       names: Sequence[Sequence[str]] | None = None) -> pd.DataFrame:
+def localisation_frame(maps: torch.Tensor, token_groups: Sequence[Sequence[Sequence[int]]],
+                       regions: torch.Tensor, names: Sequence[Sequence[str]] | None = None) -> pd.DataFrame:
     """Tidy rows ``scene, object, token, value`` for a batch of scenes.
 
     Args:

@@ -81,14 +81,15 @@ class AttentionRecord:
             WorkbenchError: when the number of calls is not steps × layers.
         """
         if len(self.calls) != steps * self.n_layers:
-            raise WorkbenchError(f"recorded {len(self.calls)} cross-attention calls, expected steps × layers = "
-                                 f"{steps} × {self.n_layers}; pass the number of UNet forwards as steps")
+            raise WorkbenchError(f"recorded {len(self.calls)} cross-attention calls, expected steps × layers "
+                                 f"= {steps} × {self.n_layers}; pass the number of UNet forwards as steps")
         shapes = [_grid(c.shape[1], grid) for c in self.calls[:self.n_layers]]
         h, w = max(shapes)
         out = []
         for s in range(steps):
             layers = []
-            for (lh, lw), c in zip(shapes, self.calls[s * self.n_layers:(s + 1) * self.n_layers], strict=True):
+            calls = self.calls[s * self.n_layers:(s + 1) * self.n_layers]
+            for (lh, lw), c in zip(shapes, calls, strict=True):
                 c = c[c.shape[0] // 2:] if keep == "last" else c
                 m = c.transpose(1, 2).reshape(c.shape[0], c.shape[2], lh, lw)  # (B, T, lh, lw)
                 if (lh, lw) != (h, w):  # repeat each cell: every token keeps its mass fractions

@@ -68,7 +68,8 @@ def ddim_sample(model, states: torch.Tensor, mask: torch.Tensor, *, steps: int =
     cfg = guidance != 1.0
     if cfg:
         if uncond is None:
-            raise WorkbenchError("ddim_sample: guidance != 1 needs the empty caption's states: pass uncond=(states, mask)")
+            raise WorkbenchError("ddim_sample: guidance != 1 needs the empty caption's states: "
+                                 "pass uncond=(states, mask)")
         states = torch.cat([uncond[0].expand(B, -1, -1), states])
         mask = torch.cat([uncond[1].expand(B, -1), mask])
     for t in scheduler.timesteps:

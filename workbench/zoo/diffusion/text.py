@@ -51,8 +51,8 @@ class CaptionText:
         return cls(zm.model, zm.tokenizer)
 
     def _tokens(self, captions: list[str], offsets: bool = False):
-        return self.tokenizer(list(captions), padding="max_length", truncation=True, max_length=self.max_tokens,
-                              return_tensors="pt", return_offsets_mapping=offsets)
+        return self.tokenizer(list(captions), padding="max_length", truncation=True,
+                              max_length=self.max_tokens, return_tensors="pt", return_offsets_mapping=offsets)
 
     @torch.no_grad()
     def encode(self, captions: list[str]) -> Encoded:

@@ -60,7 +60,8 @@ class SceneUNet(nn.Module):
         super().__init__()
         from diffusers import UNet2DConditionModel
 
-        self.config = {**config, "block_out_channels": list(config["block_out_channels"]), "text_dim": text_dim}
+        self.config = {**config, "block_out_channels": list(config["block_out_channels"]),
+                       "text_dim": text_dim}
         ch = self.config["block_out_channels"]
         if len(ch) != 2:
             raise WorkbenchError(f"SceneUNet has two levels; block_out_channels={ch} has {len(ch)}")
@@ -87,7 +88,8 @@ class SceneUNet(nn.Module):
             (B, 1, 28, 56) predicted noise.
         """
         if x.shape[1:] != (1, *CANVAS):
-            raise WorkbenchError(f"SceneUNet takes (B, 1, {CANVAS[0]}, {CANVAS[1]}) images; got {tuple(x.shape)}")
+            raise WorkbenchError(f"SceneUNet takes (B, 1, {CANVAS[0]}, {CANVAS[1]}) images; "
+                                 f"got {tuple(x.shape)}")
         patches = F.pixel_unshuffle(x, PATCH)  # (B, 4, 14, 28)
         inp = torch.cat([patches, self.coords.expand(x.shape[0], -1, -1, -1)], dim=1)  # (B, 5, 14, 28)
         out = self.unet(inp, t, encoder_hidden_states=states,
