@@ -23,7 +23,7 @@ from torch.nn import functional as F
 
 from workbench.analysis.localisation import localisation
 from workbench.tasks.multimodal.images import fashion_mnist
-from workbench.tasks.scenes import SceneSet, object_spans
+from workbench.tasks.scenes import SceneSet, object_spans, side_spans
 from workbench.training import Loop, Shuffled
 from workbench.training.module_loss import ModuleLoss, training_session
 from workbench.zoo import diffusion as D
@@ -62,10 +62,13 @@ def text_table(text: D.CaptionText, scenes: SceneSet):
     return enc.states, enc.mask
 
 
-def object_tokens(text, scenes: SceneSet, i: int) -> list[list[int]]:
+def object_tokens(text, scenes: SceneSet, i: int, kind: str = "object") -> list[list[int]]:
+    """Token positions of the left and the right item's name (``kind="object"``) or side word ("side")."""
     a, b = scenes.labels[i]
     caption = scenes.caption(i)
-    return [text.token_ids(caption, s) for s in object_spans(caption, (scenes.names[a], scenes.names[b]))]
+    names = scenes.names[a], scenes.names[b]
+    spans = object_spans(caption, names) if kind == "object" else side_spans(caption)
+    return [text.token_ids(caption, s) for s in spans]
 
 
 def evaluate(model, text, states, mask, scenes: SceneSet, seeds, steps: int, judge=None) -> pd.DataFrame:
@@ -80,10 +83,11 @@ def evaluate(model, text, states, mask, scenes: SceneSet, seeds, steps: int, jud
         pred = judge.regions(images) if judge is not None else None
         for i in range(len(scenes)):
             scores = localisation(maps[i], object_tokens(text, scenes, i), batch.regions[i])
+            sides = localisation(maps[i], object_tokens(text, scenes, i, "side"), batch.regions[i])
             for o, side in enumerate(("left", "right")):
                 c = int(batch.labels[i, o])
                 rows.append({"seed": seed, "scene": i, "side": side, "token": scenes.names[c],
-                             "localisation": float(scores[o]),
+                             "localisation": float(scores[o]), "side_word_localisation": float(sides[o]),
                              "judge_agrees": None if pred is None else bool(pred[i, o] == c)})
     return pd.DataFrame(rows)
 
@@ -115,8 +119,9 @@ def train_unet(args, text) -> None:
         model.eval()
         quick = evaluate(model, text, pstates, pmask, probe, [0], steps=10)
         last = float(quick.localisation.mean())
-        log(f"step {loop.step_index}: loss {hist.loss.tail(args.eval_every).mean():.4f}, "
-            f"quick localisation {last:.3f}, {(time.time() - start) / 60:.1f} min")
+        log(f"step {loop.step_index}: loss {hist.loss.tail(args.eval_every).mean():.4f}, quick localisation "
+            f"{last:.3f} (side words {quick.side_word_localisation.mean():.3f}), "
+            f"{(time.time() - start) / 60:.1f} min")
         extra = {"steps": loop.step_index, "planned_steps": args.steps, "batch_size": args.batch_size,
                  "lr": args.lr, "minutes": (time.time() - start) / 60, "quick_localisation": last,
                  "loss": float(hist.loss.tail(args.eval_every).mean())}
@@ -142,10 +147,12 @@ def write_results(frame: pd.DataFrame, model, judge, info: dict, jinfo: dict, ar
              f"DDIM {args.sample_steps} steps, no guidance", "",
              f"**Localisation** (fraction of each object token's cross-attention mass in its item's half; "
              f"0.5 = none): mean {m:.3f} (sd over seeds {s:.3f}); by seed "
-             + ", ".join(f"{k}: {v:.3f}" for k, v in per_seed.items()), "",
-             "| side | localisation | judge agrees |", "|---|---|---|"]
+             + ", ".join(f"{k}: {v:.3f}" for k, v in per_seed.items())
+             + f". The side words (\"left\", \"right\") score {frame.side_word_localisation.mean():.3f}.", "",
+             "| side | object token | side word | judge agrees |", "|---|---|---|---|"]
     for side, g in frame.groupby("side"):
-        lines.append(f"| {side} | {g.localisation.mean():.3f} | {g.judge_agrees.mean():.3f} |")
+        lines.append(f"| {side} | {g.localisation.mean():.3f} | {g.side_word_localisation.mean():.3f} "
+                     f"| {g.judge_agrees.mean():.3f} |")
     lines += ["", "| token | localisation | judge agrees | n |", "|---|---|---|---|"]
     for tok, g in frame.groupby("token"):
         lines.append(f"| {tok} | {g.localisation.mean():.3f} | {g.judge_agrees.mean():.3f} | {len(g)} |")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from workbench.errors import WorkbenchError
-from workbench.tasks.scenes import CANVAS, SceneSet, caption_for, compose, object_spans
+from workbench.tasks.scenes import CANVAS, SceneSet, caption_for, compose, object_spans, side_spans
 
 
 def _square(y0, y1, x0, x1, value=1.0):
@@ -44,8 +44,12 @@ def test_captions_name_both_items_and_sides():
     c = caption_for("shirt", "t-shirt", right_first=True)
     (a0, a1), (b0, b1) = object_spans(c, ("shirt", "t-shirt"))
     assert c[a0:a1] == "shirt" and c[b0:b1] == "t-shirt" and a0 > b0  # not the "shirt" inside "t-shirt"
+    (l0, l1), (r0, r1) = side_spans(c)
+    assert c[l0:l1] == "left" and c[r0:r1] == "right" and r0 < l0
     with pytest.raises(WorkbenchError, match="caption_for"):
         object_spans("a bag on the left", ("bag", "coat"))
+    with pytest.raises(WorkbenchError, match="on the right"):
+        side_spans("a bag on the left")
 
 
 def test_scene_set_batch_matches_its_items():

@@ -8,6 +8,7 @@ from workbench.tasks.scenes.compose import (
     caption_for,
     compose,
     object_spans,
+    side_spans,
 )
 
-__all__ = ["CANVAS", "SceneBatch", "SceneSet", "caption_for", "compose", "object_spans"]
+__all__ = ["CANVAS", "SceneBatch", "SceneSet", "caption_for", "compose", "object_spans", "side_spans"]

@@ -56,6 +56,23 @@ def object_spans(caption: str, names: tuple[str, str]) -> list[tuple[int, int]]:
     return spans
 
 
+def side_spans(caption: str) -> list[tuple[int, int]]:
+    """Character span of the words "left" and "right" in a scene caption (left first).
+
+    Raises:
+        WorkbenchError: when a side word is missing.
+    """
+    spans = []
+    for side in SIDES:
+        at = caption.find(f" on the {side}")
+        if at < 0:
+            raise WorkbenchError(f"caption {caption!r} does not say 'on the {side}'; "
+                                 "build it with caption_for()")
+        start = at + len(" on the ")
+        spans.append((start, start + len(side)))
+    return spans
+
+
 def compose(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Place two 28×28 items side by side.
 
