@@ -84,12 +84,16 @@ def test_capture_returns_tidy_maps_and_leaves_the_model_as_it_was(model):
             pass
 
 
-def test_capture_keeps_the_conditional_half_under_guidance(model):
+def test_sample_with_attention_keeps_the_conditional_half_under_guidance(model):
     states, mask = _text()
     uncond = (torch.zeros(1, T, 16), mask[:1])
+    images, maps = D.sample_with_attention(model, states, mask, steps=2, seed=3, guidance=2.0, uncond=uncond)
+    assert images.shape == (2, 1, 28, 56) and maps.shape == (2, 2, T, 7, 14)
     with D.capture_cross_attention(model) as rec:
         D.ddim_sample(model, states, mask, steps=2, seed=3, guidance=2.0, uncond=uncond)
-    assert rec.maps(steps=2, grid=(14, 28), keep="last").shape == (2, 2, T, 7, 14)
+    assert torch.equal(rec.maps(steps=2, grid=(14, 28), keep="last"), maps)
+    both = rec.maps(steps=2, grid=(14, 28), keep="all")  # [uncond; cond] rows
+    assert both.shape[0] == 4 and torch.equal(both[2:], maps) and not torch.equal(both[:2], maps)
 
 
 def test_judge_forward_shapes():

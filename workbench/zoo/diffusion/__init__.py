@@ -17,7 +17,7 @@ from pathlib import Path
 from workbench.errors import WorkbenchError
 from workbench.zoo.diffusion.attention import AttentionRecord, CaptureProcessor, capture_cross_attention
 from workbench.zoo.diffusion.judge import Judge
-from workbench.zoo.diffusion.sampler import ddim_sample, denoising_loss, noise_schedule
+from workbench.zoo.diffusion.sampler import ddim_sample, denoising_loss, noise_schedule, sample_with_attention
 from workbench.zoo.diffusion.text import CaptionText
 from workbench.zoo.diffusion.unet import SceneUNet, load_unet, read_model, save_model
 
@@ -48,4 +48,4 @@ def load_shipped(which: str = "unet", folder: str | Path | None = None):
 
 __all__ = ["FILES", "AttentionRecord", "CaptionText", "CaptureProcessor", "Judge", "SceneUNet",
            "capture_cross_attention", "ddim_sample", "denoising_loss", "load_shipped", "load_unet",
-           "noise_schedule", "read_model", "save_model", "shipped_dir"]
+           "noise_schedule", "read_model", "sample_with_attention", "save_model", "shipped_dir"]

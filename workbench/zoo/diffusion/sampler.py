@@ -2,6 +2,7 @@
 
     loss = denoising_loss(model, images, states, mask)        # one training batch
     images = ddim_sample(model, states, mask, steps=20, seed=0)   # (B, 1, 28, 56) in [-1, 1]
+    images, maps = sample_with_attention(model, states, mask, steps=20, seed=0)  # + (B, steps, T, h, w)
 
 Epsilon prediction with the cosine schedule over 1000 training timesteps; DDIM with ``eta=0`` is
 deterministic for a seed (the seed draws only the initial noise). Classifier-free guidance: with
@@ -80,3 +81,22 @@ def ddim_sample(model, states: torch.Tensor, mask: torch.Tensor, *, steps: int =
             eps = eps_u + guidance * (eps_c - eps_u)
         x = scheduler.step(eps, t, x).prev_sample
     return x.clamp(-1, 1)
+
+
+def sample_with_attention(model, states: torch.Tensor, mask: torch.Tensor, *, steps: int = 20, seed: int = 0,
+                          guidance: float = 1.0, uncond: tuple[torch.Tensor, torch.Tensor] | None = None):
+    """``ddim_sample`` that also returns every caption token's cross-attention map at every step.
+
+    Returns:
+        images (B, 1, 28, 56) in [-1, 1]; maps (B, steps, T, h, w): for scene i, ``maps[i]`` is its
+        [steps, tokens, h, w] tensor, averaged over heads and layers, at the finest cross-attention grid
+        (7×14 for SceneUNet), the conditional pass only under guidance.
+    """
+    from workbench.zoo.diffusion.attention import capture_cross_attention
+
+    with capture_cross_attention(model) as rec:
+        images = ddim_sample(model, states, mask, steps=steps, seed=seed, guidance=guidance, uncond=uncond)
+    grid = getattr(model, "grid", None)
+    if grid is None:
+        raise WorkbenchError(f"{type(model).__name__} has no .grid (the UNet's input H, W); use a SceneUNet")
+    return images, rec.maps(steps, grid=grid, keep="last" if guidance != 1.0 else "all")

@@ -66,6 +66,7 @@ class SceneUNet(nn.Module):
         if len(ch) != 2:
             raise WorkbenchError(f"SceneUNet has two levels; block_out_channels={ch} has {len(ch)}")
         H, W = CANVAS[0] // PATCH, CANVAS[1] // PATCH
+        self.grid = (H, W)  # the UNet's input grid: attention maps have this aspect
         self.unet = UNet2DConditionModel(
             sample_size=(H, W), in_channels=PATCH * PATCH + 1, out_channels=PATCH * PATCH,
             down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
