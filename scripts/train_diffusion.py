@@ -71,15 +71,19 @@ def object_tokens(text, scenes: SceneSet, i: int, kind: str = "object") -> list[
     return [text.token_ids(caption, s) for s in spans]
 
 
-def evaluate(model, text, states, mask, scenes: SceneSet, seeds, steps: int, judge=None) -> pd.DataFrame:
-    """Localisation per object token (and judge agreement) for every scene of ``scenes`` and seed."""
+def evaluate(model, text, states, mask, scenes: SceneSet, seeds, steps: int, judge=None,
+             guidance: float = 1.0) -> pd.DataFrame:
+    """Localisation per object token (and judge agreement) for every scene of ``scenes`` and seed.
+
+    ``states``/``mask`` hold one row per caption of ``scenes.captions`` and the empty caption last.
+    """
     batch = scenes.batch(range(len(scenes)))
+    uncond = (states[-1:], mask[-1:])
     rows = []
     for seed in seeds:
-        with D.capture_cross_attention(model) as rec:
-            images = D.ddim_sample(model, states[batch.caption_ids], mask[batch.caption_ids], steps=steps,
-                                   seed=seed)
-        maps = rec.maps(steps, grid=(14, 28))  # (B, steps, T, 7, 14)
+        images, maps = D.sample_with_attention(model, states[batch.caption_ids], mask[batch.caption_ids],
+                                               steps=steps, seed=seed, guidance=guidance, uncond=uncond)
+        # maps: (B, steps, T, 7, 14)
         pred = judge.regions(images) if judge is not None else None
         for i in range(len(scenes)):
             scores = localisation(maps[i], object_tokens(text, scenes, i), batch.regions[i])
@@ -144,7 +148,7 @@ def write_results(frame: pd.DataFrame, model, judge, info: dict, jinfo: dict, ar
              f"- judge: {sum(p.numel() for p in judge.parameters()):,} parameters, test accuracy "
              f"{jinfo.get('test_accuracy', nan):.4f} on 10,000 real Fashion-MNIST items",
              f"- evaluation: {frame.scene.nunique()} test scenes × seeds {sorted(set(args.seeds))}, "
-             f"DDIM {args.sample_steps} steps, no guidance", "",
+             f"DDIM {args.sample_steps} steps, guidance {args.guidance:g}", "",
              f"**Localisation** (fraction of each object token's cross-attention mass in its item's half; "
              f"0.5 = none): mean {m:.3f} (sd over seeds {s:.3f}); by seed "
              + ", ".join(f"{k}: {v:.3f}" for k, v in per_seed.items())
@@ -175,6 +179,7 @@ def main(argv=None) -> None:
     p.add_argument("--eval-scenes", type=int, default=32)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--sample-steps", type=int, default=20)
+    p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance in the evaluation")
     p.add_argument("--out", type=Path, default=D.shipped_dir())
     args = p.parse_args(argv)
     import sys
@@ -190,7 +195,8 @@ def main(argv=None) -> None:
         judge, jinfo = D.load_shipped("judge", args.out)
         scenes = SceneSet("test", n=args.eval_scenes, seed=1)
         states, mask = text_table(text, scenes)
-        frame = evaluate(model, text, states, mask, scenes, args.seeds, args.sample_steps, judge)
+        frame = evaluate(model, text, states, mask, scenes, args.seeds, args.sample_steps, judge,
+                         args.guidance)
         write_results(frame, model, judge, info, jinfo, args)
         print(json.dumps({"localisation": float(frame.localisation.mean())}))
 
