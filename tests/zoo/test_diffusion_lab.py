@@ -33,5 +33,14 @@ def test_adapters_on_the_unet_attention_projections():
         lab.use(None)
         assert not torch.allclose(adapted, base, atol=1e-4)
         assert torch.allclose(model(x, t, states, mask), base, atol=1e-6)
+    # merging and geometry take the UNet's adapters like a language model's
+    other = lab.new_adapter("pose", r=2, targets=TARGETS, seed=1)
+    for f in other.modules.values():
+        f.B.data.normal_(0, 0.5)
+    merged = lab.merge(["style", "pose"], method="task_arithmetic", weights=[1.0, 1.0])
+    assert set(merged.modules) == set(adapter.modules)
+    from workbench import analysis
+    angles = analysis.angles([adapter, other])
+    assert len(angles) > 0
     lab.detach()
     assert not lab.layers
