@@ -165,6 +165,11 @@ class SearchRun:
         with self._lock:
             self.candidates.append(c)
             self.rows.extend(rows)
+        tracker = getattr(getattr(self.objective, "lab", None), "tracker", None)
+        if tracker is not None:  # the lab's run store keeps every candidate (workbench.runs)
+            tracker.record(f"{self.name} #{i}", "candidate", params=head, tags={"search": str(self.name)},
+                           metrics={"objective": value, **{f"{t}/{scores[t]['metric']}": scores[t]["value"]
+                                                           for t in self.objective.tasks}})
 
 
 def search(objective: Objective, space: SearchSpace, searcher: str | Searcher = "random", *, budget: int = 20,
