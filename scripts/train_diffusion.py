@@ -23,7 +23,7 @@ from torch.nn import functional as F
 
 from workbench.analysis.localisation import localisation
 from workbench.tasks.multimodal.images import fashion_mnist
-from workbench.tasks.scenes import SceneSet, object_spans, side_spans
+from workbench.tasks.scenes import SceneSet, caption_for, object_spans, side_spans
 from workbench.training import Loop, Shuffled
 from workbench.training.module_loss import ModuleLoss, training_session
 from workbench.zoo import diffusion as D
@@ -96,6 +96,30 @@ def evaluate(model, text, states, mask, scenes: SceneSet, seeds, steps: int, jud
     return pd.DataFrame(rows)
 
 
+@torch.no_grad()
+def caption_use(model, scenes: SceneSet, states, mask, timesteps=(200, 500, 800),
+                seed: int = 0) -> pd.DataFrame:
+    """Denoising error with the true caption, the caption with the two items' sides swapped, and none.
+
+    A model that binds each item to its side predicts the noise better with the true caption than
+    with the swapped one; one that ignores the caption scores all three alike. Same noise for all three.
+    """
+    batch = scenes.batch(range(len(scenes)))
+    names = scenes.names
+    swapped = torch.tensor([scenes.caption_index[caption_for(names[b], names[a], bool(scenes.right_first[i]))]
+                            for i, (a, b) in enumerate(scenes.labels)])
+    empty = torch.full_like(swapped, states.shape[0] - 1)
+    sched, g, rows = D.noise_schedule(), torch.Generator().manual_seed(seed), []
+    for t in timesteps:
+        noise = torch.randn(batch.images.shape, generator=g)
+        tt = torch.full((len(scenes),), t)
+        x = sched.add_noise(batch.images, noise, tt)
+        for name, cid in (("caption", batch.caption_ids), ("sides swapped", swapped), ("empty", empty)):
+            err = F.mse_loss(model(x, tt, states[cid], mask[cid]), noise).item()
+            rows.append({"t": t, "condition": name, "mse": err})
+    return pd.DataFrame(rows)
+
+
 def train_unet(args, text) -> None:
     scenes = SceneSet("train", n=60_000, seed=0)
     states, mask = text_table(text, scenes)
@@ -135,7 +159,8 @@ def train_unet(args, text) -> None:
             break
 
 
-def write_results(frame: pd.DataFrame, model, judge, info: dict, jinfo: dict, args) -> None:
+def write_results(frame: pd.DataFrame, model, judge, info: dict, jinfo: dict, args,
+                  use: pd.DataFrame | None = None) -> None:
     out, nan = ROOT / "results", float("nan")
     out.mkdir(exist_ok=True)
     frame.to_csv(out / "diffusion.csv", index=False)
@@ -160,6 +185,13 @@ def write_results(frame: pd.DataFrame, model, judge, info: dict, jinfo: dict, ar
     lines += ["", "| token | localisation | judge agrees | n |", "|---|---|---|---|"]
     for tok, g in frame.groupby("token"):
         lines.append(f"| {tok} | {g.localisation.mean():.3f} | {g.judge_agrees.mean():.3f} | {len(g)} |")
+    if use is not None:
+        table = use.pivot(index="t", columns="condition", values="mse")
+        lines += ["", "Denoising error (MSE of the predicted noise, same noise) with the true caption, "
+                  "the caption with the items' sides swapped, and the empty caption:", "",
+                  "| t | caption | sides swapped | empty |", "|---|---|---|---|"]
+        lines += [f"| {t} | {r['caption']:.4f} | {r['sides swapped']:.4f} | {r['empty']:.4f} |"
+                  for t, r in table.iterrows()]
     lines += ["", f"Command: `{' '.join(['python scripts/train_diffusion.py', *args.argv])}`"]
     (out / "diffusion.md").write_text("\n".join(lines) + "\n")
     log("\n".join(lines))
@@ -197,7 +229,8 @@ def main(argv=None) -> None:
         states, mask = text_table(text, scenes)
         frame = evaluate(model, text, states, mask, scenes, args.seeds, args.sample_steps, judge,
                          args.guidance)
-        write_results(frame, model, judge, info, jinfo, args)
+        use = caption_use(model, SceneSet("test", n=64, seed=2), *text_table(text, scenes))
+        write_results(frame, model, judge, info, jinfo, args, use)
         print(json.dumps({"localisation": float(frame.localisation.mean())}))
 
 
