@@ -117,6 +117,7 @@ def save_model(model: nn.Module, path: str | os.PathLike, extra: dict | None = N
     os.close(fd)
     try:
         save_file(state, tmp, metadata=meta)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a shipped model file is readable by all
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
