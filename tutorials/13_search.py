@@ -164,6 +164,11 @@ interval_bars(full, "normalized", "normalized score per task (held out), 95% CI"
 # and `lora-workbench merge recipe.json --store URI --out DIR` re-creates a recorded merge bit for bit
 # (the sources are found in the store by content fingerprint; a changed source is refused by name).
 #
+# Searches scale out the same way: `search(..., workers=Workers(4))` scores four candidates at a time on a
+# local Dask cluster bound to 127.0.0.1 (or `Workers(address="tcp://…")` for an existing one, or local
+# processes without Dask); each worker builds the base once and gets the adapters as tensors, and every
+# candidate still lands in this lab's run store.
+#
 # Below, a store in a temporary folder: two adapters merged by TIES on a tiny random model under
 # `LORA_WORKBENCH_QUICK=1`, the ready adapters on SmolLM2 otherwise, then the recorded runs.
 
