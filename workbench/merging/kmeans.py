@@ -1,5 +1,10 @@
 """k-means (k-means++ seeding, Lloyd iterations, best of ``n_init``), seeded, for LoRA-LEGO.
 
+The Lloyd update sums each cluster's members with one ``index_add_`` (in point order, as
+``members.mean(0)`` sums them) and divides by the count: the same centers bit for bit as the
+per-cluster loop it replaced (issue 23; tests/merging/reference_impl.py ``kmeans``), in 4 operations
+instead of 4k.
+
 Reference: Arthur & Vassilvitskii, "k-means++: The Advantages of Careful Seeding", SODA 2007.
 """
 
@@ -19,16 +24,19 @@ def kmeans(points: torch.Tensor, k: int, *, generator: torch.Generator, n_init: 
     for _ in range(n_init):
         centers = _plus_plus(points, k, generator)
         labels = None
+        sums = torch.empty_like(centers)  # (k, d)
         for _ in range(max_iter):
             d = torch.cdist(points, centers, compute_mode="donot_use_mm_for_euclid_dist") ** 2  # (n, k)
             new = d.argmin(dim=1)
             if labels is not None and torch.equal(new, labels):
                 break
             labels = new
-            for j in range(k):
-                members = points[labels == j]
-                if len(members):
-                    centers[j] = members.mean(0)
+            # every center at once: its members' sum in point order, ÷ their count (an empty
+            # cluster keeps its center)
+            sums.zero_().index_add_(0, labels, points)
+            counts = torch.bincount(labels, minlength=k)  # (k,)
+            filled = counts > 0
+            centers[filled] = sums[filled] / counts[filled, None].to(points.dtype)
         inertia = float(((points - centers[labels]) ** 2).sum())
         if inertia < best_inertia:
             best, best_inertia = labels, inertia
