@@ -30,6 +30,8 @@ from dataclasses import replace
 
 import torch
 
+from workbench.adapters.adapter import Adapter
+from workbench.analysis.unit_clusters import UnitClusters
 from workbench.errors import WorkbenchError
 from workbench.merging.base import MERGES, RANK, MergeMethod
 from workbench.merging.inputs import MergeInputs, resolve_rank
@@ -43,7 +45,14 @@ OUTPUT_REWEIGHT = ("none", "sqrt_rank", "match")
 def units(inputs: MergeInputs, path: str, sign_canonicalize: bool = False
           ) -> tuple[torch.Tensor, list[float], int]:
     """(pool (n, in + out) float64, the sources' ||wᵢΔWᵢ||_F, in_features) of one module."""
-    rows, norms = [], []
+    pool, norms, _, _ = _pool(inputs, path, sign_canonicalize)
+    return pool, norms, inputs.shape(path)[1]
+
+
+def _pool(inputs: MergeInputs, path: str, sign_canonicalize: bool
+          ) -> tuple[torch.Tensor, list[float], list[str], list[int]]:
+    """(pool, norms, each unit's source name, each unit's rank index in its source) of one module."""
+    rows, norms, source, index = [], [], [], []
     for i in inputs.present(path):
         w, a = inputs.weights[i], inputs.adapters[i]
         if w == 0:
@@ -54,13 +63,28 @@ def units(inputs: MergeInputs, path: str, sign_canonicalize: bool = False
         m = torch.cat([c * A, (c if w > 0 else -c) * B.T], dim=1)  # (r, in + out)
         rows.append(m)
         norms.append(factored_norm(w * s * B, A))
+        source += [a.name] * m.shape[0]
+        index += list(range(m.shape[0]))
     pool = torch.cat(rows) if rows else torch.zeros(0, 0, dtype=torch.float64)
-    pool = pool[pool.abs().amax(dim=1) > 0] if len(pool) else pool
+    if len(pool):
+        live = pool.abs().amax(dim=1) > 0
+        source = [x for x, keep in zip(source, live.tolist(), strict=True) if keep]
+        index = [x for x, keep in zip(index, live.tolist(), strict=True) if keep]
+        pool = pool[live]
     if sign_canonicalize and len(pool):
         in_f = inputs.shape(path)[1]
         lead = pool[:, :in_f].gather(1, pool[:, :in_f].abs().argmax(dim=1, keepdim=True))  # (n, 1)
         pool = pool * torch.where(lead < 0, -1.0, 1.0).to(pool.dtype)
-    return pool, norms, inputs.shape(path)[1]
+    return pool, norms, source, index
+
+
+def _labels(inputs: MergeInputs, path: str, pool: torch.Tensor, k: int, n_init: int) -> torch.Tensor:
+    """The merge's k-means labels (n,) of ``pool`` (one cluster per unit when k ≥ n), seeded per module."""
+    n = pool.shape[0]
+    if k >= n:
+        return torch.arange(n)
+    g = torch.Generator().manual_seed(zlib.crc32(f"{inputs.seed}|{path}".encode()))
+    return kmeans(pool, k, generator=g, n_init=n_init)
 
 
 def _lego_module(inputs: MergeInputs, path: str, params: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -73,8 +97,7 @@ def _lego_module(inputs: MergeInputs, path: str, params: dict) -> tuple[torch.Te
     if k >= n:  # one cluster per unit: exact
         centroids = torch.cat([pool, pool.new_zeros(k - n, pool.shape[1])])
     else:
-        g = torch.Generator().manual_seed(zlib.crc32(f"{inputs.seed}|{path}".encode()))
-        labels = kmeans(pool, k, generator=g, n_init=params["n_init"])
+        labels = _labels(inputs, path, pool, k, params["n_init"])
         centroids = pool.new_zeros(k, pool.shape[1])
         for j in range(k):
             members = pool[labels == j]
@@ -93,6 +116,34 @@ def _lego_module(inputs: MergeInputs, path: str, params: dict) -> tuple[torch.Te
         target = math.sqrt(sum(x * x for x in norms) / len(norms))
         gamma = target / merged if merged > 0 else 1.0
     return A, gamma * B
+
+
+def lego_clusters(adapters: list[Adapter], weights: list[float] | None = None, *, rank: int | None = None,
+                  seed: int = 0, n_init: int = 10, sign_canonicalize: bool = False,
+                  paths: list[str] | None = None) -> dict[str, UnitClusters]:
+    """path -> the pooled units, their sources and rank indices, and the k-means labels that
+    ``merge(adapters, "lora_lego", weights, rank=rank, seed=seed, n_init=n_init, ...)`` uses (the same
+    pool, generator and restarts, so the same clusters). ``paths``: a subset of the shared modules.
+
+    Read it with ``workbench.analysis.unit_clusters`` (``cluster_frame``, ``cluster_measures``).
+    """
+    weights = [1.0] * len(adapters) if weights is None else [float(w) for w in weights]
+    if len(weights) != len(adapters):
+        raise WorkbenchError(f"{len(weights)} weights for {len(adapters)} adapters; "
+                             "give one weight per adapter")
+    shared = [p for p in adapters[0].modules if all(p in a.modules for a in adapters)]
+    unknown = sorted(set(paths or ()) - set(shared))
+    if unknown:
+        raise WorkbenchError(f"lego_clusters: {unknown[:3]} are not modules every adapter has; pick from "
+                             f"{shared[:3]}...")
+    inputs = MergeInputs(list(adapters), weights, seed, list(paths) if paths else shared)
+    out = {}
+    for path in inputs.paths:
+        pool, _, source, index = _pool(inputs, path, sign_canonicalize)
+        k = resolve_rank(rank, inputs.ranks(path), "max")
+        out[path] = UnitClusters(pool, source, index, _labels(inputs, path, pool, k, n_init),
+                                 inputs.shape(path)[1])
+    return out
 
 
 def _run(inputs: MergeInputs, params: dict):
