@@ -32,16 +32,16 @@ def test_lora_lego_arms_merge_at_one_rank_score_every_task_and_leave_the_lab_cle
     assert list(table.columns) == COLUMNS and not lab.adapters and not lab.routers
     assert set(table.arm) == set(LoRALegoExperiment.arms)
     keep = table[table.measure == "keep"]
-    assert set(keep.task) == {"a", "b", "c"} and len(keep) == 4 * 3 * 2
+    assert set(keep.task) == {"a", "b", "c"} and len(keep) == 5 * 3 * 2
     # keep is (base − merged) / (base − own), from the losses in the same table
     ta = table[(table.arm == "task_arithmetic") & (table.task != "")]
     ref = ta.pivot_table(index=["seed", "task"], columns="measure", values="value")
     want = (ref.loss_base - ref.loss) / (ref.loss_base - ref.loss_own)
     assert ref["keep"].to_numpy() == pytest.approx(want.to_numpy())
-    lego = set(table[table.arm == LEGO].measure)
+    lego = set(table[table.arm == LEGO].measure) & set(table[table.arm == "lora_lego_svd"].measure)
     assert {"mixed_cluster_share", "update_cos_gap", "output_cos_gap", "same_index_share"} <= lego
     verdicts = exp.verdicts(table)
-    assert all(v.interval.n == 2 for v in verdicts) and len(verdicts) == 7
+    assert all(v.interval.n == 2 for v in verdicts) and len(verdicts) == 10
     assert verdicts[0].measure == "mean_keep: lora_lego − task_arithmetic (> 0: LEGO keeps more)"
 
 

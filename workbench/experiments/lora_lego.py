@@ -13,7 +13,9 @@ Claims (Zhao et al., LoRA-LEGO, ICLR 2025; abstract and Sec. 3-4):
 Arms (the four shipped ready task LoRAs, rank 8 on q/k/v/o; every merge at rank 8 = max rᵢ, the
 paper's k = r, weights 1): ``task_arithmetic`` (Σ ΔWᵢ, SVD-cut to rank 8), ``ties`` (TIES, density 0.2,
 SVD-cut to rank 8), ``lora_lego`` (parameter reweighting + output reweighting "match"),
-``lora_lego_param`` (parameter reweighting only). A seed sets LoRA-LEGO's k-means initialisation and
+``lora_lego_param`` (parameter reweighting only), ``lora_lego_svd`` (our ablation: ``lora_lego`` on
+units re-factored by each source's SVD, which the shared A initialisation of the ready LoRAs cannot
+steer). A seed sets LoRA-LEGO's k-means initialisation and
 draws the held-out examples each arm is scored on (the same draw for every arm of a seed).
 
 Reference: Zhao et al., "Merging LoRAs like Playing LEGO: Pushing the Modularity of LoRA to Extremes
@@ -45,10 +47,11 @@ from workbench.experiments.stats import mean_interval
 from workbench.merging import merge
 from workbench.merging.methods.lora_lego import lego_clusters
 
-TA, TIES, LEGO, LEGO_P = "task_arithmetic", "ties", "lora_lego", "lora_lego_param"
+TA, TIES, LEGO, LEGO_P, LEGO_SVD = "task_arithmetic", "ties", "lora_lego", "lora_lego_param", "lora_lego_svd"
 METHODS = {TA: ("task_arithmetic", {}), TIES: ("ties", {"density": 0.2}),
            LEGO: ("lora_lego", {"output_reweight": "match"}),
-           LEGO_P: ("lora_lego", {"output_reweight": "none"})}
+           LEGO_P: ("lora_lego", {"output_reweight": "none"}),
+           LEGO_SVD: ("lora_lego", {"output_reweight": "match", "unit_basis": "svd"})}
 N_INIT = 10  # k-means restarts (the method's default)
 
 
@@ -62,8 +65,8 @@ class LoRALegoExperiment(Experiment):
               "LoRA-LEGO merges keep more of each task's score than TIES at the same merged rank",
               "the clusters group units from different LoRAs that do similar things",
               "the output reweighting (the second half of the dual reweighting) improves the merge")
-    arms = (TA, TIES, LEGO, LEGO_P)
-    full = Schedule(steps=6, lr=3e-3, batch_size=4, eval_limit=16)
+    arms = (TA, TIES, LEGO, LEGO_P, LEGO_SVD)
+    full = Schedule(steps=6, lr=3e-3, batch_size=4, eval_limit=12)
     quick = Schedule(steps=2, lr=2e-3, batch_size=2, eval_limit=2, seeds=(0,))
     notes = ("sources: the four shipped ready task LoRAs (arithmetic, topic, language, code: rank 8, α 16, "
              "q/k/v/o, each trained alone for 80-120 steps of batch 8, all with seed 0), the same in every "
@@ -94,7 +97,11 @@ class LoRALegoExperiment(Experiment):
              "A initialisation (seed 0; cos(Aᵢ, Aⱼ) ≈ 0.9-0.95 after training), so units of one rank "
              "index start alike: same_index_share says how much of the grouping that explains.",
              "claim 2's verdict: update_cos_gap > 0; mixed_cluster_share above 1/2 is tried beside it.",
-             "CPU scale: 16 held-out examples per task per seed (a seeded draw from the 64-96 held out), "
+             "lora_lego_svd (our ablation, not in the paper): the same merge as lora_lego, but each source's "
+             "update is first re-factored by its SVD (aⱼ = √σⱼvⱼ, bⱼ = √σⱼuⱼ), so the units do not inherit "
+             "the shared A initialisation; its cluster measures say what the clusters join without it "
+             "(same_index_share there: the same singular-value order).",
+             "CPU scale: 12 held-out examples per task per seed (a seeded draw from the 64-96 held out), "
              "3 seeds, about 10 min at 1 thread; the paper merges on larger models and benchmarks.")
 
     _reference: dict | None = None
@@ -137,9 +144,10 @@ class LoRALegoExperiment(Experiment):
                               "merge_error": result.total_error, "merge_seconds": seconds})
             if accs:
                 out += rows(arm, {"multitask_accuracy": sum(accs) / len(accs)})
-            if arm == LEGO:
+            if arm in (LEGO, LEGO_SVD):
+                basis = params.get("unit_basis", "factors")
                 out += rows(arm, mean_cluster_measures(lego_clusters(bank, rank=BANK_RANK, seed=seed,
-                                                                     n_init=N_INIT)))
+                                                                     n_init=N_INIT, unit_basis=basis)))
         return pd.DataFrame(out)
 
     def _references(self, lab, names: list[str], held: dict, seed: int) -> dict[str, dict[str, float]]:
@@ -169,15 +177,20 @@ class LoRALegoExperiment(Experiment):
                     a = paired(table, "multitask_accuracy", LEGO, base)
                     out.append(Verdict(self.claims[claim] + " (accuracy)",
                                        f"multitask_accuracy: {LEGO} − {base}", a, decide(a)))
-        lego = table[table.arm == LEGO]
-        gap = lego[lego.measure == "update_cos_gap"]["value"].tolist()
-        if gap:
-            g = mean_interval(gap)
-            out.append(Verdict(self.claims[2], "update_cos_gap (> 0: same-cluster units of different LoRAs "
-                                               "are more alike)", g, decide(g)))
-            mixed = mean_interval((lego[lego.measure == "mixed_cluster_share"]["value"] - 0.5).tolist())
-            out.append(Verdict(self.claims[2] + " (most clusters mix LoRAs)", "mixed_cluster_share − 1/2",
-                               mixed, decide(mixed)))
+        for arm, label in ((LEGO, ""), (LEGO_SVD, " [SVD units, our ablation]")):
+            lego = table[table.arm == arm]
+            gap = lego[lego.measure == "update_cos_gap"]["value"].tolist()
+            if gap:
+                g = mean_interval(gap)
+                out.append(Verdict(self.claims[2] + label, f"update_cos_gap of {arm} (> 0: same-cluster "
+                                   "units of different LoRAs are more alike)", g, decide(g)))
+                mixed = mean_interval((lego[lego.measure == "mixed_cluster_share"]["value"] - 0.5).tolist())
+                out.append(Verdict(self.claims[2] + label + " (most clusters mix LoRAs)",
+                                   f"mixed_cluster_share of {arm} − 1/2", mixed, decide(mixed)))
+        if {LEGO_SVD, TA} <= arms:
+            d = paired(table, "mean_keep", LEGO_SVD, TA)
+            out.append(Verdict(self.claims[0] + " [SVD units, our ablation]", f"mean_keep: {LEGO_SVD} − {TA}",
+                               d, decide(d)))
         if {LEGO, LEGO_P} <= arms:
             d = paired(table, "mean_keep", LEGO, LEGO_P)
             out.append(Verdict(self.claims[3], f"mean_keep: {LEGO} − {LEGO_P}", d, decide(d)))
