@@ -371,10 +371,11 @@ pd.DataFrame({basis: cluster_measures(c[lego_path]) for basis, c in lego_units.i
 # reweighting, LoRA-LEGO with parameter reweighting only, and LoRA-LEGO on SVD units. The measure is
 # **keep** = (loss_base − loss_merged) / (loss_base − loss_own): the share of each task LoRA's own
 # reduction of the held-out answer loss that the merge keeps (1: all of it; below 0: worse than the
-# base model), averaged over the three scored tasks as `mean_keep` (the code LoRA is merged too, but not scored: its 256-token answers would take most of the CPU time). A seed draws the held-out examples (the same
-# for every arm) and seeds k-means; each claim is a paired difference over seeds with its 95% t
-# interval. Claim 2 ("the clusters group units from different LoRAs that do similar things") rests on
-# `update_cos_gap` > 0, with `mixed_cluster_share` and `same_index_share` beside it.
+# base model), averaged over the three scored tasks as `mean_keep` (the code LoRA is merged too, but
+# not scored: its 256-token answers would take most of the CPU time). A seed draws the held-out
+# examples (the same for every arm) and seeds k-means; each claim is a paired difference over seeds
+# with its 95% t interval. Claim 2 ("the clusters group units from different LoRAs that do similar
+# things") rests on `update_cos_gap` > 0, with `mixed_cluster_share` and `same_index_share` beside it.
 
 # %%
 lego_full = show_full("lora_lego")
