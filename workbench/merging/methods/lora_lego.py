@@ -43,7 +43,8 @@ from workbench.ops.lowrank import factored_norm, factored_svd
 from workbench.registry import Param
 
 OUTPUT_REWEIGHT = ("none", "sqrt_rank", "match")
-UNIT_BASES = ("factors", "svd")
+UNIT_BASES = ("factors", "svd")  # a parameter's values (the units' basis), not merge-method names
+FACTORS, SVD_UNITS = UNIT_BASES
 
 
 def units(inputs: MergeInputs, path: str, sign_canonicalize: bool = False, unit_basis: str = "factors"
@@ -64,7 +65,7 @@ def _pool(inputs: MergeInputs, path: str, sign_canonicalize: bool, unit_basis: s
         f, s = a.modules[path], a.scale(path)
         c = math.sqrt(abs(w) * s)
         A, B = f.A.detach().double(), f.B.detach().double()  # (r, in), (out, r)
-        if unit_basis == "svd":  # the same B·A in its balanced SVD factors: aⱼ = √σⱼ·vⱼ, bⱼ = √σⱼ·uⱼ
+        if unit_basis == SVD_UNITS:  # the same B·A in its balanced SVD factors: aⱼ = √σⱼ·vⱼ, bⱼ = √σⱼ·uⱼ
             U, S, Vh = factored_svd(B, A)  # (out, k), (k,), (k, in)
             A, B = S.sqrt()[:, None] * Vh, U * S.sqrt()
         m = torch.cat([c * A, (c if w > 0 else -c) * B.T], dim=1)  # (r, in + out)
