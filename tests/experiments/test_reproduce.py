@@ -138,3 +138,23 @@ def test_a_seed_with_some_arms_missing_is_not_finished(tmp_path):
             "load_end": "0", "schedule": TinyRanks.full, "quick": False, "seeds_asked": [0, 1]}
     md = summary_markdown(TinyRanks(), "tiny", table, [], info)
     assert "Seeds finished: [0] of [0, 1] (**partial run**)" in md
+
+
+def test_resume_keeps_finished_seeds_and_reruns_a_half_done_one(tmp_path):
+    lab = tiny_lab()
+    reproduce("tiny", experiment=TinyRanks(), out=tmp_path, lab=lab, seeds=[0, 1], log=lambda s: None)
+    first = pd.read_csv(tmp_path / "tiny.csv", keep_default_na=False)
+    half = first[(first.seed == 0) | (first.arm == "r1")]  # a run stopped after seed 1's first arm
+    half.to_csv(tmp_path / "tiny.csv", index=False)
+    said = []
+    reproduce("tiny", experiment=TinyRanks(), out=tmp_path, lab=lab, seeds=[0, 1], resume=True,
+              log=said.append)
+    again = pd.read_csv(tmp_path / "tiny.csv", keep_default_na=False)
+    assert said[0] == "tiny: seeds [0] already in tiny.csv for every arm: kept"
+    assert [s for s in said if "seed 0 (" in s] == []  # seed 0 did not run again
+    assert len([s for s in said if "seed 1 (" in s]) == 2  # seed 1 ran both arms again
+    pd.testing.assert_frame_equal(first[first.seed == 0].reset_index(drop=True),
+                                  again[again.seed == 0].reset_index(drop=True))
+    assert len(again) == len(first) and sorted(set(again.seed)) == [0, 1]
+    md = (tmp_path / "tiny.md").read_text()
+    assert "Seeds finished: [0, 1] of [0, 1]" in md and "--resume" in md

@@ -29,3 +29,11 @@ def toy_tasks() -> dict[str, Task]:
             "fruit": Task("fruit", "toy fruits", "accuracy", fruit[:4], fruit[4:], max_length=40),
             "sum": Task("sum", "toy sums", "exact_match", sums[:4], sums[4:], max_length=40,
                         max_new_tokens=2)}
+
+
+def toy_base():
+    """The toy lab's base for search workers (``Workers(base=toy_base)``): model, tokenizer, fingerprint."""
+    from workbench import zoo
+
+    z = zoo.load("tiny-llama")
+    return z.model, build_tokenizer(), z.fingerprint

@@ -38,6 +38,19 @@ PARTIAL = ".lora-workbench-partial"  # marker inside a save in progress
 _LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?:old|[a-z0-9_]{8})$")
 
 
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (a temporary file beside it, then a rename): a reader never
+    sees half a file, and a failed write leaves the old file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
 def foreign_files(folder: Path) -> list[str]:
     """Entries of ``folder`` that no adapter or router save writes (sorted); [] for one of ours.
 

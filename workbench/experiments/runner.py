@@ -29,6 +29,7 @@ from workbench.experiments.base import COLUMNS, EXPERIMENTS, Experiment, Schedul
 from workbench.experiments.files import results_root, write_text
 from workbench.experiments.index import write_index
 from workbench.experiments.summary import summary_markdown
+from workbench.runs import ENV as TRACKING_ENV
 
 MODEL = "smollm2-135m"
 
@@ -44,7 +45,8 @@ class Reproduction:
 
 
 def reproduce(name: str, *, quick: bool = False, seeds: Sequence[int] | None = None,
-              arms: Sequence[str] | None = None, out: str | Path | None = None, command: str | None = None,
+              arms: Sequence[str] | None = None, resume: bool = False, out: str | Path | None = None,
+              command: str | None = None,
               lab=None, experiment: Experiment | None = None,
               log: Callable[[str], None] = print) -> Reproduction:
     """Run experiment ``name`` and write ``<out>/<name>.csv`` and ``<out>/<name>.md``.
@@ -54,6 +56,8 @@ def reproduce(name: str, *, quick: bool = False, seeds: Sequence[int] | None = N
         seeds: override the schedule's seeds.
         arms: run only these arms; the rows of the other arms already in ``<name>.csv`` are kept
             (their schedule must be the same), so arms can be added run by run.
+        resume: keep the seeds ``<name>.csv`` already has for every arm to run, and run only the others
+            (a seed a stopped run left half done runs again from its first arm).
         out: the folder (default ``results/``, or ``results/quick/`` when ``quick``).
         command: the command line recorded in the summary (default: the equivalent CLI line).
         lab: a ``Workbench`` on SmolLM2 to reuse (default: a fresh one; arms clean up after themselves).
@@ -71,15 +75,21 @@ def reproduce(name: str, *, quick: bool = False, seeds: Sequence[int] | None = N
     folder = Path(out) if out is not None else results_root() / ("quick" if quick else "")
     folder.mkdir(parents=True, exist_ok=True)
     csv, md = folder / f"{name}.csv", folder / f"{name}.md"
-    kept = pd.read_csv(csv, keep_default_na=False)[COLUMNS] if arms and csv.exists() else pd.DataFrame()
+    earlier = (arms or resume) and csv.exists()
+    kept = pd.read_csv(csv, keep_default_na=False)[COLUMNS] if earlier else pd.DataFrame()
+    finished = finished_seeds(kept, run_arms) if resume else set()
     if len(kept):
-        kept = kept[~kept.arm.isin(run_arms)]
+        kept = kept[~kept.arm.isin(run_arms) | kept.seed.isin(finished)]
+    to_run = [s for s in seeds if s not in finished]
     if lab is None:
         from workbench.lab import Workbench
 
         lab = Workbench.from_zoo(MODEL)
+        if not os.environ.get(TRACKING_ENV):  # experiments record to their tables; a store only when asked
+            lab.track(False)
     command = command or " ".join(["lora-workbench reproduce", name, *(["--quick"] if quick else []),
-                                   "--seeds", *map(str, seeds), *(["--arms", *arms] if arms else [])])
+                                   "--seeds", *map(str, seeds), *(["--arms", *arms] if arms else []),
+                                   *(["--resume"] if resume else [])])
     commands = [command]
     if len(kept) and md.exists():  # the other arms came from earlier commands: keep them in the summary
         earlier = [line for line in md.read_text().splitlines() if line.startswith("Command")]
@@ -87,7 +97,9 @@ def reproduce(name: str, *, quick: bool = False, seeds: Sequence[int] | None = N
     info = {"commands": commands, "started": _now(), "machine": machine(), "load_start": _load(),
             "schedule": schedule, "quick": quick, "seeds_asked": seeds}
     parts, verdicts = [kept] if len(kept) else [], []
-    for seed in seeds:
+    if finished:
+        log(f"{name}: seeds {sorted(finished)} already in {csv.name} for every arm: kept")
+    for seed in to_run:
         for arm in run_arms:
             t0 = time.perf_counter()
             log(f"{name}: {arm}, seed {seed} ({schedule.steps} steps) ...")
@@ -100,9 +112,21 @@ def reproduce(name: str, *, quick: bool = False, seeds: Sequence[int] | None = N
             write_text(md, summary_markdown(experiment, name, table, verdicts, info))
             log(f"{name}: {arm}, seed {seed} done in {time.perf_counter() - t0:.0f} s "
                 f"(load {_load()}) -> {csv.name}, {md.name}")
+    if not parts:
+        raise WorkbenchError(f"{name}: nothing to run or keep; check the seeds {seeds} and arms {run_arms}")
+    if not to_run:  # every seed was already there: the verdicts of the kept table
+        verdicts = experiment.verdicts(pd.concat(parts, ignore_index=True)[COLUMNS])
     if not quick:  # the folder's index of every claim (results/README.md) follows each full run
         write_index(folder)
     return Reproduction(pd.concat(parts, ignore_index=True)[COLUMNS], csv, md, verdicts)
+
+
+def finished_seeds(table: pd.DataFrame, arms: Sequence[str]) -> set[int]:
+    """The seeds of ``table`` that have rows for every one of ``arms``."""
+    if not len(table):
+        return set()
+    have = table[table.arm.isin(arms)].groupby("seed").arm.nunique()
+    return {int(seed) for seed, n in have.items() if n == len(set(arms))}
 
 
 def machine() -> dict:

@@ -47,13 +47,14 @@ from workbench.lab.checks import (
 from workbench.lab.composing import Composing
 from workbench.lab.extracting import Extracting
 from workbench.lab.routers import RouterShelf
+from workbench.lab.tracking import Tracking
 from workbench.merging import merge
 from workbench.merging.base import get_method
 from workbench.training import train_lora, train_multitask, train_router
 from workbench.zoo import fingerprint as fingerprint_of
 
 
-class Workbench(RouterShelf, Composing, Extracting):
+class Workbench(RouterShelf, Composing, Extracting, Tracking):
     """Wraps any transformers model (or any nn.Module with Linear/Conv1D layers) for adapter work.
 
     Args:
@@ -196,6 +197,7 @@ class Workbench(RouterShelf, Composing, Extracting):
             adapter.base_fingerprint = self.fingerprint
         mark_owner(adapter, self)
         self._adapters[adapter.name] = adapter
+        self._record_added(adapter)
         return adapter
 
     def new_adapter(self, name: str, *, r: int = 8, alpha: float | None = None,
@@ -267,7 +269,7 @@ class Workbench(RouterShelf, Composing, Extracting):
             raise WorkbenchError(f"the name {name!r} is taken in this lab (or reserved); pick another")
         if "lab" in get_method(method).params and params.get("lab") is None:
             params["lab"] = self
-        with rollback(self):
+        with rollback(self), self._recording_as("merged"):
             result = merge(sources, method, weights, name=name, **params)
             self.add_adapter(result.adapter)
             self.last_merge = result
@@ -312,7 +314,7 @@ class Workbench(RouterShelf, Composing, Extracting):
         (``workbench.adapters.peft_config``). A failed load leaves the lab as it was.
         """
         adapter = read_peft(path, name)
-        with rollback(self):
+        with rollback(self), self._recording_as("loaded"):
             return self.add_adapter(adapter, check_base=check_base)
 
     def save_adapter(self, adapter: str | Adapter, path: str | Path, *,
@@ -382,7 +384,9 @@ class Workbench(RouterShelf, Composing, Extracting):
     def train_lora(self, name: str, task, **kwargs):
         """Train a new LoRA on ``task``; see ``workbench.training.train_lora`` for the arguments."""
         with rollback(self):  # a failure midway removes the half-trained adapter
-            return train_lora(self, name, task, **kwargs)
+            result = train_lora(self, name, task, **kwargs)
+        self._record_adapter(result.adapter, "trained", history=result.history)
+        return result
 
     def train_router(self, name: str, tasks, **kwargs):
         """Train a router's parameters on tasks; see ``workbench.training.train_router``."""
@@ -402,8 +406,12 @@ class Workbench(RouterShelf, Composing, Extracting):
             result = train_multitask(self, name, tasks, **kwargs)
         if name in self._routers:
             self._routers[name].history = result.history  # saved with it by save_router
+        self._record_adapter(result.adapter, "trained", history=result.history[result.history.task == "total"]
+                             if "task" in result.history else result.history)
         return result
 
     def evaluate(self, adapters, tasks, **kwargs):
         """Score adapters (None = the base) on tasks; see ``workbench.evaluation.evaluate``."""
-        return evaluate(self, adapters, tasks, **kwargs)
+        frame = evaluate(self, adapters, tasks, **kwargs)
+        self._record_evaluation(frame, kwargs)
+        return frame

@@ -19,8 +19,10 @@ from workbench.search.objective import KINDS, FunctionObjective, LabObjective, O
 from workbench.search.run import SearchRun, search
 from workbench.search.searcher import SEARCHERS, Searcher
 from workbench.search.space import LINEAR, Candidate, SearchSpace
+from workbench.search.workers import Workers
 
 __all__ = [
+    "Workers",
     "KINDS",
     "LINEAR",
     "SEARCHERS",

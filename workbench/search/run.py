@@ -42,10 +42,13 @@ class SearchRun:
 
     def __init__(self, objective: Objective, space: SearchSpace, searcher: Searcher, name: str, *,
                  budget: int, patience: int | None, min_delta: float, seed: int,
-                 start: Candidate | None, progress: bool) -> None:
+                 start: Candidate | None, progress: bool, workers=None) -> None:
         self.objective, self.space, self.searcher, self.name = objective, space, searcher, name
         self.budget, self.patience, self.min_delta, self.seed = budget, patience, min_delta, seed
         self.start, self.progress = start, progress
+        self.workers = workers  # a workbench.search.workers.Workers, or None: score here, one at a time
+        self.batch = 1 if workers is None else workers.size
+        self._stale = 0
         self.candidates: list[Candidate] = []
         self.rows: list[dict] = []
         self.best: Candidate | None = None
@@ -123,37 +126,58 @@ class SearchRun:
         self.searcher.setup(self.space, self.objective, budget=self.budget, seed=self.seed, start=self.start)
         seen: dict[tuple, dict] = {}
         stale = 0
-        bar = tqdm(total=self.budget, desc=f"search {self.name}", disable=not self.progress)
+        bar = self._bar = tqdm(total=self.budget, desc=f"search {self.name}", disable=not self.progress)
         with bar:
             while len(self.candidates) < self.budget:
                 if self._stop.is_set():
                     self.stopped_by = "stopped"
                     return
-                c = self.searcher.ask()
-                if c is None:
+                batch = []  # one candidate, or as many as there are workers (scored together)
+                while len(batch) < self.batch and len(self.candidates) + len(batch) < self.budget:
+                    c = self.searcher.ask()
+                    if c is None:
+                        break
+                    batch.append(c)
+                if not batch:
                     self.stopped_by = "exhausted"
                     return
                 t0 = time.perf_counter()
-                cached = c.key() in seen
-                scores = seen[c.key()] if cached else self.objective.scores(c)
-                seen[c.key()] = scores
-                seconds = time.perf_counter() - t0
-                norm = {t: scores[t]["normalized"] for t in self.objective.tasks}
-                value = self.objective.combine(norm)
-                self.searcher.tell(c, self.objective.scalar(norm, rng))
-                improved = value > self.best_value + self.min_delta
-                if value > self.best_value:
-                    self.best, self.best_value = c, value
-                stale = 0 if improved else stale + 1
-                self._record(c, scores, value, seconds, cached)
-                bar.update()
-                bar.set_postfix_str(f"best {self.best_value:.3f}")
-                for fn in self._listeners:
-                    fn(self)
-                if self.patience is not None and stale >= self.patience:
-                    self.stopped_by = "patience"
+                fresh = list({c.key(): c for c in batch if c.key() not in seen}.values())
+                if fresh:
+                    got = (self.workers.map(self.objective, fresh) if self.workers is not None
+                           else [self.objective.scores(c) for c in fresh])
+                    seen |= {c.key(): s for c, s in zip(fresh, got, strict=True)}
+                seconds = (time.perf_counter() - t0) / len(batch)
+                scored = {c.key() for c in fresh}  # the first of each is not a cache hit
+                for c in batch:
+                    cached = c.key() not in scored
+                    scored.discard(c.key())
+                    if self._tell(c, seen[c.key()], cached, seconds, rng, stale):
+                        return
+                    stale = self._stale
+                if len(batch) < self.batch and len(self.candidates) < self.budget:
+                    self.stopped_by = "exhausted"
                     return
         self.stopped_by = "budget"
+
+    def _tell(self, c: Candidate, scores: dict, cached: bool, seconds: float, rng, stale: int) -> bool:
+        """Tell the searcher one scored candidate and keep it; True when patience stops the search."""
+        norm = {t: scores[t]["normalized"] for t in self.objective.tasks}
+        value = self.objective.combine(norm)
+        self.searcher.tell(c, self.objective.scalar(norm, rng))
+        improved = value > self.best_value + self.min_delta
+        if value > self.best_value:
+            self.best, self.best_value = c, value
+        self._stale = 0 if improved else stale + 1
+        self._record(c, scores, value, seconds, cached)
+        self._bar.update()
+        self._bar.set_postfix_str(f"best {self.best_value:.3f}")
+        for fn in self._listeners:
+            fn(self)
+        if self.patience is not None and self._stale >= self.patience:
+            self.stopped_by = "patience"
+            return True
+        return False
 
     def _record(self, c: Candidate, scores: dict, value: float, seconds: float, cached: bool) -> None:
         i = len(self.candidates)
@@ -165,12 +189,17 @@ class SearchRun:
         with self._lock:
             self.candidates.append(c)
             self.rows.extend(rows)
+        tracker = getattr(getattr(self.objective, "lab", None), "tracker", None)
+        if tracker is not None:  # the lab's run store keeps every candidate (workbench.runs)
+            tracker.record(f"{self.name} #{i}", "candidate", params=head, tags={"search": str(self.name)},
+                           metrics={"objective": value, **{f"{t}/{scores[t]['metric']}": scores[t]["value"]
+                                                           for t in self.objective.tasks}})
 
 
 def search(objective: Objective, space: SearchSpace, searcher: str | Searcher = "random", *, budget: int = 20,
            patience: int | None = None, min_delta: float = 0.0, seed: int = 0, start: Candidate | None = None,
            name: str | None = None, progress: bool = True, background: bool = False, threads: int | None = 1,
-           **searcher_params) -> SearchRun:
+           workers=None, **searcher_params) -> SearchRun:
     """Search ``space`` for the candidate that maximizes ``objective``.
 
     Args:
@@ -185,6 +214,9 @@ def search(objective: Objective, space: SearchSpace, searcher: str | Searcher = 
         progress: a ``tqdm.auto`` bar counting evaluations.
         background: run on a daemon thread and return at once (``run.wait()`` joins it).
         threads: torch's intra-op threads on that thread (None: leave torch's setting).
+        workers: a ``Workers`` pool (``workbench.search.workers``): as many candidates as it has workers
+            are asked, scored together on them, then told in order (grid and random search give the same
+            results as without workers). Needs a ``LabObjective``.
         **searcher_params: the searcher's own parameters (``SEARCHERS.info(name).params``).
 
     Returns:
@@ -203,7 +235,7 @@ def search(objective: Objective, space: SearchSpace, searcher: str | Searcher = 
     else:
         label = name or type(searcher).__name__
     run = SearchRun(objective, space, searcher, label, budget=budget, patience=patience, min_delta=min_delta,
-                    seed=seed, start=start, progress=progress)
+                    seed=seed, start=start, progress=progress, workers=workers)
     if background:
         run._background(threads)
     else:
