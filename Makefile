@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: lab test unit js-test slow notebooks browser lint debs notebooks-build adapters routers reproduce \
+.PHONY: lab test unit js-test slow notebooks browser lint debs notebooks-build adapters routers diffusion reproduce \
         reproduce-check clean
 
 # The JupyterLab extension (labextension/) is built by the install below (jlpm + jupyter-builder, ~15-45 s);
@@ -74,6 +74,9 @@ test: $(STAMP) debs lint js-test unit slow browser
 
 adapters: $(STAMP) debs   # retrain the shipped ready adapters (about 15 min on 2 cores)
 	$(PY) scripts/train_ready_adapters.py
+
+diffusion: $(STAMP) debs  # retrain the composition lab's SceneUNet and judge, measure localisation (~25 min on 2 cores)
+	OMP_NUM_THREADS=1 $(PY) scripts/train_diffusion.py
 
 routers: $(STAMP) debs    # retrain the shipped ready routers and their baseline (about 40 min on 2 cores)
 	$(PY) scripts/train_ready_routers.py --only lora_r26 smora flylora meteora

@@ -20,7 +20,8 @@ is not timed here.
 ``--compare-with DIR`` times another checkout of the repository (``git archive <commit> | tar -x -C
 DIR``) against this one: two worker processes, one importing each tree's ``workbench``, answer one
 method at a time in turn (the order alternating per method), so both see the same load. The other
-tree is timed once per method (it has no cache: its reweight costs what its first merge costs).
+tree is timed like this one when it has the cache of pruned updates, else once per method (its
+reweight then costs what its first merge costs).
 """
 
 from __future__ import annotations
@@ -201,14 +202,16 @@ def compare(args, write) -> None:
                if not MERGES.has(m, "needs_data") and not MERGES.has(m, "pair")] + ["interference"]
     if args.methods:  # in the order given
         methods = [m for m in args.methods if m in methods]
+    cached = (Path(args.compare_with) / "workbench" / "adapters" / "update_cache.py").exists()
     before, after = _worker(args.compare_with), _worker(here)
     rows: dict[int, dict[str, tuple[dict, dict]]] = {}
     loads: dict[int, list[float]] = {}
     try:
         for n in args.threads:
             rows[n], loads[n] = {}, [os.getloadavg()[0]]
+            before_repeat = args.repeat if cached else 0  # a tree without the cache: reweight = first
             for j, m in enumerate(methods):
-                pair = [(before, 0), (after, args.repeat)]
+                pair = [(before, before_repeat), (after, args.repeat)]
                 order = pair if j % 2 == 0 else pair[::-1]
                 got = {id(p): _ask(p, n, m, r) for p, r in order}
                 rows[n][m] = (got[id(before)], got[id(after)])
@@ -226,12 +229,14 @@ def compare_report(rows: dict, loads: dict, args) -> str:
     for n, table in rows.items():
         lines += ["", f"### {n} thread(s): load average (1 min) {min(loads[n]):.1f} to {max(loads[n]):.1f} "
                   "during the run", "",
-                  "| method | before (s) | after: first (s) | after: reweight (s) | before ÷ after first "
-                  "| before ÷ reweight |", "|---|---:|---:|---:|---:|---:|"]
+                  "| method | before: first (s) | before: reweight (s) | after: first (s) "
+                  "| after: reweight (s) | before ÷ after, first | before ÷ after, reweight |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
         for m, (b, a) in table.items():
             name = "interference(density=0.2)" if m == "interference" else m
-            lines.append(f"| `{name}` | {b['first']:.2f} | {a['first']:.3f} | {a['reweight']:.3f} | "
-                         f"{b['first'] / a['first']:.1f}x | {b['first'] / a['reweight']:.1f}x |")
+            lines.append(f"| `{name}` | {b['first']:.2f} | {b['reweight']:.2f} | {a['first']:.3f} | "
+                         f"{a['reweight']:.3f} | {b['first'] / a['first']:.1f}x | "
+                         f"{b['reweight'] / a['reweight']:.1f}x |")
     return "\n".join([
         "# Merge methods on the ready adapters: before and after (issue 23)",
         "",
@@ -244,8 +249,8 @@ def compare_report(rows: dict, loads: dict, args) -> str:
         f"{REWEIGHT} (reweight).",
         f"- Machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}; two worker "
         "processes answer one method at a time in turn (order alternating), so both see the same load. "
-        f"Before: one run; after: median of up to {args.repeat} (one run where the first took over "
-        f"{SLOW:g} s).",
+        f"Each: median of up to {args.repeat} runs (one run where the first took over {SLOW:g} s); a "
+        "before tree without the cache of pruned updates runs once (its reweight costs its first).",
         "- **The machine was shared** (load averages below, on 2 cores): absolute times are far above an "
         "idle machine's; the ratios are the comparison.",
         "- after, first: the cache of pruned updates emptied before the call; reweight: the same sources "

@@ -18,6 +18,9 @@ logits checks that both computed the same thing.
     python bench/mixed.py                       # writes bench/results/mixed.md (slow on a CPU)
     python bench/mixed.py --prefill-tokens 16   # a shorter prefill where the full one takes minutes
     python bench/mixed.py --quick               # small sizes, prints only
+    python bench/mixed.py --models smollm2 --ranks 8/16/64            # SmolLM2, ranks 8/16/64 only
+    python bench/mixed.py --models smollm2 --ranks 8/16/64 --adapters 2 --prefill-batch 2 \
+        --decode-batch 2 --repeat 1 --prefill-repeat 1 --out -        # a smoke run (prints only)
 """
 
 from __future__ import annotations
@@ -152,7 +155,8 @@ def measure(fns: dict, repeat: int, after=None) -> tuple[dict[str, float], float
 
 def run_model(label, make, args, bw) -> list[dict]:
     rows_out = []
-    for mix, ranks in RANK_MIXES.items():
+    for mix in args.ranks:
+        ranks = RANK_MIXES[mix]
         lab, peft_model, names = build(make, ranks, max(args.adapters))
         vocab = lab.model.config.vocab_size
         g = torch.Generator().manual_seed(0)
@@ -189,7 +193,8 @@ def table(rows: list[dict], args, bw: float, load: tuple[float, float]) -> str:
         f"{platform.processor() or platform.machine()}, torch {torch.__version__}, 1 thread, fp32; "
         f"load average {load[0]:.1f} before, {load[1]:.1f} after; copy bandwidth {bw / 1e9:.1f} GB/s.",
         f"Prefill: batch {args.prefill_batch} × {args.prefill_tokens} tokens (last-token logits); decode: "
-        f"batch {args.decode_batch}, one token on a {args.context}-token KV cache. 64 adapters loaded, "
+        f"batch {args.decode_batch}, one token on a {args.context}-token KV cache. "
+        f"{max(args.adapters)} adapters loaded, "
         "r on all seven linear modules; `present` = adapters in the batch. Times are medians in ms "
         f"({args.prefill_repeat} prefill / {args.repeat} decode repetitions, contenders interleaved). "
         "bound = (base weights + factors present + KV cache) bytes / copy bandwidth (decode only: "
@@ -222,10 +227,20 @@ def main() -> None:
     parser.add_argument("--context", type=int, default=32, help="KV cache length for decode")
     parser.add_argument("--repeat", type=int, default=7, help="decode repetitions")
     parser.add_argument("--prefill-repeat", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--ranks", default=",".join(RANK_MIXES),
+                        help=f"comma list of rank mixes: {', '.join(RANK_MIXES)} (8/16/64: ranks in turn)")
+    parser.add_argument("--adapters", default="1,16,64",
+                        help="comma list of adapters present per batch; the largest is how many are loaded")
+    parser.add_argument("--out", type=Path, default=OUT, help="the table's file; '-' prints only")
     args = parser.parse_args()
     args.argv = sys.argv[1:]
-    args.adapters = [1, 16, 64]
+    args.adapters = [int(n) for n in args.adapters.split(",")]
+    args.ranks = args.ranks.split(",")
+    unknown = [m for m in args.ranks if m not in RANK_MIXES]
+    if unknown:
+        parser.error(f"--ranks {unknown}: choose from {list(RANK_MIXES)}")
+    if str(args.out) == "-":
+        args.out = None
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
     makers = {"smollm2": ("SmolLM2-135M", smollm2), "llama1024": ("Llama 8×1024", llama_1024)}

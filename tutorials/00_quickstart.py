@@ -127,6 +127,26 @@ lab.use(None)
 [lab.tokenizer.decode(o[batch["input_ids"].shape[1]:], skip_special_tokens=True) for o in out]
 
 # %% [markdown]
+# ### The serving view
+#
+# A server mixes many users' adapters in each batch. The rows of one adapter share its factors (kept
+# stacked per rank, as S-LoRA's pool does), the base model's matrix products run once for the whole
+# batch, and a router may serve some rows too (`lab.use(rows=[...])` takes router names). `lab.serve_run`
+# sends requests `(adapter or None, prompt)` through in mixed batches, generating with a KV cache, and
+# returns a frame with, per batch, the adapters present, their ranks and the tokens per second;
+# `serving_figure` draws it. Below, batches holding one, two and all four adapters (and the base).
+
+# %%
+from widgets import serving_figure
+
+names = ["arithmetic"] * 4 + ["topic", "code"] * 2 + ["arithmetic", "topic", "language", "code"] + [None] * 4
+names = names[:12] if QUICK else names
+requests = [(n, wb.tasks.chat_prompt(lab.tokenizer, tasks[n or "topic"], tasks[n or "topic"].eval[i % 4]))
+            for i, n in enumerate(names)]
+served = lab.serve_run(requests, batch_size=4, max_new_tokens=2 if QUICK else 8)
+serving_figure(served)
+
+# %% [markdown]
 # ## Look inside: per-rank activations
 #
 # Every adapter layer has hook points: its input, the per-rank activations **A·x** of each adapter

@@ -8,7 +8,8 @@ No tensor math lives here. Static plotly figures: ``score_bars``, ``loss_curve``
 (merging); ``ModalityMap``, ``QLadderAttention``, ``PromptScaleExplorer`` (multimodal);
 ``TrainingMonitor``, ``ConflictMonitor`` (training, live) and ``sweep_heatmap``; ``SearchProgress`` (a
 merge-weight search, live); ``GeneratorPanel`` (generation, live), ``proximity_bars``,
-``expert_map_figure``, ``histogram_figure``, ``fusion_pca_figure``.
+``expert_map_figure``, ``histogram_figure``, ``fusion_pca_figure``; ``serving_figure`` (a serving
+run of mixed-adapter batches).
 """
 
 from importlib import import_module
@@ -49,6 +50,7 @@ _WHERE = {
     "loss_curve": "scores",
     "proximity_bars": "generation_figures",
     "score_bars": "scores",
+    "serving_figure": "serving_figures",
     "sweep_heatmap": "training_monitor",
 }
 

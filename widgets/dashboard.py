@@ -223,7 +223,31 @@ class Dashboard(param.Parameterized):
         if merge is not None:
             tabs["Merge builder"] = merge
         tabs["Evaluation"] = self._evaluation()
+        tabs["Runs"] = self._runs()
         return tabs
+
+    def _runs(self):
+        """The lab's run store (``workbench.runs``): what it recorded, newest first, with a Refresh button."""
+        tracker = None if self.lab is None else self.lab.tracker
+        if tracker is None:
+            return pn.pane.Markdown("No run store: the base model did not load, or tracking is off "
+                                    "(`LORA_WORKBENCH_TRACKING=0`). Serve with tracking on to see what this "
+                                    "dashboard's evaluations and merges recorded.", css_classes=["lw-runs"])
+        from widgets.runs_view import runs_table
+
+        table = pn.pane.DataFrame(None, sizing_mode="stretch_width", index=False,
+                                  css_classes=["lw-runs-table"])
+        status = pn.pane.Markdown(f"Store: `{tracker.uri}` (experiment `{tracker.experiment}`)",
+                                  css_classes=["lw-runs"])
+        refresh = pn.widgets.Button(name="Refresh", css_classes=["lw-runs-refresh"])
+
+        def load(_event=None) -> None:
+            runs = self.lab.runs()
+            table.object = runs_table(runs)
+            status.object = f"Store: `{tracker.uri}`: {len(runs)} runs (experiment `{tracker.experiment}`)"
+
+        refresh.on_click(load)
+        return pn.Column(status, refresh, table)
 
     def _merge_builder(self):
         if self.lab is None:

@@ -13,19 +13,26 @@ from plotly.subplots import make_subplots
 KIND_COLOURS = {"adapter": "#4c78a8", "evaluation": "#f58518", "candidate": "#54a24b"}
 
 
+def runs_table(runs: pd.DataFrame, *, limit: int = 50) -> pd.DataFrame:
+    """The newest ``limit`` runs as a plain table (for the dashboard): when, kind, name, event, method and
+    the first three metrics."""
+    head = runs.head(limit)
+    return pd.DataFrame({"when": head.start.dt.strftime("%m-%d %H:%M:%S"), "kind": head.kind,
+                         "name": head.name, "event": head.event, "method": head.method.fillna(""),
+                         "metrics": [", ".join(f"{k}={v:.3g}" for k, v in list(m.items())[:3])
+                                     for m in head.metrics]})
+
+
 def runs_view(runs: pd.DataFrame, *, limit: int = 30, height: int = 520) -> go.Figure:
     """The newest ``limit`` runs as a table (above), and every recorded metric ending in a score name
     (``/accuracy``, ``/exact_match``, ``/loss``, ``objective``) against when it was recorded (below)."""
     fig = make_subplots(rows=2, cols=1, row_heights=[0.55, 0.45], vertical_spacing=0.08,
                         specs=[[{"type": "table"}], [{"type": "xy"}]])
-    head = runs.head(limit)
-    firsts = [", ".join(f"{k}={v:.3g}" for k, v in list(m.items())[:3]) for m in head.metrics]
-    cells = [head.start.dt.strftime("%m-%d %H:%M:%S"), head.kind, head.name, head.event,
-             head.method.fillna(""), firsts]
+    table = runs_table(runs, limit=limit)
     fig.add_trace(go.Table(header={"values": ["when", "kind", "name", "event", "method", "metrics (first 3)"],
                                    "align": "left"},
-                           cells={"values": cells, "align": "left",
-                                  "fill_color": [[_tint(k) for k in head.kind]]}), row=1, col=1)
+                           cells={"values": [table[c] for c in table.columns], "align": "left",
+                                  "fill_color": [[_tint(k) for k in table.kind]]}), row=1, col=1)
     for kind, part in runs.groupby("kind"):
         xs, ys, text = [], [], []
         for row in part.itertuples():

@@ -4,6 +4,7 @@ and gestures on each view reach Python and come back. Screenshots: ``dashboard_*
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 import pytest
@@ -24,7 +25,8 @@ def dashboard(tmp_path_factory):
     # it loads SmolLM2 and the four adapters first
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     with running_server(cmd, f"{url}{HEALTH}", log, what="the dashboard", timeout=300, cwd=ROOT,
-                        env={**os.environ, "HF_HUB_OFFLINE": "1"}):
+                        env={**os.environ, "HF_HUB_OFFLINE": "1",  # the Runs tab reads this store
+                             "LORA_WORKBENCH_TRACKING": f"sqlite:///{log.parent / 'runs.db'}"}):
         yield url
 
 
@@ -95,6 +97,17 @@ def test_dashboard_renders_offline_and_answers(dashboard, page, screenshots):
     live = page.locator(".lw-eval-result table").inner_text()  # (the table is in a shadow root)
     assert "base" in live and "arithmetic" in live, live
     page.screenshot(path=str(screenshots / "dashboard_evaluation.png"))
+
+    # the runs tab: the server's run store holds the four adapters it took in and the evaluation above
+    _tab(page, "Runs")
+    page.locator(".lw-runs-refresh button").click()
+    said = page.get_by_text(re.compile(r"\d+ runs \(experiment"))
+    said.wait_for()
+    runs = int(re.search(r"(\d+) runs", said.text_content()).group(1))
+    assert runs >= 5, said.text_content()  # the 4 adapters taken in, the live evaluation
+    listed = page.locator(".lw-runs-table table").inner_text()
+    assert "evaluated" in listed and "topic" in listed, listed
+    page.screenshot(path=str(screenshots / "dashboard_runs.png"))
 
     assert outside == [], f"the dashboard fetched from outside its server: {outside}"
     assert failed == [], failed

@@ -4,7 +4,8 @@ What must hold, for every registered method, two seeds, equal and mixed ranks, a
 negative and a zero:
 
 - masks and the combined dense result before truncation: bit for bit (the same arithmetic, now on
-  cached pruned updates and modules of one shape stacked together);
+  cached pruned updates combined in cache-sized (K, b) blocks, checked with blocks that split rows);
+- k-means (LoRA-LEGO): the same labels bit for bit with its restarts iterated together;
 - factored methods: the same factors, bit for bit;
 - the truncation of a dense result (``truncate="exact"``): now float64 (``top_svd``), so the merged
   ΔW' equals the exact best approximation of the old dense result to 1e-9 (``TOL_EXACT``), and the old
@@ -221,3 +222,49 @@ def test_interference_equals_the_reference(weights, density):
             assert (math.isnan(n[key]) and math.isnan(o[key])) or n[key] == o[key], key
         assert (math.isnan(n["mass_lost"]) and math.isnan(o["mass_lost"])) or math.isclose(
             n["mass_lost"], o["mass_lost"], rel_tol=1e-12, abs_tol=1e-12)
+
+
+@pytest.mark.parametrize("method", sorted({m.removesuffix("_svd") for m in ELEMENTWISE}))
+def test_blocked_runner_combines_bit_for_bit(method, monkeypatch):
+    """The runner's (K, b) blocks (here 7 entries, so blocks split rows and end short) give the
+    reference's dense result before truncation, bit for bit."""
+    import workbench.merging.inputs as inputs_module
+
+    seen: dict[int, torch.Tensor] = {}
+    real = inputs_module.dense_svd
+
+    def capture(D, rank, how="exact", generator=None):
+        seen[len(seen)] = D.clone()
+        return real(D, rank, how, generator)
+
+    monkeypatch.setattr(inputs_module, "BLOCK_BYTES", 7 * 3 * 4)  # 7 float32 entries of K = 3 sources
+    monkeypatch.setattr(inputs_module, "dense_svd", capture)
+    adapters = sources((2, 4, 6), seed=4)
+    weights = [0.8, -0.4, 1.3]
+    merge(adapters, method, weights, seed=5)
+    inputs = ref.Inputs(adapters, weights, 5, list(adapters[0].modules))
+    own = {k: v for k, v in MERGES.check(method, {}).items() if k not in ("rank", "truncate", "peft_compat")}
+    by_shape: dict[tuple, list[str]] = {}  # the runner's order: modules grouped by shape
+    for p in inputs.paths:
+        f = adapters[0].modules[p]
+        by_shape.setdefault((f.out_features, f.in_features), []).append(p)
+    order = [p for group in by_shape.values() for p in group]
+    assert len(seen) == len(order)
+    for j, p in enumerate(order):
+        deltas, w = inputs.deltas(p)
+        old = ref.ELEMENTWISE[method](deltas, w, generators=inputs.generators(p), peft_compat=False, **own)
+        assert torch.equal(seen[j], old), (method, p)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_kmeans_restarts_together_equal_the_reference(seed):
+    from workbench.merging.kmeans import kmeans
+
+    g = torch.Generator().manual_seed(seed)
+    n, d, k = [(32, 64, 8), (12, 40, 4), (9, 5, 3)][seed % 3]
+    points = torch.randn(n, d, generator=g, dtype=torch.float64)
+    if seed % 2:
+        points[: n // 2] = points[0]  # repeated points: empty clusters
+    new = kmeans(points, k, generator=torch.Generator().manual_seed(seed), n_init=5)
+    old = ref.kmeans(points, k, generator=torch.Generator().manual_seed(seed), n_init=5)
+    assert torch.equal(new, old)

@@ -81,12 +81,17 @@ def test_record_concat_joins_tokens():
     assert joined.shape == (2, 6, 4) and joined.selected.shape == (2, 6, 2)
 
 
-def test_mixed_batches_refuse_routers():
+def test_mixed_batches_serve_routers_in_inference_only():
+    """A router serves its rows of a mixed batch (tests/routing/test_routing_mixed_rows.py); training
+    refuses, its losses being statistics over the whole batch."""
     lab = tiny_lab()
     lab.new_adapter("a", r=2, targets="attention")
     lab.add_router("sm", "smora", r=4, k=2, targets="attention")
     lab.use(rows=["a", "sm", None])
-    with pytest.raises(WorkbenchError, match="mixed batch"):
+    lab.model.eval()
+    lab.model(**tiny_inputs(lab.model))
+    lab.model.train()
+    with pytest.raises(WorkbenchError, match="training in a mixed batch"):
         lab.model(**tiny_inputs(lab.model))
 
 

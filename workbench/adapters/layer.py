@@ -8,7 +8,8 @@ forward: y = base(x) + Σ_i w_i · s_i · (B_i A_i x + b_i)   (or one adapter pe
          batches; b_i is peft's ``lora_bias``, zero when absent; a DoRA adapter adds its own Δy, see
          ``workbench.adapters.dora``)
          + Σ_j w_j · Δ_j(x) for the routers in use (``routes``: input-dependent updates, see
-         ``workbench.routing``)
+         ``workbench.routing``; in a mixed batch a router adds Δ_j only to the rows naming it,
+         ``workbench.routing.rows``)
 
 Hook points: ``hook_in`` (x), ``hook_rank.<adapter>`` (A x, per-rank activations, (B, T, r)) and
 ``hook_delta`` (the summed update added to the output, (B, T, out)).
@@ -79,7 +80,7 @@ class LoraLayer(nn.Module):
         self.param_deltas: dict[str, dict[str, ParamDelta]] = {}  # name -> leaf -> Δ (trained params)
         self.pool = FactorPool()  # factors stacked per rank for mixed batches (built on first use)
         self._plan = None  # the cached mixed-batch plan (workbench.adapters.segments)
-        self.mixed_path = ""  # what served the last mixed batch: "pool" or "loop: <reason>"
+        self.mixed_path = ""  # what served the last mixed batch: "pool" or "loop: <reason>" (+ routers)
 
     # -- adapters --------------------------------------------------------------------------------
     def add(self, adapter: Adapter) -> None:
@@ -257,11 +258,6 @@ class LoraLayer(nn.Module):
                 elif n in self.routes:
                     delta = delta + w * self.routes[n](x, self.base_layer).to(delta.dtype)
         else:
-            if comp.names & self.routes.keys():
-                raise WorkbenchError(
-                    f"routers {sorted(comp.names & self.routes.keys())} cannot serve a mixed batch "
-                    "(one adapter per row); use them for the whole batch"
-                )
             if len(comp.rows) != x.shape[0]:
                 raise WorkbenchError(
                     f"mixed batch: {len(comp.rows)} adapter names for a batch of {x.shape[0]} rows; "
@@ -280,6 +276,13 @@ class LoraLayer(nn.Module):
                 for name in present:
                     idx = torch.tensor([i for i, r in enumerate(comp.rows) if r == name], device=x.device)
                     delta = delta.index_add(0, idx, self.change(name, x[idx], result[idx]).to(delta.dtype))
+            # routers serve their own rows (workbench.routing.rows): Δ[idx] = router(x[idx]), as alone
+            for name in dict.fromkeys(comp.rows):
+                if name is not None and name not in held and name in self.routes:
+                    idx = torch.tensor([i for i, r in enumerate(comp.rows) if r == name], device=x.device)
+                    part = self.routes[name].serve_rows(name, x, idx, self.base_layer)  # (n, T, out)
+                    delta = delta.index_add(0, idx, part.to(delta.dtype))
+                    self.mixed_path += f" + router {name}"
         return (result + self.hook_delta(delta)).to(result.dtype)
 
     def extra_repr(self) -> str:

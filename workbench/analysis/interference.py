@@ -116,8 +116,13 @@ def _trimmed(adapter: Adapter, path: str, density: float) -> tuple[torch.Tensor,
 
     The trim of w·ΔW keeps the same entries as the trim of ΔW for any w ≠ 0: multiplying by w keeps
     the magnitude order, and float32 entries that differ still differ after a float64 product.
+
+    Deviation from the first version (issue 23): the mask is selected on the float32 ΔW itself (its
+    magnitudes order exactly as their float64 copies: the same mask) and the magnitudes are taken
+    once; the L1 masses are still float64 sums (``dtype=torch.float64``), equal to ~1e-15 relative.
     """
-    delta = adapter.delta(path).detach().double()  # (out, in)
-    mask = trim_mask(delta, density)
-    return (mask & (delta > 0), mask & (delta < 0), float(delta.abs().sum()),
-            float((delta * mask).abs().sum()))
+    delta = adapter.delta(path).detach()  # (out, in), the adapter's dtype
+    mag = delta.abs()
+    mask = top_magnitude_mask(delta, density, mag=mag) & (mag > 0)
+    return (mask & (delta > 0), mask & (delta < 0), float(mag.sum(dtype=torch.float64)),
+            float(torch.where(mask, mag, 0.0).sum(dtype=torch.float64)))

@@ -47,6 +47,7 @@ from workbench.lab.checks import (
 from workbench.lab.composing import Composing
 from workbench.lab.extracting import Extracting
 from workbench.lab.routers import RouterShelf
+from workbench.lab.serving import Serving
 from workbench.lab.tracking import Tracking
 from workbench.merging import merge
 from workbench.merging.base import get_method
@@ -54,7 +55,7 @@ from workbench.training import train_lora, train_multitask, train_router
 from workbench.zoo import fingerprint as fingerprint_of
 
 
-class Workbench(RouterShelf, Composing, Extracting, Tracking):
+class Workbench(RouterShelf, Composing, Extracting, Tracking, Serving):
     """Wraps any transformers model (or any nn.Module with Linear/Conv1D layers) for adapter work.
 
     Args:

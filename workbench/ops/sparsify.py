@@ -15,12 +15,13 @@ import torch
 from workbench.errors import WorkbenchError
 
 
-def top_magnitude_mask(t: torch.Tensor, density: float) -> torch.Tensor:
+def top_magnitude_mask(t: torch.Tensor, density: float, mag: torch.Tensor | None = None) -> torch.Tensor:
     """The boolean mask of the ``int(density·numel)`` largest-magnitude entries of ``t``.
 
     The k-th largest magnitude is found by selection (introselect, O(n)), not ``topk``. Ties at the
     cut keep the first entries in memory order (peft's ``topk`` keeps an unspecified subset of
-    them). ``density >= 1`` keeps everything, as peft's ``prune``.
+    them). ``density >= 1`` keeps everything, as peft's ``prune``. ``mag``: ``t.abs()`` when the
+    caller has it already (it is not modified).
 
     Reference: Yadav et al., "TIES-Merging: Resolving Interference When Merging Models", NeurIPS 2023.
     """
@@ -30,7 +31,7 @@ def top_magnitude_mask(t: torch.Tensor, density: float) -> torch.Tensor:
         return torch.ones_like(t, dtype=torch.bool)
     if k == 0:
         return torch.zeros_like(t, dtype=torch.bool)
-    mag = flat.abs()
+    mag = flat.abs() if mag is None else mag.detach().reshape(-1)
     part = mag.cpu().numpy().copy()  # partitioned in place below
     part.partition(n - k)  # part[n - k] is the k-th largest magnitude
     cut = float(part[n - k])

@@ -35,6 +35,7 @@ from torch import nn
 from workbench.hooks import HookPoint
 from workbench.hooks.routing_record import RoutingRecord
 from workbench.registry import Registry
+from workbench.routing.rows import router_rows
 
 
 @dataclass
@@ -55,6 +56,9 @@ class Router(nn.Module):
             the block's output).
         default_targets: what ``add_router`` wraps when no targets are given.
         reference: the paper (and code) the mechanism follows; deviations are noted in its file.
+        per_row: empty when the router can serve some rows of a mixed batch (its decision for a row
+            depends on that row alone in inference; ``workbench.routing.rows``), else the reason why
+            not, which the refusal names.
         full_sequence: the forward needs the whole sequence at once (no incremental decoding with
             a KV cache); ``lab.chat`` then generates with ``use_cache=False``.
     """
@@ -63,6 +67,7 @@ class Router(nn.Module):
     default_targets: ClassVar[str | list[str]] = "attention"
     reference: ClassVar[str] = ""
     full_sequence: ClassVar[bool] = False
+    per_row: ClassVar[str] = ""  # why it cannot serve only some rows of a mixed batch ("": it can)
 
     def __init__(self) -> None:
         super().__init__()
@@ -90,6 +95,10 @@ class Router(nn.Module):
         if self.hook_route._forward_hooks:
             self.hook_route(RoutingRecord(scores, weights, selected,
                                           None if bias is None else bias.detach().clone()))
+
+    def serve_rows(self, name: str, x: torch.Tensor, idx: torch.Tensor, base: nn.Module) -> torch.Tensor:
+        """Δ of this router on rows ``idx`` of a mixed batch x (B, T, in), as if run alone: (n, T, out)."""
+        return router_rows(self, name, x, idx, base)
 
     def add_aux(self, loss: str, coef: float, **payload) -> None:
         """Queue an auxiliary loss term (training forwards only; ``workbench.routing.aux_loss`` sums)."""

@@ -12,6 +12,7 @@ from torch import nn
 
 from workbench.adapters.composition import Composition
 from workbench.errors import WorkbenchError
+from workbench.routing.rows import block_rows
 
 
 class RoutedBlock(nn.Module):
@@ -24,10 +25,17 @@ class RoutedBlock(nn.Module):
         self.composition = Composition()
 
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        if self.composition.rows is not None:  # a mixed batch: each router on its rows only
+            if not self.composition.names & self.routes.keys():
+                return self.block(x, *args, **kwargs)
+            if len(self.composition.rows) != x.shape[0]:
+                raise WorkbenchError(f"mixed batch: {len(self.composition.rows)} adapter names for a batch "
+                                     f"of {x.shape[0]} rows; give one name (or None) per row")
+            return block_rows(self, x, args, kwargs)
         active = [n for n in self.composition.weights if n in self.routes]
         if not active:
             return self.block(x, *args, **kwargs)
-        if len(active) > 1 or self.composition.rows is not None:
+        if len(active) > 1:
             raise WorkbenchError(
                 f"block {self.path!r}: use one block router at a time (got {active}); "
                 "block routers replace the block's output, so two cannot be summed"

@@ -24,6 +24,8 @@ from contextvars import ContextVar
 from types import MappingProxyType
 from typing import Any
 
+import torch
+
 from workbench.errors import WorkbenchError
 
 _EMPTY: MappingProxyType = MappingProxyType({})
@@ -62,3 +64,36 @@ def token_mask(x, *, needed_by: str, hint: str = "pass the attention mask of thi
         raise WorkbenchError(f"{needed_by}: the routing context's attention_mask is {tuple(mask.shape)} but "
                              f"the input has {tuple(x.shape[:-1])} (B, T) tokens; {hint}")
     return mask.to(x.device)
+
+
+# Context entries that hold one value per batch row (sliced for a router that serves some rows of a
+# mixed batch). ``task`` may be 1-D (B,); elsewhere only tensors with a row axis (B, ...) of two or
+# more dims are per row: a 1-D ``prompt_scale`` (out,) is shared by the batch and stays whole.
+_PER_ROW_1D = {"task"}
+
+
+@contextmanager
+def rows_context(idx, batch: int) -> Iterator[None]:
+    """Inside the block the routing context holds only rows ``idx`` of a batch of ``batch`` rows.
+
+    Every per-row value (``task``, ``attention_mask``, ``token_types``, ``context``, a (B, out)
+    ``prompt_scale``, and each entry of ``token_masks``/``class_masks``/a dict ``prompt_scale``) is
+    indexed by ``idx``; shared values (a (1, out) or (out,) scale, anything not batch-sized) stay.
+    """
+    sliced = {k: _rows_of(k, v, idx, batch) for k, v in _CONTEXT.get().items()}
+    token = _CONTEXT.set(MappingProxyType(sliced))
+    try:
+        yield
+    finally:
+        _CONTEXT.reset(token)
+
+
+def _rows_of(key: str, value: Any, idx, batch: int) -> Any:
+    if isinstance(value, dict | MappingProxyType):
+        return {k: _rows_of(key, v, idx, batch) for k, v in value.items()}
+    if key in _PER_ROW_1D and isinstance(value, list | tuple) and len(value) == batch:
+        value = torch.as_tensor(value)
+    if isinstance(value, torch.Tensor) and value.dim() >= 1 and value.shape[0] == batch:
+        if value.dim() >= 2 or key in _PER_ROW_1D:
+            return value[idx.to(value.device)]
+    return value
