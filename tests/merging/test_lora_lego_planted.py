@@ -115,3 +115,42 @@ def test_sqrt_rank_output_reweighting_is_sqrt_mean_rank_over_k(k):
     for path in adapters[0].modules:
         torch.testing.assert_close(scaled.delta(path).double(), math.sqrt(K / k) * plain.delta(path).double(),
                                    atol=1e-6, rtol=1e-5)
+
+
+def test_svd_units_are_the_balanced_svd_of_each_source_and_keep_the_sum():
+    """unit_basis="svd": each source's units become √σⱼ·(vⱼ, uⱼ) of its own s·B·A (orthogonal, sorted),
+    so a shared A initialisation no longer shows; with one cluster per unit the merge is still the sum."""
+    adapters = sources((3, 3), seed=4, targets="attention-qv")
+    inputs = _inputs(adapters, 0)
+    path = next(iter(adapters[0].modules))
+    pool, _, in_f = units(inputs, path, unit_basis="svd")
+    for i, a in enumerate(adapters):
+        part = pool[3 * i:3 * i + 3]  # (3, in + out)
+        A, B = part[:, :in_f], part[:, in_f:]
+        sigma = torch.linalg.svdvals(a.delta(path).double())[:3]
+        assert A.norm(dim=1) ** 2 == pytest.approx(sigma.tolist(), rel=1e-6)  # ‖aⱼ‖² = σⱼ
+        assert B.norm(dim=1) ** 2 == pytest.approx(sigma.tolist(), rel=1e-6)  # ‖bⱼ‖² = σⱼ
+        torch.testing.assert_close(A @ A.T, torch.diag(sigma), atol=1e-6, rtol=1e-6)  # orthogonal aⱼ
+        torch.testing.assert_close(B.T @ A, a.delta(path).double(), atol=1e-6, rtol=1e-6)
+    merged = merge(adapters, "lora_lego", rank=6, unit_basis="svd").adapter
+    for p in adapters[0].modules:
+        want = sum(a.delta(p).double() for a in adapters)
+        assert rel(merged.delta(p).double(), want) < 1e-5
+
+
+def test_shared_a_initialisation_groups_units_by_rank_index_and_svd_units_do_not():
+    """Sources that share A (one init seed) and differ only in B: the stored units cluster by rank
+    index; the SVD units of each source do not carry the index."""
+    from workbench.analysis.unit_clusters import cluster_measures
+    from workbench.merging.methods.lora_lego import lego_clusters
+
+    adapters = sources((4, 4, 4), seed=5, targets="attention-qv")
+    for a in adapters:
+        for p, f in a.modules.items():
+            f.A.copy_(adapters[0].modules[p].A)  # one shared A ...
+            f.B.mul_(0.01)  # ... and small B, as after a short training from one init
+    path = next(iter(adapters[0].modules))
+    stored = lego_clusters(adapters, rank=4, seed=0, n_init=3, paths=[path])[path]
+    svd = lego_clusters(adapters, rank=4, seed=0, n_init=3, paths=[path], unit_basis="svd")[path]
+    assert cluster_measures(stored)["same_index_share"] == 1.0
+    assert cluster_measures(svd)["same_index_share"] < 1.0
