@@ -49,3 +49,14 @@ def smollm2():
         return zoo.load("smollm2-135m")
     except MissingPackageError as e:
         pytest.skip(str(e))
+
+
+def assert_rows_generate_alone(lab, inputs: dict, rows: list, mixed, **generate_kwargs) -> None:
+    """Each row of a mixed-batch ``generate`` (``mixed``) equals that row generated alone with its adapter:
+    the same tokens, and every step's logits to 1e-5."""
+    for i, r in enumerate(rows):
+        with lab.using(r), torch.no_grad():
+            alone = lab.model.generate(**{k: v[i:i + 1] for k, v in inputs.items()}, **generate_kwargs)
+        assert torch.equal(mixed.sequences[i], alone.sequences[0])
+        for step_mixed, step_alone in zip(mixed.logits, alone.logits, strict=True):
+            torch.testing.assert_close(step_mixed[i:i + 1], step_alone, atol=1e-5, rtol=0)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from peft import PeftModel
 
-from tests.conftest import output_of, tiny_inputs, tiny_lab
+from tests.conftest import assert_rows_generate_alone, output_of, tiny_inputs, tiny_lab
 from workbench import zoo
 from workbench.adapters import new_adapter, segments
 
@@ -93,12 +93,7 @@ def test_generation_with_a_kv_cache_keeps_each_rows_adapter():
     with lab.using(rows=rows), torch.no_grad():
         mixed = lab.model.generate(**x, **kw)
     assert _paths(lab) == {"pool"}
-    for i, r in enumerate(rows):
-        with lab.using(r), torch.no_grad():
-            alone = lab.model.generate(**{k: v[i:i + 1] for k, v in x.items()}, **kw)
-        assert torch.equal(mixed.sequences[i], alone.sequences[0])
-        for step_mixed, step_alone in zip(mixed.logits, alone.logits, strict=True):
-            torch.testing.assert_close(step_mixed[i:i + 1], step_alone, atol=1e-5, rtol=0)
+    assert_rows_generate_alone(lab, x, rows, mixed, **kw)
 
 
 def test_equals_peft_adapter_names(tmp_path):

@@ -37,3 +37,16 @@ def toy_base():
 
     z = zoo.load("tiny-llama")
     return z.model, build_tokenizer(), z.fingerprint
+
+
+def toy_library(names=("colour", "fruit", "sum")):
+    """The toy lab with one rank-4 adapter per name, B drawn so each adapter does something (seeded)."""
+    import torch
+
+    lab = toy_lab()
+    for i, n in enumerate(names):
+        a = lab.new_adapter(n, r=4, targets="attention", seed=i)
+        g = torch.Generator().manual_seed(10 + i)
+        for f in a.modules.values():
+            f.B.data.copy_(torch.randn(f.B.shape, generator=g) * 0.5)
+    return lab

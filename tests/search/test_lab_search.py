@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from tests.experiments.toy import toy_lab, toy_tasks
+from tests.experiments.toy import toy_library, toy_tasks
 from workbench.errors import WorkbenchError
 from workbench.search import (
     LINEAR,
@@ -28,13 +28,7 @@ NAMES = ["colour", "fruit", "sum"]
 
 @pytest.fixture(scope="module")
 def lab():
-    lab = toy_lab()
-    for i, n in enumerate(NAMES):
-        a = lab.new_adapter(n, r=4, targets="attention", seed=i)
-        g = torch.Generator().manual_seed(10 + i)
-        for f in a.modules.values():
-            f.B.data.copy_(torch.randn(f.B.shape, generator=g) * 0.5)
-    return lab
+    return toy_library(NAMES)
 
 
 def test_the_objective_normalizes_by_each_tasks_solo_adapter_and_reads_its_cache(lab, tmp_path):

@@ -8,25 +8,14 @@ import subprocess
 
 import pandas as pd
 import pytest
-import torch
 
-from tests.experiments.toy import toy_base, toy_lab, toy_tasks
+from tests.experiments.toy import toy_base, toy_library, toy_tasks
 from workbench.errors import WorkbenchError
 from workbench.search import FunctionObjective, LabObjective, SearchSpace, Workers, search
 
 NAMES = ["colour", "fruit", "sum"]
 COLUMNS = ["candidate", "task", "method", "weight.colour", "weight.fruit", "weight.sum", "value",
            "normalized", "objective"]
-
-
-def _lab():
-    lab = toy_lab()
-    for i, n in enumerate(NAMES):
-        a = lab.new_adapter(n, r=4, targets="attention", seed=i)
-        g = torch.Generator().manual_seed(10 + i)
-        for f in a.modules.values():
-            f.B.data.copy_(torch.randn(f.B.shape, generator=g) * 0.5)
-    return lab
 
 
 def _sweep(lab, workers=None) -> pd.DataFrame:
@@ -48,7 +37,7 @@ def test_a_sweep_on_dask_and_on_local_processes_equals_the_sweep_here_and_stays_
     pytest.importorskip("distributed", reason="Dask is the scale extra: pip install 'lora-workbench[scale]'")
     import psutil
 
-    lab = _lab()
+    lab = toy_library(NAMES)
     here = _sweep(lab)
     with Workers(2, backend="dask", base=toy_base) as pool:
         on_dask = _sweep(lab, pool)
