@@ -261,7 +261,7 @@ def parser() -> argparse.ArgumentParser:
     runs.add_argument("--store", default=None,
                       help="an MLflow tracking URI (default: $LORA_WORKBENCH_TRACKING or sqlite:///mlflow.db)")
     runs.add_argument("--experiment", default=None, help="the MLflow experiment (default: lora-workbench)")
-    runs.add_argument("--kind", default=None, choices=["adapter", "evaluation", "candidate"])
+    runs.add_argument("--kind", default=None, choices=["adapter", "evaluation", "candidate", "sweep"])
     runs.add_argument("--limit", type=int, default=50, help="how many of the newest runs to list")
     mer = sub.add_parser("merge", help=COMMANDS.get("merge").__doc__)
     mer.add_argument("recipe", help="a recipe.json (a recorded merge's artifacts hold one)")

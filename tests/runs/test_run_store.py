@@ -139,3 +139,20 @@ def test_every_search_candidate_is_recorded_with_its_weights_and_scores(tmp_path
     recorded = candidates.iloc[1]
     assert float(recorded.metrics["objective"]) == pytest.approx(best.objective)
     assert float(recorded.params["weight.colour"]) == pytest.approx(best["weight.colour"])
+
+
+@pytest.mark.slow  # MLflow and a fresh database
+def test_every_sweep_point_is_recorded_with_its_settings_and_scores(tmp_path):
+    from tests.training.test_training_sweep import toy
+    from workbench.training.sweep import sweep
+
+    lab, task = toy()
+    lab.track(f"sqlite:///{tmp_path / 'runs.db'}")
+    frame = sweep(lab, task, {"lr": [1e-3, 1e-2], "r": [2]}, cache_dir=tmp_path / "cache", steps=2,
+                  batch_size=2, progress=False)
+    points = lab.runs("sweep")
+    assert len(points) == 2
+    for row in frame.itertuples():
+        [point] = [p for p in points.itertuples() if float(p.params["lr"]) == row.lr]
+        assert point.metrics[f"sums/{row.metric}"] == pytest.approx(row.value)
+        assert point.metrics["final_loss"] == pytest.approx(row.final_loss)

@@ -57,7 +57,7 @@ class Tracking:
 
     def runs(self, kind: str | None = None) -> pd.DataFrame:
         """What this lab's store holds (every process's records), newest first; ``kind``: ``adapter``,
-        ``evaluation``, ``candidate``."""
+        ``evaluation``, ``candidate``, ``sweep``."""
         if self.tracker is None:
             raise WorkbenchError("this lab records nothing (tracking is off); turn it on with lab.track() "
                                  "or read a store with workbench.runs.read_runs(uri)")

@@ -79,6 +79,13 @@ def sweep(lab, tasks, grid: Mapping[str, Sequence], *, cache_dir: str | os.PathL
             rows.append({"lr": lr, "variant": variant, "rank": r, "seed": seed, "task": s["task"],
                          "metric": s["metric"], "value": s["value"], "final_loss": result["final_loss"],
                          "cached": cached})
+        tracker = getattr(lab, "tracker", None)
+        if tracker is not None:  # the lab's run store keeps every sweep point (workbench.runs)
+            final = result["final_loss"]
+            scores = {f"{x['task']}/{x['metric']}": float(x["value"]) for x in result["scores"]}
+            tracker.record(f"sweep {key}", "sweep", tags={"cached": str(cached)},
+                           params={"lr": lr, "variant": variant, "rank": r, "seed": seed, "steps": steps},
+                           metrics={**({"final_loss": float(final)} if final is not None else {}), **scores})
     return pd.DataFrame(rows)
 
 
