@@ -69,7 +69,7 @@ def test_the_folder_loads_as_adapters(folder, adapters):
 
     board = Dashboard.from_folder(folder, load_base=False)  # tiny-llama's files: no zoo base to load
     assert list(board.adapters) == ["a", "b", "c"] and board.lab is None
-    assert set(board.views()) == {"Angle matrix", "Interference map", "Merge builder", "Evaluation"}
+    assert set(board.views()) == {"Angle matrix", "Interference map", "Merge builder", "Evaluation", "Runs"}
 
 
 def test_twin_runs_the_widgets_module_and_syncs_both_ways(adapters):
