@@ -16,7 +16,7 @@ def test_every_ready_adapter_is_shipped_as_peft():
         assert set(a.ranks.values()) == {8} and len(a.modules) == 4 * 30
 
 
-@pytest.mark.slow
+@pytest.mark.reproduce  # full eval splits of 4 tasks (250 s on an idle 2-core machine): make reproduce-check
 def test_ready_adapters_beat_the_base_on_their_own_task(smollm2):
     lab = Workbench(smollm2.model, smollm2.tokenizer, name="smollm2-135m",
                     fingerprint=smollm2.fingerprint)
