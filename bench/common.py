@@ -6,6 +6,10 @@ import os
 import tempfile
 from pathlib import Path
 
+# A benchmark records nothing in the run store (workbench.runs): its writer thread would share the cores
+# being timed. Set LORA_WORKBENCH_TRACKING to a store to record anyway.
+os.environ.setdefault("LORA_WORKBENCH_TRACKING", "0")
+
 
 def write_atomically(path: Path, text: str) -> None:
     """Write to a temporary file beside ``path``, then rename it over ``path`` (a killed run leaves the

@@ -272,16 +272,16 @@ class LoraLayer(nn.Module):
             self.mixed_path = "pool" if why is None else f"loop: {why}"
             if why is None:
                 delta = mixed_delta(self, x, comp.rows, delta)
-            else:
-                for name in present:
-                    idx = torch.tensor([i for i, r in enumerate(comp.rows) if r == name], device=x.device)
+            routed = [n for n in dict.fromkeys(comp.rows) if n not in held and n in self.routes]
+            if why is not None or routed:
+                groups = row_indices(comp.rows, x.device)  # name -> (n,) its rows
+                for name in present if why is not None else ():
+                    idx = groups[name]
                     delta = delta.index_add(0, idx, self.change(name, x[idx], result[idx]).to(delta.dtype))
-            # routers serve their own rows (workbench.routing.rows): Δ[idx] = router(x[idx]), as alone
-            for name in dict.fromkeys(comp.rows):
-                if name is not None and name not in held and name in self.routes:
-                    idx = torch.tensor([i for i, r in enumerate(comp.rows) if r == name], device=x.device)
-                    part = self.routes[name].serve_rows(name, x, idx, self.base_layer)  # (n, T, out)
-                    delta = delta.index_add(0, idx, part.to(delta.dtype))
+                # routers serve their own rows (workbench.routing.rows): Δ[idx] = router(x[idx]), as alone
+                for name in routed:
+                    part = self.routes[name].serve_rows(name, x, groups[name], self.base_layer)  # (n, T, out)
+                    delta = delta.index_add(0, groups[name], part.to(delta.dtype))
                     self.mixed_path += f" + router {name}"
         return (result + self.hook_delta(delta)).to(result.dtype)
 
@@ -290,3 +290,11 @@ class LoraLayer(nn.Module):
         routes = f", routes={list(self.routes)}" if len(self.routes) else ""
         return (f"path={self.path!r}, in={self.in_features}, out={self.out_features}, "
                 f"adapters={ranks}{routes}")
+
+
+def row_indices(rows, device) -> dict:
+    """{name: (n,) indices of the rows naming it} in first-seen order (None: the base rows)."""
+    groups: dict = {}
+    for i, r in enumerate(rows):
+        groups.setdefault(r, []).append(i)
+    return {name: torch.tensor(idx, device=device) for name, idx in groups.items()}

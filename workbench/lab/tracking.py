@@ -15,6 +15,7 @@ recipe that re-creates them (``lora-workbench merge recipe.json``).
 from __future__ import annotations
 
 import contextlib
+import json
 import tempfile
 from collections.abc import Iterator
 
@@ -91,8 +92,6 @@ class Tracking:
             self.save_adapter(adapter, folder, overwrite=True)
             self._recorded.add(fingerprint)
         with contextlib.suppress(WorkbenchError):  # only merges that need no data have recipes
-            import json
-
             files["recipe.json"] = json.dumps(recipe_of(adapter, base=self.name), indent=1)
         metrics = {k: float(adapter.lineage[k]) for k in ("final_loss", "seconds")
                    if isinstance(adapter.lineage.get(k), int | float)}

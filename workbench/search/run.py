@@ -125,7 +125,7 @@ class SearchRun:
         rng = np.random.default_rng(self.seed)  # the pareto scalarization's directions
         self.searcher.setup(self.space, self.objective, budget=self.budget, seed=self.seed, start=self.start)
         seen: dict[tuple, dict] = {}
-        stale = 0
+        self._stale = 0  # evaluations in a row without an improvement above min_delta
         bar = self._bar = tqdm(total=self.budget, desc=f"search {self.name}", disable=not self.progress)
         with bar:
             while len(self.candidates) < self.budget:
@@ -152,15 +152,14 @@ class SearchRun:
                 for c in batch:
                     cached = c.key() not in scored
                     scored.discard(c.key())
-                    if self._tell(c, seen[c.key()], cached, seconds, rng, stale):
+                    if self._tell(c, seen[c.key()], cached, seconds, rng):
                         return
-                    stale = self._stale
                 if len(batch) < self.batch and len(self.candidates) < self.budget:
                     self.stopped_by = "exhausted"
                     return
         self.stopped_by = "budget"
 
-    def _tell(self, c: Candidate, scores: dict, cached: bool, seconds: float, rng, stale: int) -> bool:
+    def _tell(self, c: Candidate, scores: dict, cached: bool, seconds: float, rng) -> bool:
         """Tell the searcher one scored candidate and keep it; True when patience stops the search."""
         norm = {t: scores[t]["normalized"] for t in self.objective.tasks}
         value = self.objective.combine(norm)
@@ -168,7 +167,7 @@ class SearchRun:
         improved = value > self.best_value + self.min_delta
         if value > self.best_value:
             self.best, self.best_value = c, value
-        self._stale = 0 if improved else stale + 1
+        self._stale = 0 if improved else self._stale + 1
         self._record(c, scores, value, seconds, cached)
         self._bar.update()
         self._bar.set_postfix_str(f"best {self.best_value:.3f}")
