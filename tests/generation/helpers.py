@@ -1,7 +1,10 @@
 """Planted adapter families for the generation tests: each task's checkpoints are one random adapter
-plus small seeded noise, with the lineage the training lab writes (``checkpoint_of, step, tasks``)."""
+plus small seeded noise, with the lineage the training lab writes (``checkpoint_of, step, tasks``);
+and one step of first-order MAML written out for the ICM-Fusion tests."""
 
 from __future__ import annotations
+
+import random
 
 import torch
 
@@ -26,3 +29,38 @@ def planted_family(lab, name: str, seed: int, n: int = 8, noise: float = 0.05) -
         ckpt.lineage = {"checkpoint_of": name, "step": (k + 1) * 10, "tasks": [name], "seed": seed}
         out.append(ckpt)
     return out
+
+
+def first_order_maml_gradient(fusion, support, shots, inner_lr, seed):
+    """The first-order MAML outer gradient of one step, written out from its definition: per task t,
+    g_s = ∇L_t(φ; support), φ'_t = φ − α·g_s, g_q = ∇L_t(φ'_t; query); the mean of the g_q over tasks."""
+    rng = seed if isinstance(seed, random.Random) else random.Random(seed)  # a Random goes on drawing
+    P = list(fusion.vae.proj.parameters())
+    phi0 = [fusion.logits.clone(), *(p.detach().clone() for p in P)]
+    total = [torch.zeros_like(p) for p in phi0]
+
+    def grad_at(phi, batch):
+        logits = phi[0].clone().requires_grad_(True)
+        with torch.no_grad():
+            for p, v in zip(P, phi[1:], strict=True):
+                p.copy_(v)
+        for p in P:
+            p.requires_grad_(True)
+            p.grad = None
+        fusion.task_loss(torch.softmax(logits, 0), batch)
+        out = [logits.grad.clone(), *(p.grad.clone() for p in P)]
+        for p in P:
+            p.requires_grad_(False)
+            p.grad = None
+        return out
+
+    for task in fusion.tasks:
+        drawn = rng.sample(list(support[task]), 2 * shots)
+        g_s = grad_at(phi0, drawn[:shots])
+        adapted = [p - inner_lr * g for p, g in zip(phi0, g_s, strict=True)]
+        g_q = grad_at(adapted, drawn[shots:])
+        total = [t + g for t, g in zip(total, g_q, strict=True)]
+    with torch.no_grad():
+        for p, v in zip(P, phi0[1:], strict=True):
+            p.copy_(v)
+    return phi0, [t / len(fusion.tasks) for t in total]

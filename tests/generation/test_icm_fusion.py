@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tests.conftest import tiny_lab
-from tests.generation.helpers import EXAMPLES, planted_family
+from tests.generation.helpers import EXAMPLES, first_order_maml_gradient, planted_family
 from workbench.errors import WorkbenchError
 from workbench.generation import ICMFusion, ICMLoRA, flatten
 
@@ -102,43 +102,6 @@ def test_meta_learning_moves_the_weights_and_the_projection_and_leaves_the_lab_c
         fusion.meta_fit({"left": _support(5)}, steps=1, shots=2, progress=False)
 
 
-def _first_order_maml_gradient(fusion, support, shots, inner_lr, seed):
-    """The first-order MAML outer gradient of one step, written out from its definition: per task t,
-    g_s = ∇L_t(φ; support), φ'_t = φ − α·g_s, g_q = ∇L_t(φ'_t; query); the mean of the g_q over tasks."""
-    import random
-
-    rng = random.Random(seed)
-    P = list(fusion.vae.proj.parameters())
-    phi0 = [fusion.logits.clone(), *(p.detach().clone() for p in P)]
-    total = [torch.zeros_like(p) for p in phi0]
-
-    def grad_at(phi, batch):
-        logits = phi[0].clone().requires_grad_(True)
-        with torch.no_grad():
-            for p, v in zip(P, phi[1:], strict=True):
-                p.copy_(v)
-        for p in P:
-            p.requires_grad_(True)
-            p.grad = None
-        fusion.task_loss(torch.softmax(logits, 0), batch)
-        out = [logits.grad.clone(), *(p.grad.clone() for p in P)]
-        for p in P:
-            p.requires_grad_(False)
-            p.grad = None
-        return out
-
-    for task in fusion.tasks:
-        drawn = rng.sample(list(support[task]), 2 * shots)
-        g_s = grad_at(phi0, drawn[:shots])
-        adapted = [p - inner_lr * g for p, g in zip(phi0, g_s, strict=True)]
-        g_q = grad_at(adapted, drawn[shots:])
-        total = [t + g for t, g in zip(total, g_q, strict=True)]
-    with torch.no_grad():
-        for p, v in zip(P, phi0[1:], strict=True):
-            p.copy_(v)
-    return phi0, [t / len(fusion.tasks) for t in total]
-
-
 def test_one_meta_step_is_first_order_maml_then_adam(fitted):
     """Adam's first step moves each parameter by −lr·g/(|g| + ε): by −lr·sign(g) where |g| ≫ ε, with g the
     first-order MAML gradient computed independently (inner step against the support gradient, outer
@@ -149,7 +112,7 @@ def test_one_meta_step_is_first_order_maml_then_adam(fitted):
     saved = fusion.logits.clone(), P.weight.detach().clone(), P.bias.detach().clone()
     try:
         fusion.logits = torch.tensor([0.3, -0.2])
-        phi0, g = _first_order_maml_gradient(fusion, support, shots=2, inner_lr=5.0, seed=7)
+        phi0, g = first_order_maml_gradient(fusion, support, shots=2, inner_lr=5.0, seed=7)
         fusion.meta_fit(support, steps=1, shots=2, inner_lr=5.0, outer_lr=1e-3, seed=7, progress=False)
         after = [fusion.logits, fusion.vae.proj.weight.detach(), fusion.vae.proj.bias.detach()]
         for before, now, grad in zip(phi0, after, g, strict=True):
