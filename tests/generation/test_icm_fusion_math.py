@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from tests.conftest import tiny_lab
-from tests.generation.helpers import EXAMPLES, first_order_maml_gradient, planted_family
+from tests.generation.helpers import first_order_maml_gradient, planted_family
 from workbench.generation import ICMFusion
 from workbench.generation.icm_fusion import PROBE
 
@@ -40,17 +40,17 @@ def small():
     families = {"left": planted_family(lab, "left", seed=10, n=2),
                 "right": planted_family(lab, "right", seed=11, n=2)}
     fusion = ICMFusion(lab, proj_dim=2, channels=(2,), latent=2, kernel=1)
-    fusion.fit(families, EXAMPLES, late=1.0, steps=1, lr=1e-3, batch_size=2, seed=0, progress=False)
-    H, K = fusion.conditions.shape[1], fusion.layout.n_tensors
-    conditions = torch.zeros(2, H)
+    conditions = torch.zeros(2, lab.model.config.hidden_size)  # given as tensors: no task-vector pass
     conditions[0, 0], conditions[1, 1] = 2.0, 4.0
-    fusion.conditions, fusion.scale = conditions, 2.0
+    fusion.fit(families, {"left": conditions[0], "right": conditions[1]}, late=1.0, steps=1, lr=1e-3,
+               batch_size=2, seed=0, progress=False)
+    fusion.scale = 2.0  # by hand (fit's is the centred conditions' RMS)
     with torch.no_grad():
         fusion.vae.proj.weight.zero_()
         fusion.vae.proj.weight[0, :2] = 1.0
         fusion.vae.proj.weight[1, 0] = 2.0
         fusion.vae.proj.bias.copy_(torch.tensor([0.1, -0.1]))
-    k = torch.arange(K, dtype=torch.float64)
+    k = torch.arange(fusion.layout.n_tensors, dtype=torch.float64)
     fusion.stats = {"left": torch.stack([0.1 * k, torch.full_like(k, 1.0)], 1),
                     "right": torch.stack([-0.1 * k, torch.full_like(k, 3.0)], 1)}
     return lab, fusion
