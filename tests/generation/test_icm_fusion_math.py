@@ -129,8 +129,8 @@ def test_fuse_decodes_z_zero_or_seeded_draws_and_denormalizes_by_the_weighted_st
     for m, (a, b) in want.items():
         torch.testing.assert_close(zero.modules[m].A, a)
         torch.testing.assert_close(zero.modules[m].B, b)
-    drawn = fusion.fuse([1, 3], n=2, seed=5)
-    z = torch.randn(2, 2, generator=torch.Generator().manual_seed(5))
+    drawn = fusion.fuse([1, 3], n=3, seed=5)  # n ≠ latent: z is (n, latent), not its transpose
+    z = torch.randn(3, 2, generator=torch.Generator().manual_seed(5))
     for adapter, row in zip(drawn, _decoded_by_hand(fusion, [0.25, 0.75], z), strict=True):
         for m, (a, b) in _factors_by_hand(fusion, row).items():
             torch.testing.assert_close(adapter.modules[m].A, a)
@@ -185,7 +185,8 @@ def test_task_loss_is_the_fused_loras_loss_and_its_gradient_matches_finite_diffe
 def test_two_meta_steps_are_first_order_maml_gradients_fed_to_adam(small):
     """meta_fit(steps=2) against an independent Adam fed the first-order MAML gradient of each step
     (per task: inner step against the support gradient, query gradient at φ'_t; mean over tasks),
-    with the same draws: a gradient off by a per-coordinate factor or sign moves Adam's second step."""
+    with the same draws: a gradient off by a per-coordinate factor or sign moves Adam's second step.
+    Gradients left on P before the call must not leak into the first inner step."""
     lab, fusion = small
     support = {"left": [_example(5 + i) for i in range(4)], "right": [_example(40 + i) for i in range(4)]}
     P = fusion.vae.proj
@@ -210,6 +211,7 @@ def test_two_meta_steps_are_first_order_maml_gradients_fed_to_adam(small):
                 r.grad = gr
             adam.step()
         set_phi(start)
+        P.weight.grad, P.bias.grad = torch.ones_like(P.weight), torch.ones_like(P.bias)  # stale: ignored
         history = fusion.meta_fit(support, steps=2, shots=2, inner_lr=5.0, outer_lr=1e-2, seed=7,
                                   progress=False)
         assert len(history) == 4
