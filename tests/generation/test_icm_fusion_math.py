@@ -150,6 +150,7 @@ def test_task_loss_is_the_fused_loras_loss_and_its_gradient_matches_finite_diffe
     P.requires_grad_(True)
     try:
         w0 = [0.3, 0.7]
+        lab.add_adapter(fusion.fuse(name=PROBE))  # a stale probe (an interrupted call) is replaced
         loss = fusion.task_loss(torch.tensor(w0, requires_grad=True), [example])
         assert not loss.requires_grad and PROBE not in lab.adapters
         by_hand = _loss_with(lab, fusion.fuse(w0, name="by_hand"), example)
