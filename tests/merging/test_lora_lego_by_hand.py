@@ -83,3 +83,31 @@ def test_output_reweightings():
     matched = _delta(output_reweight="match")
     assert float(matched.norm()) == pytest.approx(math.sqrt((656 + 2025) / 2), rel=1e-6)  # float32 factors
     torch.testing.assert_close(matched / matched.norm(), _delta() / _delta().norm())
+
+
+def test_the_scale_folds_in_and_zero_units_are_dropped():
+    A, B = torch.tensor([[1.0, 0], [0, 0], [-1, -2]]).double(), torch.tensor([[1.0, 0, -3]]).double()
+    a = Adapter("s", {PATH: LoraFactors(A, B, 12.0)}, scaling="standard")  # s = 12/3 = 4: units × √4
+    pool, norms, _ = units(MergeInputs([a], [1.0], 0, [PATH]), PATH)
+    # the zero unit goes, the all-negative one stays
+    torch.testing.assert_close(pool, 2 * torch.tensor([[1.0, 0, 1], [-1, -2, -3]]).double())
+    assert norms == pytest.approx([4 * float((B @ A).norm())])  # ‖w·s·B·A‖
+
+
+def test_one_unit_alone_is_kept():
+    a = Adapter("one", {PATH: LoraFactors(torch.tensor([[1.0, 2]]).double(), torch.tensor([[3.0]]).double(),
+                                          1.0)}, scaling="standard")
+    torch.testing.assert_close(merge([a], "lora_lego").adapter.delta(PATH).double(),
+                               torch.tensor([[3.0, 6.0]]).double())
+
+
+def test_small_centroids_are_reweighted_and_matched_too():
+    # weights ×1/100: every unit ×1/10, so ΔW' ×1/100 (centroid norms and ‖ΔW'‖ now below 1)
+    small = [w / 100 for w in WEIGHTS]
+    got = merge(_sources(), "lora_lego", small).adapter.delta(PATH).double()
+    torch.testing.assert_close(got, _delta() / 100)
+    matched = merge(_sources(), "lora_lego", small, output_reweight="match").adapter.delta(PATH).double()
+    assert float(matched.norm()) == pytest.approx(math.sqrt((656 + 2025) / 2) / 100, rel=1e-6)
+    # sqrt_rank with k = 4 = n: γ = √(r̄/k) = √(2/4) on the exact sum
+    torch.testing.assert_close(_delta(rank=4, output_reweight="sqrt_rank"),
+                               math.sqrt(0.5) * torch.tensor([[52.0, -47.0]], dtype=torch.float64))
