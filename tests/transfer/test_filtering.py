@@ -14,6 +14,8 @@ from workbench.errors import WorkbenchError
 from workbench.tasks import Example
 from workbench.transfer import discriminator_task, filter_inputs, keep_mask, select, train_discriminator
 
+DISC = {"r": 8, "steps": 20, "lr": 0.01, "batch_size": 12, "warmup": 0.0, "targets": "all-linear",
+        "progress": False}  # measured: p(real) 0.53 on held-out real-like inputs, 0.47 on the others
 P = torch.tensor([0.9, 0.1, 0.5, 0.49, 0.7, 0.7])
 
 
@@ -62,7 +64,7 @@ def test_a_tiny_discriminator_keeps_the_real_like_inputs():
     train_discriminator(lab, "disc", task, real, fake, **DISC)
     held = [Example(f"what colour is the {f}", "") for f in list(FRUITS)[6:]]
     held += [Example(" ".join(f"w{(11 * i + 5 * j) % 200 + 20}" for j in range(5)), "") for i in range(4)]
-    kept, frame = filter_inputs(lab, "disc", task, held, top=0.5)
-    assert {e.prompt for e in kept} == {e.prompt for e in held[:4]}
+    kept, frame = filter_inputs(lab, "disc", task, held)  # threshold 0.5: "the discriminator says real"
+    assert [e.prompt for e in kept] == [e.prompt for e in held[:4]]
     assert frame.value[:4].min() > frame.value[4:].max()
     assert lab.active.names == set() and "disc" in lab.adapters  # scoring put back what was used
