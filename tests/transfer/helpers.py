@@ -17,8 +17,9 @@ CHATML = (
 )
 FRUITS = {"apple": "red", "banana": "yellow", "cherry": "red", "lime": "green", "plum": "purple",
           "grape": "green", "lemon": "yellow", "berry": "blue", "kiwi": "green", "mango": "orange"}
-WORDS = sorted({*FRUITS, *FRUITS.values(), *"what colour is the fruit yes no real input task answer question "
-                "here are examples of inputs for a new write one same kind following system user assistant".split()})
+WORDS = sorted({*FRUITS, *FRUITS.values(), *(
+    "what colour is the fruit yes no real input task answer question here are examples of inputs for a new "
+    "write one same kind following system user assistant").split()})
 VOCAB = 256
 
 
