@@ -81,3 +81,14 @@ def test_bad_arguments_are_refused_before_any_work():
     with pytest.raises(WorkbenchError, match="n_synthetic"):
         transfer(source, "teacher", target, task, n_synthetic=0)
     assert list(source.adapters) == ["teacher"] and list(target.adapters) == []
+
+
+def test_without_filter_the_target_synthesizes_and_every_input_is_labelled():
+    source, target = _labs()
+    result = transfer(source, "teacher", target, colour_task(), seed=2, filter=False, synthesizer="target",
+                      name="plain", **FAST)
+    t = result.adapter.lineage["trans_lora"]
+    assert (t["filter"], t["synthesizer"], t["threshold"]) == (False, "target", None)
+    assert t["n_kept"] == t["n_generated"] > 0 and result.scores is None
+    assert "discriminator" not in set(result.report.stage)
+    assert list(source.adapters) == ["teacher"] and list(target.adapters) == ["plain"]

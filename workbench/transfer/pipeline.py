@@ -41,7 +41,7 @@ from workbench.transfer.discriminator import CHOICES, real_probability, train_di
 from workbench.transfer.distillation import distill
 from workbench.transfer.filtering import filter_inputs
 from workbench.transfer.labelling import label
-from workbench.transfer.synthesis import synthesize
+from workbench.transfer.synthesis import normalized, synthesize
 
 STAGES = ("synthesis", "discriminator", "filtering", "labelling", "distillation")
 SYNTHESIZERS = ("source", "target")
@@ -152,6 +152,8 @@ def transfer(source_lab, source_adapter: str, target_lab, task: Task, *, n_synth
         if filter:
             contrast = synthesize(synth_lab, task, seeds, n_synthetic, seed=seed + 10_000,
                                   **(synthesis or {}))
+            in_pool = {normalized(e.prompt) for e in pool}
+            contrast = [e for e in contrast if normalized(e.prompt) not in in_pool]  # disjoint pools
             rows += [(stage, "generated_for_discriminator", len(contrast))]
         rows += [(stage, "seconds", time.perf_counter() - start)]
         if not pool:
