@@ -39,6 +39,10 @@ def test_end_to_end_across_families_exports_to_peft_with_the_labs_logits(tmp_pat
     assert list(report.columns) == ["stage", "measure", "value"] and set(report.stage) == set(STAGES)
     assert all(e.target for e in result.labelled) and result.discriminator is None
     assert {e.prompt for e in result.labelled} <= set(result.scores.text[result.scores.kept])
+    s = result.samples  # for the embedding map and the score histogram
+    assert list(s.columns) == ["text", "group", "value", "kept"]
+    assert set(s.group) == {"real", "contrast", "synthetic"} and (s.group == "real").sum() == 6
+    assert s[s.group == "synthetic"].kept.sum() == t["n_kept"] and s.value.between(0, 1).all()
 
     x = tiny_inputs(target.model)
     target.use("teacher_transfer")
@@ -89,6 +93,6 @@ def test_without_filter_the_target_synthesizes_and_every_input_is_labelled():
                       name="plain", **FAST)
     t = result.adapter.lineage["trans_lora"]
     assert (t["filter"], t["synthesizer"], t["threshold"]) == (False, "target", None)
-    assert t["n_kept"] == t["n_generated"] > 0 and result.scores is None
+    assert t["n_kept"] == t["n_generated"] > 0 and result.scores is None and result.samples is None
     assert "discriminator" not in set(result.report.stage)
     assert list(source.adapters) == ["teacher"] and list(target.adapters) == ["plain"]

@@ -56,6 +56,20 @@ class TransferResult:
     scores: pd.DataFrame | None  # the filter's frame (sample, text, value, rank, kept); None without filter
     labelled: list[Example] = field(default_factory=list)  # what the target LoRA trained on
     discriminator: Adapter | None = None  # kept in the source lab only with keep_discriminator=True
+    samples: pd.DataFrame | None = None  # text, group, value, kept: every input the discriminator scored
+
+    @staticmethod
+    def sample_frame(real: list[Example], contrast: list[Example], p_train, scores: pd.DataFrame | None):
+        """``text, group, value, kept``: the real and the discriminator's synthetic inputs (group
+        ``real``/``contrast``, their p(real) after training) and the filtered pool (``synthetic``),
+        for an embedding map of real, raw synthetic and filtered samples and a score histogram."""
+        trained = pd.DataFrame({"text": [e.prompt for e in [*real, *contrast]],
+                                "group": ["real"] * len(real) + ["contrast"] * len(contrast),
+                                "value": [float(v) for v in p_train], "kept": False})
+        if scores is None:
+            return trained
+        pool = scores.assign(group="synthetic")[["text", "group", "value", "kept"]]
+        return pd.concat([trained, pool], ignore_index=True)
 
     def __iter__(self):
         return iter((self.adapter, self.report))
@@ -144,7 +158,7 @@ def transfer(source_lab, source_adapter: str, target_lab, task: Task, *, n_synth
     before = {id(lab): (lab, set(lab.adapters), lab.active) for lab in (source_lab, target_lab)}
     rows: list[tuple[str, str, float]] = []
     bar = tqdm(total=len(STAGES), desc="trans-lora", unit="stage", disable=not progress)
-    stage, scores, disc_adapter = STAGES[0], None, None
+    stage, scores, disc_adapter, samples = STAGES[0], None, None, None
     try:
         start = time.perf_counter()
         pool = synthesize(synth_lab, task, seeds, n_synthetic, seed=seed, **(synthesis or {}))
@@ -180,6 +194,7 @@ def transfer(source_lab, source_adapter: str, target_lab, task: Task, *, n_synth
             bar.set_postfix_str(stage)
             kept, scores = filter_inputs(source_lab, disc, task, pool, threshold=threshold, top=top,
                                          choices=choices)
+            samples = TransferResult.sample_frame(real, contrast, p_real, scores)
             rows += [(stage, "kept", len(kept)), (stage, "mean_p_real", float(scores.value.mean())),
                      (stage, "seconds", time.perf_counter() - start)]
             if not kept:
@@ -218,7 +233,7 @@ def transfer(source_lab, source_adapter: str, target_lab, task: Task, *, n_synth
         "filter": bool(filter), "threshold": threshold if filter and top is None else None,
         "top": top if filter else None, "seed": seed}}
     report = pd.DataFrame(rows, columns=["stage", "measure", "value"])
-    return TransferResult(adapter, report, scores, labelled, disc_adapter)
+    return TransferResult(adapter, report, scores, labelled, disc_adapter, samples)
 
 
 def _restore(snapshots) -> None:
