@@ -182,7 +182,7 @@ def transfer(source_lab, source_adapter: str, target_lab, task: Task, *, n_synth
             if not contrast:
                 raise WorkbenchError("no synthetic input to train the discriminator on; raise n_synthetic")
             result = train_discriminator(source_lab, disc, task, real, contrast, choices=choices,
-                                         seed=seed, **disc_opts)
+                                         **({"seed": seed} | disc_opts))
             disc_adapter = result.adapter
             p_real = real_probability(source_lab, disc, task, [*real, *contrast], choices=choices)
             correct = (p_real[:len(real)] >= 0.5).sum() + (p_real[len(real):] < 0.5).sum()
