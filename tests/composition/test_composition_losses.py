@@ -80,3 +80,11 @@ def test_attention_masks_give_each_cell_to_one_concept():
     m = attention_masks([a, b], threshold=0.5)  # (1, 2, 1, 4)
     assert m[0, 0, 0].tolist() == [0, 0, 1, 1] and m[0, 1, 0].tolist() == [1, 1, 0, 0]
     assert (m.sum(1) <= 1).all()
+
+
+def test_clora_fuses_each_concepts_noise_inside_its_mask():
+    from workbench.composition.methods.clora import masked_fusion
+
+    base, a, b = torch.zeros(1, 1, 1, 3), torch.ones(1, 1, 1, 3), 2 * torch.ones(1, 1, 1, 3)
+    masks = torch.tensor([[[[1.0, 0.0, 0.0]], [[0.0, 1.0, 0.0]]]])  # (1, N=2, 1, 3): a | b | base
+    assert masked_fusion(base + 5, [a, b], masks).flatten().tolist() == [1.0, 2.0, 5.0]

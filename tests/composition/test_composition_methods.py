@@ -217,3 +217,28 @@ def test_plan_terms_restrict_each_adapter_to_its_box(lab):
     left = left.flatten()
     assert torch.allclose(both[0, left], cat[0, left], atol=1e-6)
     assert torch.allclose(both[0, ~left], dog[0, ~left], atol=1e-6)
+
+
+def test_composer_plan_and_reinit_follow_the_boxes(lab):
+    """Injection weights each concept's term by its box (the base outside), and re-initialisation pastes
+    each concept's own early trajectory (its LoRA alone, from the same noise) into its box."""
+    from workbench.composition.methods.composer import LoRAComposer
+    from workbench.composition.sampling import Sampler
+
+    request = _two()
+    composer = LoRAComposer(reinit_steps=2)
+    plan = composer.plan(lab.model, request)
+    left = box_masks([LEFT], (28, 56))[0].float()
+    assert [dict(t.adapters) for t in plan.terms] == [{}, {"cat": 1.0}, {"dog": 1.0}]
+    assert torch.equal(plan.terms[1].where, left) and torch.equal(plan.terms[2].where, 1 - left)
+    assert not plan.terms[0].where.any()  # the two halves cover the canvas: no background
+    sampler = Sampler(4)
+    x = sampler.noise((1, 1, 28, 56), 0)
+    with torch.no_grad():
+        z = composer._reinit(lab.model, request, sampler, x, 2)
+        for name, half in [("cat", slice(0, 28)), ("dog", slice(28, 56))]:
+            own = x
+            with lab.using(name):
+                for t in sampler.timesteps[:2]:
+                    own = sampler.step(lab.model(own, t.expand(1), request.states, request.mask), t, own)
+            assert torch.allclose(z[..., half], own[..., half], atol=1e-6), name

@@ -28,6 +28,19 @@ from workbench.composition.losses import attention_masks, contrastive_attention_
 from workbench.composition.sampling import Sampler, applying, check_adapters, layer_mean
 
 
+def masked_fusion(base: torch.Tensor, concepts: list[torch.Tensor], masks: torch.Tensor) -> torch.Tensor:
+    """ε = Σ_i M_i ε_i + (1 − Σ_i M_i) ε_base.
+
+    Args:
+        base: (B, C, H, W) the base pass's noise; concepts: N such tensors (base + LoRA_i);
+        masks: (B, N, H, W) in [0, 1], at most 1 summed over N.
+    """
+    eps = base * (1 - masks.sum(1, keepdim=True))
+    for k, e in enumerate(concepts):
+        eps = eps + masks[:, k:k + 1] * e
+    return eps
+
+
 @COMPOSERS.register("clora", flags=("uses_tokens", "latent_update", "fuses_predictions"),
                     bounds={"update_steps": (0, None), "update_lr": (0.0, None), "update_until": (0.0, 1.0),
                             "temperature": (1e-6, None), "threshold": (0.0, 1.0)})
@@ -87,9 +100,7 @@ class CLoRA(Composer):
                 cells = attention_masks([passes[1 + k][1][:, g].sum(1) for k, g in enumerate(groups)],
                                         self.threshold)  # (B, N, h, w)
                 masks = F.interpolate(cells, size=request.canvas, mode="nearest")  # (B, N, H, W)
-                eps = passes[0][0] * (1 - masks.sum(1, keepdim=True))
-                for k in range(len(groups)):
-                    eps = eps + masks[:, k:k + 1] * passes[1 + k][0]
+                eps = masked_fusion(passes[0][0], [p[0] for p in passes[1:]], masks)
             rec["masks"] = masks.mean(0)  # (N, H, W)
             x = sampler.step(eps, t, x)
             records.append(rec)
