@@ -242,3 +242,33 @@ def test_composer_plan_and_reinit_follow_the_boxes(lab):
                 for t in sampler.timesteps[:2]:
                     own = sampler.step(lab.model(own, t.expand(1), request.states, request.mask), t, own)
             assert torch.allclose(z[..., half], own[..., half], atol=1e-6), name
+
+
+def test_naive_is_the_lab_sum_and_switching_alternates(lab):
+    states, mask = _text(1)
+    request = CompositionRequest(states, mask, [Concept("cat"), Concept("dog")])
+    with lab.using(["cat", "dog"]):
+        summed = D.ddim_sample(lab.model, states, mask, steps=3, seed=1)
+    assert torch.equal(compose(lab, "naive", request, steps=3, seed=1).images, summed)
+    switching = COMPOSERS.get("switching")(every=2)
+    assert [switching.active(i, ["cat", "dog"]) for i in range(5)] == ["cat", "cat", "dog", "dog", "cat"]
+    result = compose(lab, "switching", request, steps=3, seed=1, every=1)
+    assert [r["active"] for r in result.steps] == ["cat", "dog", "cat"]
+    with lab.using("cat"):  # one concept: switching is plain sampling with it
+        plain = D.ddim_sample(lab.model, states, mask, steps=3, seed=1)
+    one = CompositionRequest(states, mask, [Concept("cat")])
+    assert torch.equal(compose(lab, "switching", one, steps=3, seed=1).images, plain)
+
+
+def test_composer_ignores_what_the_lab_uses_outside_attention():
+    """Composer runs every layer outside its attention plans as the base, whatever lab.use says."""
+    lab = _lab(3)
+    ff = lab.new_adapter("ff", r=2, targets=["ff.net.2"])
+    for f in ff.modules.values():
+        f.B.data.normal_(0, 0.5)
+    states, mask = _text(1)
+    one = CompositionRequest(states, mask, [Concept("cat", [1], FULL)])
+    quiet = compose(lab, "composer", one, steps=2, seed=0).images
+    with lab.using("ff"):
+        assert torch.equal(compose(lab, "composer", one, steps=2, seed=0).images, quiet)
+        assert lab.active.names == {"ff"}

@@ -36,7 +36,7 @@ from workbench.composition.attention import AttentionPlan, Term, planned
 from workbench.composition.base import COMPOSERS, Composer, CompositionRequest, CompositionResult
 from workbench.composition.losses import box_attention_loss
 from workbench.composition.regions import pixel_weights
-from workbench.composition.sampling import Sampler, check_adapters, check_attention_only, layer_mean
+from workbench.composition.sampling import Sampler, applying, check_adapters, check_attention_only, layer_mean
 
 
 @COMPOSERS.register("composer", flags=("uses_boxes", "uses_tokens", "latent_update"),
@@ -80,9 +80,13 @@ class LoRAComposer(Composer):
         check_attention_only(model, request.names)
         groups = request.groups if self.injection or self.isolation else None
         sampler = Sampler(steps)
-        B, states, mask = request.states.shape[0], request.states, request.mask
-        x = sampler.noise((B, 1, *request.canvas), seed)
+        x = sampler.noise((request.states.shape[0], 1, *request.canvas), seed)
         boxes = request.boxes()
+        with applying(model, {}):  # the attention plans apply the concepts; every other layer is the base
+            return self._sample(model, request, sampler, x, boxes, groups)
+
+    def _sample(self, model, request, sampler: Sampler, x, boxes, groups) -> CompositionResult:
+        B, states, mask, steps = x.shape[0], request.states, request.mask, len(sampler.timesteps)
         records: list[dict] = []
         start = 0
         if self.reinit and self.reinit_steps > 0:
