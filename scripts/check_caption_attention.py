@@ -1,6 +1,6 @@
-"""Check (issue 22): does a LayerNorm on the caption states before cross-attention make tokens localise?
+"""Check (issue 22): why the shipped SceneUNet's caption tokens do not localise (results/caption_check.md).
 
-    /work/wt/realrun.sh python scripts/check_caption_attention.py --steps 150 > results/caption_check.log
+    /work/wt/realrun.sh python scripts/check_caption_attention.py --steps 200 --arms plain norm_cross box_loss
 
 Diagnosis this checks: in the shipped SceneUNet the cross-attention logits are still at their init
 scale (keys of norm ~1.5 after text_proj, W_q/W_k within 10% of their init norm), so every query's
