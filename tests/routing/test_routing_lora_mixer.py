@@ -130,3 +130,14 @@ def test_a_frozen_bank_routes_over_the_labs_adapters():
     lab.new_adapter("q_only", r=2, targets="q_proj")
     with pytest.raises(WorkbenchError, match="no factors"):
         lab.add_router("mx2", "lora-mixer", bank=["a", "q_only"])
+
+
+def test_dropout_hits_the_lora_input_in_training_only_and_the_record_holds_no_graph():
+    router, plain = make(init="random", dropout=0.5), make(init="random")
+    x = inputs()
+    records = []
+    router.hook_route.register_forward_hook(lambda m, i, o: records.append(o))
+    torch.testing.assert_close(router.eval()(x, None), plain.eval()(x, None))
+    assert not records[0].weights.requires_grad  # the gate is recorded detached
+    torch.manual_seed(0)
+    assert not torch.allclose(router.train()(x, None), plain(x, None))
