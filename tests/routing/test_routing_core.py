@@ -213,3 +213,4 @@ def test_load_balance_with_top_two_divides_the_slot_counts_by_k_by_hand():
     value = load_balance([{"logits": logits, "k": 2}])
     torch.testing.assert_close(value, 3 * (f * P).sum())  # = 0.984375
     assert value.item() == pytest.approx(0.984375)
+    torch.testing.assert_close(load_balance([{"logits": logits[None], "k": 2}]), value)  # (B, T, E) payloads
