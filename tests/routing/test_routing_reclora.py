@@ -180,3 +180,15 @@ def test_dropout_hits_the_lora_input_in_training_only():
         torch.testing.assert_close(router.eval()(x, None), plain.eval()(x, None))
         torch.manual_seed(0)
         assert not torch.allclose(router.train()(x, None), plain(x, None))
+
+
+def test_one_meta_lora_at_scale_alpha_over_r_by_hand_and_inputs_in_the_factors_dtype():
+    router = router_alone(alpha=6.0).eval()  # r = 3: s = 2
+    set_logits(router, [0.0, -1e4, -1e4, -1e4])  # w = (1, 0, 0, 0)
+    x, u = torch.randn(2, 3, 16), torch.randn(2, D)
+    with routing_context(context=u):
+        got = router(x, None)
+        as_double = router(x.double(), None)  # computed in the factors' float32
+    torch.testing.assert_close(got, 2.0 * x @ router.A[0].T @ router.B[0].T, atol=1e-6, rtol=1e-5)
+    assert as_double.dtype == torch.float32
+    torch.testing.assert_close(as_double, got)
