@@ -35,9 +35,8 @@ import workbench as wb
 from workbench import ready
 from widgets import loss_curve, score_bars
 
-torch.set_num_threads(2)
 QUICK = os.environ.get("LORA_WORKBENCH_QUICK") == "1"  # set by `make test`: fewer steps and examples
-STEPS, LIMIT = (10, 8) if QUICK else (40, 24)
+STEPS, LIMIT = (4, 4) if QUICK else (40, 24)
 lab = wb.Workbench.from_zoo("smollm2-135m")  # first run converts the GGUF once (~20 s), then cached
 lab
 

@@ -39,7 +39,6 @@ import time
 
 import pandas as pd
 import plotly.express as px
-import torch
 
 import workbench as wb
 from widgets import MergeBuilder
@@ -50,7 +49,6 @@ EVAL_LIMIT = 2 if QUICK else 32        # held-out examples per task for the meth
 COMPOSITE_N = 4 if QUICK else 64       # composite prompts
 CAT_STEPS = 4 if QUICK else 60         # training steps of the learned concatenation
 
-torch.set_num_threads(2)
 lab = wb.Workbench.from_zoo("smollm2-135m")
 ready.load_all(lab)
 names = list(ready.NAMES)

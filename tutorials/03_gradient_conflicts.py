@@ -44,7 +44,7 @@ from workbench.training.sweep import spread, sweep
 QUICK = os.environ.get("LORA_WORKBENCH_QUICK") == "1"
 STEPS = 5 if QUICK else 60  # joint training steps per method
 CAPTURE = 1 if QUICK else 2  # capture conflicts every N steps
-LIMIT = 8 if QUICK else None  # eval examples per task (None: the whole eval split)
+LIMIT = 4 if QUICK else None  # eval examples per task (None: the whole eval split)
 METHODS = ["sum", "pcgrad"] if QUICK else ["sum", "pcgrad", "cagrad"]
 
 lab = wb.Workbench.from_zoo("smollm2-135m")
@@ -136,7 +136,7 @@ print(wide.round(3))
 score_bars(scores, title="Scores after joint training: sum vs PCGrad" + (" vs CAGrad" if not QUICK else ""))
 
 # %% [markdown]
-# In QUICK mode (a handful of steps, 8 eval examples per task) the score differences are noise;
+# In QUICK mode (a handful of steps, 4 eval examples per task) the score differences are noise;
 # only the full run says something. The table above is the evidence either way — we do not claim
 # here that a method wins.
 #
@@ -151,7 +151,7 @@ score_bars(scores, title="Scores after joint training: sum vs PCGrad" + (" vs CA
 GRID = ({"lr": [5e-4, 5e-3], "variant": ["lora", "pissa"]} if QUICK else
         {"lr": [3e-4, 1e-3, 3e-3, 1e-2], "variant": ["lora", "rslora", "loraplus", "pissa"]})
 cache = Path(tempfile.gettempdir()) / "lora-workbench-sweeps" / ("quick" if QUICK else "full")
-grid = sweep(lab, tasks["topic"], GRID, cache_dir=cache, steps=3 if QUICK else 40,
+grid = sweep(lab, tasks["topic"], GRID, cache_dir=cache, steps=2 if QUICK else 40,
              batch_size=4 if QUICK else 8, limit=LIMIT, progress=False)
 sweep_heatmap(grid, title="topic accuracy by variant and learning rate")
 
@@ -163,7 +163,7 @@ print("share of score variance explained:", shares.round(3).to_dict())
 print(f"range over learning rates (mean over variants): {by_lr.max() - by_lr.min():.3f}; "
       f"over variants (mean over learning rates): {by_variant.max() - by_variant.min():.3f}")
 verdict = "the learning rate" if shares.get("lr", 0) > shares.get("variant", 0) else "the variant"
-print(f"here, {verdict} matters more" + (" (QUICK mode: 3 steps and 8 examples, so weak evidence)"
+print(f"here, {verdict} matters more" + (" (QUICK mode: 2 steps and 4 examples, so weak evidence)"
                                         if QUICK else ""))
 
 # %% [markdown]

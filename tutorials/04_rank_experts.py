@@ -45,7 +45,7 @@ from widgets import ExpertLoad, RankActivations, TokenRouting, score_bars
 
 QUICK = os.environ.get("LORA_WORKBENCH_QUICK") == "1"  # set by `make test`: small samples
 N_PROMPTS = 8 if QUICK else 32    # held-out prompts per task for the routing maps
-EVAL_LIMIT = 8 if QUICK else None  # held-out examples per task for the live scores (None = all)
+EVAL_LIMIT = 4 if QUICK else None  # held-out examples per task for the live scores (None = all)
 torch.manual_seed(0)
 
 lab = wb.Workbench.from_zoo("smollm2-135m")

@@ -29,7 +29,6 @@
 import os
 
 import pandas as pd
-import torch
 
 import workbench as wb
 from workbench import multimodal as mm
@@ -38,7 +37,6 @@ from workbench.multimodal.analysis import ladder_attention, modality_map
 from widgets import ModalityMap, QLadderAttention
 
 QUICK = os.environ.get("LORA_WORKBENCH_QUICK") == "1"
-torch.set_num_threads(2)
 STEPS = (3, 3) if QUICK else (40, 60)  # (stage 1 projector, stage 2 adapters)
 N_TRAIN, N_EVAL, BATCH = (24, 6, 4) if QUICK else (300, 60, 8)
 R_VISION, R_LANGUAGE = 4, 12  # MM-LoRA ranks; the shared LoRA gets r = 16, the same budget

@@ -27,7 +27,6 @@
 import os
 
 import pandas as pd
-import torch
 
 import workbench as wb
 from workbench import multimodal as mm
@@ -36,7 +35,6 @@ from workbench.zoo.whisper import transcribe
 from widgets import PromptScaleExplorer
 
 QUICK = os.environ.get("LORA_WORKBENCH_QUICK") == "1"
-torch.set_num_threads(2)
 STEPS = (3, 3) if QUICK else (60, 60)  # (stage 1 single tasks, stage 2 + combined tasks)
 N_TRAIN, N_EVAL, BATCH = (16, 4, 4) if QUICK else (96, 24, 8)
 

@@ -82,7 +82,9 @@ def lab_server(tmp_path_factory):
     env = {**os.environ, "LW_TEST_WORKSPACES": str(tmp / "workspaces"),
            "LW_TEST_SETTINGS": str(tmp / "settings"), "HF_HUB_OFFLINE": "1",
            "LORA_WORKBENCH_QUICK": "1",  # tutorials read it: short schedules under make test
-           "OMP_WAIT_POLICY": "PASSIVE"}  # the kernel shares 2 cores with chromium: no spin-waits
+           # two workers' kernels share the 2 cores (with chromium): one torch thread each, waits that
+           # sleep; two processes at two spinning threads each slow each other down 10-20x
+           "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
     cmd = [sys.executable, "-m", "workbench.cli", "lab", "--dir", str(tmp / "tutorials"),
            "--port", str(port), "--no-browser",
            f"--config={ROOT / 'tests' / 'browser' / 'jupyter_server_test_config.py'}"]

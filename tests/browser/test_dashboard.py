@@ -25,7 +25,11 @@ def dashboard(tmp_path_factory):
     # it loads SmolLM2 and the four adapters first
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     with running_server(cmd, f"{url}{HEALTH}", log, what="the dashboard", timeout=300, cwd=ROOT,
-                        env={**os.environ, "HF_HUB_OFFLINE": "1",  # the Runs tab reads this store
+                        env={**os.environ, "HF_HUB_OFFLINE": "1",
+                             # one torch thread, waits that sleep: the other worker's kernel shares the
+                             # 2 cores (at two spinning threads, 16 short answers took ~100 s)
+                             "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE",
+                             # the Runs tab reads this store
                              "LORA_WORKBENCH_TRACKING": f"sqlite:///{log.parent / 'runs.db'}"}):
         yield url
 
