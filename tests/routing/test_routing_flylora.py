@@ -202,3 +202,10 @@ def test_dropout_hits_the_input_of_A_in_training_only():
     torch.testing.assert_close(router.eval()(x, None), plain.eval()(x, None))
     torch.manual_seed(0)
     assert not torch.allclose(router.train()(x, None), plain(x, None))
+
+
+def test_update_bias_leaves_a_rank_whose_count_equals_k_over_r_alone():
+    acc = make(r=4, k=4, update="accumulate", bias_u=0.1)  # k/r = 1
+    acc.counts.copy_(torch.tensor([1.0, 0.0, 2.0, 1.0]))
+    acc.update_bias()
+    torch.testing.assert_close(acc.bias, torch.tensor([0.0, 0.1, -0.1, 0.0]))  # sign(0) = 0: no step
