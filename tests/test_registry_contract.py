@@ -44,6 +44,7 @@ REGISTRIES = {
     "experiments": ("workbench.experiments", "EXPERIMENTS"),
     "importance": ("workbench.compression", "IMPORTANCE"),
     "searchers": ("workbench.search", "SEARCHERS"),
+    "composers": ("workbench.composition", "COMPOSERS"),
 }
 TRAINING = {"optimizers", "grad_methods", "samplings", "loss_weightings", "variants"}
 # (registry, name) of entries that may break a rule for now, each with its reason: xfail(strict=True),
@@ -221,6 +222,7 @@ def test_every_declared_flag_is_used_by_some_entry(key):
     ("workbench/merging/methods", re.compile(r"@(?:factored|elementwise)\(|MERGES\.register\(")),
     ("workbench/routing/mechanisms", re.compile(r"@ROUTERS\.register\(")),
     ("workbench/training/methods", re.compile(r"@GRAD_METHODS\.register\(")),
+    ("workbench/composition/methods", re.compile(r"@COMPOSERS\.register\(")),
 ])
 def test_plugin_packages_hold_one_plugin_per_file(package, marker):
     """Found by package scan: every file there registers its plugin (plumbing lives one level up)."""

@@ -1,0 +1,1 @@
+"""The composition methods, one file each (found by ``COMPOSERS``' package scan)."""

@@ -1,0 +1,36 @@
+"""Naive composition: every concept LoRA summed into the model, one pass per step.
+
+Reference: the "merge" baseline of Zhong et al., "Multi-LoRA Composition for Image Generation", TMLR
+2024 (arXiv 2402.16843), and of LoRA-Composer and CLoRA: W = W0 + Σ_i w ΔW_i (peft's multi-adapter
+sum, ``lab.use({...})``). Deviation: none (the weights are one shared ``weight``).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from workbench.composition.base import COMPOSERS, Composer, CompositionRequest, CompositionResult
+from workbench.composition.sampling import Sampler, applying, check_adapters
+
+
+@COMPOSERS.register("naive", bounds={"weight": (0.0, None)})
+class Naive(Composer):
+    """Sum of the concept LoRAs, each at ``weight``, applied everywhere at every step.
+
+    Args:
+        weight: the weight of each concept LoRA in the sum.
+    """
+
+    def __init__(self, weight: float = 1.0):
+        self.weight = float(weight)
+
+    @torch.no_grad()
+    def sample(self, model, request: CompositionRequest, *, steps: int = 20,
+               seed: int = 0) -> CompositionResult:
+        check_adapters(model, request.names)
+        sampler = Sampler(steps)
+        x = sampler.noise((request.states.shape[0], 1, *request.canvas), seed)
+        with applying(model, dict.fromkeys(request.names, self.weight)):
+            for t in sampler.timesteps:
+                x = sampler.step(model(x, t.expand(x.shape[0]), request.states, request.mask), t, x)
+        return CompositionResult(x.clamp(-1, 1))
