@@ -121,3 +121,21 @@ def test_update_is_s_times_B_of_z_plus_causal_attention_over_z_by_hand():
         mixed = mixed @ router.W_o.T * real[0, :, None]  # padded queries: no attention output
         expected = (6.0 / 4) * (z + mixed) @ B.T  # s = α/r on the residual z + MHA(z)
     torch.testing.assert_close(out[0], expected)
+
+
+def test_record_is_the_head_average_of_the_attention():
+    router = make(r=8, heads=2)  # batch 2 and 2 heads: an average over the batch would have the same shape
+    seen = {}
+    router.hook_route.register_forward_hook(lambda m, i, o: seen.setdefault("rec", o))
+    router.hook_attn.register_forward_hook(lambda m, i, o: seen.setdefault("attn", o))
+    router(torch.randn(2, 2, 16, generator=torch.Generator().manual_seed(5)), None)
+    attn = seen["attn"]  # (B, h, T, T)
+    torch.testing.assert_close(seen["rec"].weights, (attn[:, 0] + attn[:, 1]) / 2)
+
+
+def test_dropout_hits_the_lora_input_in_training_only():
+    router, plain = make(r=8, heads=2, dropout=0.5), make(r=8, heads=2)
+    x = torch.randn(2, 4, 16, generator=torch.Generator().manual_seed(6))
+    torch.testing.assert_close(router.eval()(x, None), plain(x, None))
+    torch.manual_seed(0)
+    assert not torch.allclose(router.train()(x, None), plain(x, None))

@@ -199,3 +199,18 @@ def test_load_balance_is_e_times_sum_of_f_p_over_all_layers_concatenated_by_hand
     torch.testing.assert_close(unmasked, expected)  # concatenated, not a mean of per-layer losses
     # k = 2 of 2 experts: every expert in every token's slots, f = 1/2 each: E Σ f P = 2 · ½ · ΣP = 1
     torch.testing.assert_close(load_balance([{"logits": two["logits"], "k": 2}]), torch.tensor(1.0))
+
+
+def test_load_balance_with_top_two_divides_the_slot_counts_by_k_by_hand():
+    import math
+
+    from workbench.routing.losses import load_balance
+
+    # probs [1, 2, 5]/8 -> top-2 {2, 1}; [4, 3, 1]/8 -> top-2 {0, 1}: slots per expert (1, 2, 1) over 2 tokens
+    logits = torch.tensor([[math.log(1), math.log(2), math.log(5)], [math.log(4), math.log(3), math.log(1)]])
+    f = torch.tensor([1.0, 2.0, 1.0]) / 2 / 2  # mean over tokens, then / k
+    P = torch.tensor([5.0, 5.0, 6.0]) / 16
+    value = load_balance([{"logits": logits, "k": 2}])
+    torch.testing.assert_close(value, 3 * (f * P).sum())  # = 0.984375
+    assert value.item() == pytest.approx(0.984375)
+    torch.testing.assert_close(load_balance([{"logits": logits[None], "k": 2}]), value)  # (B, T, E) payloads

@@ -128,3 +128,10 @@ def test_reward_is_w2_prelu_w1_of_concatenated_last_real_token_states(lab):
         torch.testing.assert_close(rm(batch), expected)
     assert pairwise_loss(torch.tensor([2.0, 0.0]), torch.tensor([0.0, 0.0])).item() == pytest.approx(
         (-F.logsigmoid(torch.tensor(2.0)) + torch.log(torch.tensor(2.0))).item() / 2)
+
+
+def test_pairwise_loss_is_minus_log_sigmoid_of_the_margin_by_hand():
+    import math
+
+    value = pairwise_loss(torch.tensor([2.0, 0.0]), torch.tensor([1.0, 3.0]))  # margins 1 and −3
+    assert value.item() == pytest.approx((math.log1p(math.exp(-1)) + math.log1p(math.exp(3))) / 2, rel=1e-6)

@@ -181,3 +181,31 @@ def test_lab_records_and_training_update_B_only():
     changed = {k.rsplit(".", 1)[-1] for k in before if not torch.equal(before[k], after[k])}
     assert changed == {"B", "bias"}  # A stays frozen; d moves by the balancing rule
     assert routed.trainable() and all(p.shape[-1] == 8 for p in routed.trainable())
+
+
+def test_update_bias_is_u_times_the_sign_of_k_over_r_minus_the_raw_counts():
+    acc = make(r=16, k=4, update="accumulate", bias_u=0.1)
+    acc.counts.copy_(torch.tensor([0.0, 1.0, 3.0, 70.0] * 4))  # k/r = 0.25: only unused ranks go up
+    acc.update_bias()
+    torch.testing.assert_close(acc.bias, torch.tensor([0.1, -0.1, -0.1, -0.1] * 4))
+
+
+def test_default_p_is_in_over_r_over_k_but_at_least_one():
+    assert FlyLoRA(2, OUT, generator=torch.Generator().manual_seed(0), r=8, k=2).p == 1  # 2 // 4 = 0 → 1
+    assert FlyLoRA(12, OUT, generator=torch.Generator().manual_seed(0), r=8, k=2).p == 3  # 12 // (8 // 2)
+
+
+def test_dropout_hits_the_input_of_A_in_training_only():
+    router, plain = make(r=16, k=4, init="random", dropout=0.5, bias_u=0.0), make(r=16, k=4, init="random",
+                                                                                  bias_u=0.0)
+    x = inputs()
+    torch.testing.assert_close(router.eval()(x, None), plain.eval()(x, None))
+    torch.manual_seed(0)
+    assert not torch.allclose(router.train()(x, None), plain(x, None))
+
+
+def test_update_bias_leaves_a_rank_whose_count_equals_k_over_r_alone():
+    acc = make(r=4, k=4, update="accumulate", bias_u=0.1)  # k/r = 1
+    acc.counts.copy_(torch.tensor([1.0, 0.0, 2.0, 1.0]))
+    acc.update_bias()
+    torch.testing.assert_close(acc.bias, torch.tensor([0.0, 0.1, -0.1, 0.0]))  # sign(0) = 0: no step

@@ -130,3 +130,24 @@ def test_a_frozen_bank_routes_over_the_labs_adapters():
     lab.new_adapter("q_only", r=2, targets="q_proj")
     with pytest.raises(WorkbenchError, match="no factors"):
         lab.add_router("mx2", "lora-mixer", bank=["a", "q_only"])
+
+
+def test_dropout_hits_the_lora_input_in_training_only_and_the_record_holds_no_graph():
+    router, plain = make(init="random", dropout=0.5), make(init="random")
+    x = inputs()
+    records = []
+    router.hook_route.register_forward_hook(lambda m, i, o: records.append(o))
+    torch.testing.assert_close(router.eval()(x, None), plain.eval()(x, None))
+    assert not records[0].weights.requires_grad  # the gate is recorded detached
+    torch.manual_seed(0)
+    assert not torch.allclose(router.train()(x, None), plain(x, None))
+
+
+def test_each_expert_scale_is_alpha_over_r_by_hand():
+    router, x = make(init="random", r=4, alpha=8.0).eval(), inputs()  # s_e = 8/4 = 2
+    records = []
+    router.hook_route.register_forward_hook(lambda m, i, o: records.append(o))
+    out = router(x, None)
+    w = records[0].weights
+    expected = sum(w[..., e, None] * 2.0 * x @ (router.B[e] @ router.A[e]).T for e in range(4))
+    torch.testing.assert_close(out, expected)

@@ -129,3 +129,31 @@ def test_the_constraint_sums_over_modules_and_training_reaches_the_router():
     after = routed.state_dict()
     changed = {k.rsplit(".", 1)[-1] for k in before if not torch.equal(before[k], after[k])}
     assert {"router", "A", "B"} <= changed
+
+
+# -- the defining details, against hand computations ------------------------------------------------
+def test_scale_is_alpha_over_r_by_hand():
+    router = make(experts=2, r=4, alpha=8.0, init="random").eval()  # s = 8/4 = 2 (not α·r = 32)
+    with torch.no_grad():
+        router.router.zero_()  # ω = (½, ½)
+    x = inputs(shape=(1, 1))
+    by_hand = 2.0 * 0.5 * (x @ (router.B[0] @ router.A[0]).T + x @ (router.B[1] @ router.A[1]).T)
+    torch.testing.assert_close(router(x, None), by_hand)
+
+
+def test_dropout_hits_the_lora_input_in_training_only():
+    router, x = make(init="random", dropout=0.5), inputs()
+    plain = make(init="random", dropout=0.0).eval()
+    torch.testing.assert_close(router.eval()(x, None), plain(x, None))
+    torch.manual_seed(0)
+    assert not torch.allclose(router.train()(x, None), plain(x, None))
+
+
+def test_cv_squared_of_one_entry_is_zero_and_eps_adds_to_the_squared_mean():
+    from workbench.routing.mechanisms.loramoe import localized_balance
+
+    one = localized_balance([{"z": torch.tensor([3.0], requires_grad=True)}])
+    assert one.item() == 0.0 and one.requires_grad  # not var() of one value (NaN), not the value itself
+    tiny = torch.tensor([1e-6, 3e-6])  # Var = 2e-12 (unbiased), Mean² = 4e-12, the code's eps 1e-10
+    by_hand = 2e-12 / (4e-12 + 1e-10)
+    assert localized_balance([{"z": tiny}]).item() == pytest.approx(by_hand, rel=1e-4)

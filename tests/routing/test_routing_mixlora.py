@@ -222,3 +222,34 @@ def test_router_reads_the_ffn_input_softmax_then_top_k_renormalised_by_hand():
             want = sum(w[j] * expert_output(router, block, int(top.indices[j]), x[0, t]) for j in range(2))
             torch.testing.assert_close(out[0, t], want)
     assert router.scaling == 2.0  # α / r
+
+
+def test_dropout_hits_the_expert_lora_inputs_in_training_only():
+    block, x = MLP(), inputs()
+    plain = make(block, init="random", dropout=0.0)
+    router = make(block, init="random", dropout=0.5, aux_coef=0.0)
+    torch.testing.assert_close(router(x, block), plain(x, block))  # eval: no dropout
+    torch.manual_seed(0)
+    assert not torch.allclose(router.train()(x, block), plain(x, block))
+
+
+def test_jitter_multiplies_the_block_input_and_the_experts_see_it_too():
+    block, x = MLP(), inputs()
+    noisy = make(block, init="random", jitter=0.5, aux_coef=0.0).train()
+    torch.manual_seed(3)
+    out = noisy(x, block)
+    torch.manual_seed(3)
+    u = torch.empty(10, D).uniform_(0.5, 1.5)  # the same draw: h ← h ⊙ U(1 − ε, 1 + ε), h (N, d)
+    torch.testing.assert_close(out, make(block, init="random")(x * u.reshape(2, 5, D), block))
+
+
+def test_top_one_gives_each_token_its_own_experts_ffn_with_gate_one():
+    block, x = MLP(), inputs()
+    router = make(block, k=1, init="random", router_init_range=1.0)
+    out, rec = record_of(router, x, block)
+    best = rec.scores.argmax(-1)  # (B, T)
+    assert best.unique().numel() > 1  # several experts in use
+    for b in range(2):
+        for t in range(5):
+            want = expert_output(router, block, int(best[b, t]), x[b, t])  # w = p / p = 1
+            torch.testing.assert_close(out[b, t], want)

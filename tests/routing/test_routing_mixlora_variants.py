@@ -134,3 +134,14 @@ def test_add_mixlora_builds_each_variant_with_its_own_parameters():
         routed, attn = add_mixlora(lab, f"m{i}", experts=4, k=2, r=2, mechanism=mechanism, **extra)
         assert routed.mechanism == mechanism and attn.name == f"m{i}_attn"
         assert ("k" in routed.params) == (mechanism == "mixlora")
+
+
+def test_switch_counts_capacity_along_the_sequence_and_a_2d_input_is_one_sequence():
+    block, x = MLP(), inputs(shape=(2, 7))
+    router = make("mixlora-switch", block, capacity=2, router_init_range=1.0)
+    both = router(x, block)
+    torch.testing.assert_close(router(x[1], block), both[1])  # (T, d): capacity over its T tokens
+    probs = torch.softmax(x[1] @ router.router.T, -1)
+    idx, gates = router.select(probs, x[1])
+    firsts = [t for t in range(7) if (probs[:t + 1].argmax(-1) == probs[t].argmax()).sum() <= 2]
+    assert [t for t in range(7) if idx[t, 0] >= 0] == firsts  # the first two tokens of each expert

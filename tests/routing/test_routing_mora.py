@@ -141,3 +141,16 @@ def test_lab_grows_the_pool_and_trains_only_the_newest_ranks():
     assert len(routed.trainable()) == 2 * 8  # still the newest ranks after training
     with pytest.raises(WorkbenchError, match="MoRA"):
         add_task_ranks(lab.add_router("sm", "smora", r=4, k=2, targets="q_proj"), 2)
+
+
+def test_a_score_equal_to_delta_is_kept_and_evaluation_without_pruning_records_the_top_k():
+    router = MoRA(4, 3, generator=torch.Generator().manual_seed(0), r=4, k=2, delta=0.5, init="random").eval()
+    with torch.no_grad():
+        router.A[0].copy_(torch.eye(4))
+    x = torch.ones(1, 1, 4)  # h = (1, 1, 1, 1): s_i = 1/2 = δ exactly, 1[s ≥ δ] keeps them
+    rec, out = record_of(router, x)
+    w = torch.zeros(4).scatter(0, rec.scores.reshape(4).topk(2).indices, 0.5)  # softmax of two equal scores
+    torch.testing.assert_close(out.reshape(3), router.B[0].detach() @ w)
+    assert rec.selected is None  # a pruning forward
+    rec, _ = record_of(make(k=3, init="random").eval(), inputs())  # δ = −inf: no pruning in evaluation
+    assert rec.selected is not None and rec.selected.shape == (2, 5, 3)

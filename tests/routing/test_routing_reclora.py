@@ -155,3 +155,40 @@ def test_mixing_logits_are_the_layernorm_relu_mlp_of_u_and_hard_mode_softmaxes_t
     assert torch.equal(idx.sort(-1).values, top.indices.sort(-1).values)
     dense = torch.zeros_like(want).scatter(-1, top.indices, top.values.softmax(-1))  # no T in hard mode
     torch.testing.assert_close(w, dense, atol=1e-5, rtol=1e-5)
+
+
+def test_record_repeats_each_samples_mix_on_every_token():
+    router = router_alone(routing="hard", topk=2).eval()
+    x, u = torch.randn(2, 3, 16), torch.randn(2, D)
+    records = []
+    router.hook_route.register_forward_hook(lambda m, i, o: records.append(o))
+    with routing_context(context=u):
+        router(x, None)
+    logits, w, idx = router.mix_weights(u)  # (B, M), (B, M), (B, 2)
+    rec = records[0]
+    assert rec.shape == (2, 3, 4) and rec.selected.shape == (2, 3, 2)
+    for t in range(3):
+        torch.testing.assert_close(rec.scores[:, t], logits)
+        torch.testing.assert_close(rec.weights[:, t], w)
+        assert torch.equal(rec.selected[:, t], idx)
+
+
+def test_dropout_hits_the_lora_input_in_training_only():
+    router, plain = router_alone(dropout=0.5, mlp_dropout=0.0), router_alone(dropout=0.0, mlp_dropout=0.0)
+    x, u = torch.randn(2, 3, 16), torch.randn(2, D)
+    with routing_context(context=u):
+        torch.testing.assert_close(router.eval()(x, None), plain.eval()(x, None))
+        torch.manual_seed(0)
+        assert not torch.allclose(router.train()(x, None), plain(x, None))
+
+
+def test_one_meta_lora_at_scale_alpha_over_r_by_hand_and_inputs_in_the_factors_dtype():
+    router = router_alone(alpha=6.0).eval()  # r = 3: s = 2
+    set_logits(router, [0.0, -1e4, -1e4, -1e4])  # w = (1, 0, 0, 0)
+    x, u = torch.randn(2, 3, 16), torch.randn(2, D)
+    with routing_context(context=u):
+        got = router(x, None)
+        as_double = router(x.double(), None)  # computed in the factors' float32
+    torch.testing.assert_close(got, 2.0 * x @ router.A[0].T @ router.B[0].T, atol=1e-6, rtol=1e-5)
+    assert as_double.dtype == torch.float32
+    torch.testing.assert_close(as_double, got)

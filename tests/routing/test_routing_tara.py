@@ -161,3 +161,16 @@ def test_alignment_is_the_mean_over_key_projections_only_and_masks_pick_each_ada
             kv = p.endswith(("k_proj", "v_proj"))
             delta = dd * dog[..., None] + dc * cat[..., None] if kv else dd + dc
             torch.testing.assert_close(out, layer.base_layer(xin) + delta)
+
+
+def test_the_record_is_each_adapters_mask_where_masked_and_one_where_not():
+    lab, x, _ = bank_lab(targets=["q_proj", "k_proj"])  # kv_only: k masked, q the plain sum
+    lab.use("tara")
+    dog, cat = torch.zeros(3, 7), torch.zeros(3, 7)
+    dog[:, 2], cat[:, 4] = 1, 1
+    with routing_context(token_masks={"dog": dog, "cat": cat}):
+        _, cache = lab.run(x, record="*.hook_route")
+    assert len(cache) == 4  # 2 layers × q, k
+    for key, rec in cache.items():
+        want = torch.stack([dog, cat], -1) if ".k_proj." in key else torch.ones(3, 7, 2)
+        assert torch.equal(rec.weights, want), key
