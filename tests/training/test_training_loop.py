@@ -39,9 +39,11 @@ def test_only_the_loop_steps_an_optimizer():
     backward = sorted(str(p.relative_to(WORKBENCH)) for p in WORKBENCH.rglob("*.py")
                       if re.search(r"\.backward\(|autograd\.grad\(", p.read_text()))
     # Flexora's gate gradient, DMoERM's gradient × input attribution, LLM-Pruner's Taylor importance,
-    # the merges' Fisher statistics and AdaMerging's entropy gradient read gradients, never step
-    assert backward == ["analysis/reward_mixture.py", "compression/importance.py", "generation/icm_fusion.py",
-                        "merging/statistics.py",
+    # the merges' Fisher statistics and AdaMerging's entropy gradient read gradients, never step;
+    # LoRA-Composer's box guidance and CLoRA's contrastive update move the latent being sampled, not weights
+    assert backward == ["analysis/reward_mixture.py", "composition/methods/clora.py",
+                        "composition/methods/composer.py", "compression/importance.py",
+                        "generation/icm_fusion.py", "merging/statistics.py",
                         "search/adamerging.py", "training/layers.py", "training/steps.py"]
     lambdas = [p for p in WORKBENCH.rglob("*.py") if "(s + 1) / n_warm" in p.read_text()]
     assert [p.name for p in lambdas] == ["schedule.py"]
