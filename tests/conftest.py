@@ -17,6 +17,16 @@ torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
 TINY = ["tiny-llama", "tiny-gemma3", "tiny-gpt2", "tiny-bert"]
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test, then the thread count as it was: tiny models' ops are too small to
+    share, and two threads beside a busy process run them tens of times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def tiny_inputs(model, batch: int = 3, length: int = 7, seed: int = 0) -> dict[str, torch.Tensor]:
     """Random token ids for a tiny model, with a padded last row (exercises attention masks)."""
     g = torch.Generator().manual_seed(seed)

@@ -33,13 +33,7 @@ def _lab(seed: int = 0):
     return lab
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The tiny UNet's ops are too small to share: two threads on a busy machine run ~50× slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

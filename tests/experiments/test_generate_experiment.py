@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-import torch
 
 from tests.experiments.helpers import text_lab, toy_task
 from workbench.experiments import reproduce
@@ -37,12 +36,7 @@ class TinyGenerate(GenerateExperiment):
         return list(experts)[:2]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def test_the_experiment_runs_every_arm_on_a_tiny_lab_and_leaves_it_clean(tmp_path):

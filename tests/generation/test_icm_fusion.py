@@ -13,13 +13,7 @@ from tests.generation.helpers import EXAMPLES, first_order_maml_gradient, plante
 from workbench.errors import WorkbenchError
 from workbench.generation import ICMFusion, ICMLoRA, flatten
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

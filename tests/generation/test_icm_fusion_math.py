@@ -25,12 +25,7 @@ from workbench.generation.icm_fusion import PROBE
 PROJECTED = torch.tensor([[-0.4, 0.9], [0.6, -1.1]])  # P(v_t), worked out in the module docstring
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

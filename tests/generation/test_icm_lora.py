@@ -18,14 +18,7 @@ from workbench.errors import WorkbenchError
 from workbench.generation import ICMLoRA, flatten, late_checkpoints
 from workbench.tasks import Example, Task
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The CVAE's small convolutions run fastest on one thread on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

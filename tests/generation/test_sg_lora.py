@@ -14,13 +14,7 @@ from tests.generation.helpers import planted_family
 from workbench.errors import WorkbenchError
 from workbench.generation import HashingEncoder, SGLoRA, flatten, proximity_weights, semantic_condition
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def test_proximity_weights_by_hand():
