@@ -42,7 +42,8 @@ from workbench.experiments.base import (
 )
 from workbench.experiments.stats import mean_interval
 from workbench.tasks import Example, Task
-from workbench.tasks.encoding import encode_for_training, end_of_turn_id, left_pad, pad_id, prompt_ids
+from workbench.tasks.answers import greedy_answers as answers_of
+from workbench.tasks.encoding import encode_for_training
 from workbench.training.layers import flexora_search, flexora_select, layer_paths
 
 TASK = "language"  # the real task (short prompts: cheap on the CPU)
@@ -195,26 +196,11 @@ def plant_teacher(lab, name: str, paths: list[str], seed: int) -> None:
             B.mul_(TEACHER_REL * layer.base_layer.weight.norm() / delta.norm())
 
 
-@torch.no_grad()
 def greedy_answers(lab, task: Task, examples: list[Example], batch_size: int = 16) -> list[str]:
-    """The greedy answers (``task.max_new_tokens`` tokens at most) of the model as the lab applies it."""
-    tok, model = lab.tokenizer, lab.model
-    pid, eot = pad_id(tok), end_of_turn_id(tok)
-    out: list[str] = []
-    was = model.training
-    model.eval()
-    try:
-        for s in range(0, len(examples), batch_size):
-            prompts = [prompt_ids(tok, task, e) for e in examples[s:s + batch_size]]
-            batch = left_pad(prompts, pid)
-            new = model.generate(input_ids=batch["input_ids"].to(lab.device),
-                                 attention_mask=batch["attention_mask"].to(lab.device),
-                                 max_new_tokens=task.max_new_tokens, do_sample=False, pad_token_id=pid,
-                                 eos_token_id=eot)[:, batch["input_ids"].shape[1]:]
-            out += [tok.decode(row, skip_special_tokens=True).strip() or "." for row in new]
-    finally:
-        model.train(was)
-    return out
+    """The greedy answers (``task.max_new_tokens`` tokens at most) of the model as the lab applies it
+    ("." for an empty one, so that it stays a target)."""
+    answers = answers_of(lab.model, lab.tokenizer, task, examples, batch_size=batch_size)
+    return [a.strip() or "." for a in answers]
 
 
 def gate_rows(arm: str, gates: pd.DataFrame) -> list[dict]:

@@ -16,11 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
-
 from workbench.errors import WorkbenchError
 from workbench.tasks import METRICS, Example, Task
-from workbench.tasks.encoding import end_of_turn_id, left_pad, pad_id, prompt_ids
+from workbench.tasks.answers import greedy_answers as answers_of
 from workbench.tasks.metrics import choice_predictions
 
 
@@ -30,25 +28,11 @@ def shared_choices(task: Task) -> tuple[str, ...] | None:
     return next(iter(found)) if len(found) == 1 else None
 
 
-@torch.no_grad()
 def greedy_answers(lab, task: Task, inputs: Sequence[Example], *, batch_size: int = 16) -> list[str]:
-    """Greedy answers (``task.max_new_tokens`` at most) of the model as ``lab`` applies it now."""
-    tok, model = lab.tokenizer, lab.model
-    pid, eot = pad_id(tok), end_of_turn_id(tok)
-    out: list[str] = []
-    was = model.training
-    model.eval()
-    try:
-        for s in range(0, len(inputs), batch_size):
-            batch = left_pad([prompt_ids(tok, task, e) for e in inputs[s:s + batch_size]], pid)
-            new = model.generate(input_ids=batch["input_ids"].to(lab.device),
-                                 attention_mask=batch["attention_mask"].to(lab.device),
-                                 max_new_tokens=task.max_new_tokens, do_sample=False, pad_token_id=pid,
-                                 eos_token_id=eot)[:, batch["input_ids"].shape[1]:]  # (B, new)
-            out += [" ".join(tok.decode(row, skip_special_tokens=True).split()) for row in new]
-    finally:
-        model.train(was)
-    return out
+    """Greedy answers (``task.max_new_tokens`` at most) of the model as ``lab`` applies it now, with white
+    space collapsed as ``exact_match`` compares them."""
+    answers = answers_of(lab.model, lab.tokenizer, task, inputs, batch_size=batch_size)
+    return [" ".join(a.split()) for a in answers]
 
 
 def label(lab, adapter: str | None, task: Task, inputs: Sequence[Example], *,
