@@ -135,3 +135,22 @@ def test_pairwise_loss_is_minus_log_sigmoid_of_the_margin_by_hand():
 
     value = pairwise_loss(torch.tensor([2.0, 0.0]), torch.tensor([1.0, 3.0]))  # margins 1 and −3
     assert value.item() == pytest.approx((math.log1p(math.exp(-1)) + math.log1p(math.exp(3))) / 2, rel=1e-6)
+
+
+
+def test_one_category_takes_every_sample_and_text_is_encoded_first():
+    """One category and no router: every sample (not every position) goes to it without a head's
+    argmax; text is tokenized by the lab before routing and scoring (kills dropping ``as_batch``)."""
+    from tests.transfer.helpers import llama_lab  # a tiny lab with a word tokenizer
+
+    lab = llama_lab()
+    for i, name in enumerate(["a", "b"]):
+        lab.new_adapter(name, r=2, init="random", targets="attention", seed=i)
+    rm = DMoERM(lab, {"chat": ["a", "b"]})
+    x = tiny_inputs(lab.model)  # (3, 7): batch and length differ
+    assert rm.route(x).tolist() == [0, 0, 0]
+    inner = rm.inner["chat"]
+    torch.testing.assert_close(rm(x), inner(inner.features(lab, x)))
+    texts = ["apple", "banana apple"]
+    assert rm.route(texts).tolist() == [0, 0]
+    torch.testing.assert_close(rm(texts), inner(inner.features(lab, lab.encode(texts))))
