@@ -17,7 +17,7 @@ Reference: Song et al., "Denoising Diffusion Implicit Models", ICLR 2021 (diffus
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import contextmanager
 
 import torch
@@ -43,9 +43,23 @@ class Sampler:
         """The initial latent for ``seed`` (``ddim_sample``'s draw)."""
         return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
 
+    def latent(self, request, seed: int) -> torch.Tensor:
+        """(B, 1, H, W) initial latent of ``request`` (a ``CompositionRequest``) for ``seed``."""
+        return self.noise((request.states.shape[0], 1, *request.canvas), seed)
+
     def step(self, eps: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """x_t -> x_{t-1} given the predicted noise."""
         return self.scheduler.step(eps, t, x).prev_sample
+
+
+def denoise(model: torch.nn.Module, request, sampler: Sampler, x: torch.Tensor,
+            weights_at: Callable[[int], Mapping[str, float]]) -> torch.Tensor:
+    """The plain loop from latent ``x``: at step i every LoraLayer applies ``weights_at(i)``, the model
+    predicts the noise of the request's captions, DDIM steps; returns the images clamped to [-1, 1]."""
+    for i, t in enumerate(sampler.timesteps):
+        with applying(model, weights_at(i)):
+            x = sampler.step(model(x, t.expand(x.shape[0]), request.states, request.mask), t, x)
+    return x.clamp(-1, 1)
 
 
 def lora_layers(model: torch.nn.Module) -> list[LoraLayer]:

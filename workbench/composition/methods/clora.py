@@ -83,7 +83,7 @@ class CLoRA(Composer):
         groups = request.groups
         sampler = Sampler(steps)
         B = request.states.shape[0]
-        x = sampler.noise((B, 1, *request.canvas), seed)
+        x = sampler.latent(request, seed)
         updated = int(round(self.update_until * steps)) if self.update_steps else 0
         records, masks = [], None
         for i, t in enumerate(sampler.timesteps):

@@ -80,7 +80,7 @@ class LoRAComposer(Composer):
         check_attention_only(model, request.names)
         groups = request.groups if self.injection or self.isolation else None
         sampler = Sampler(steps)
-        x = sampler.noise((request.states.shape[0], 1, *request.canvas), seed)
+        x = sampler.latent(request, seed)
         boxes = request.boxes()
         with applying(model, {}):  # the attention plans apply the concepts; every other layer is the base
             return self._sample(model, request, sampler, x, boxes, groups)

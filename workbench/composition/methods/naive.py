@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from workbench.composition.base import COMPOSERS, Composer, CompositionRequest, CompositionResult
-from workbench.composition.sampling import Sampler, applying, check_adapters
+from workbench.composition.sampling import Sampler, check_adapters, denoise
 
 
 @COMPOSERS.register("naive", bounds={"weight": (0.0, None)})
@@ -29,8 +29,6 @@ class Naive(Composer):
                seed: int = 0) -> CompositionResult:
         check_adapters(model, request.names)
         sampler = Sampler(steps)
-        x = sampler.noise((request.states.shape[0], 1, *request.canvas), seed)
-        with applying(model, dict.fromkeys(request.names, self.weight)):
-            for t in sampler.timesteps:
-                x = sampler.step(model(x, t.expand(x.shape[0]), request.states, request.mask), t, x)
-        return CompositionResult(x.clamp(-1, 1))
+        weights = dict.fromkeys(request.names, self.weight)
+        x = sampler.latent(request, seed)
+        return CompositionResult(denoise(model, request, sampler, x, lambda i: weights))

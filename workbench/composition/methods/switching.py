@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from workbench.composition.base import COMPOSERS, Composer, CompositionRequest, CompositionResult
-from workbench.composition.sampling import Sampler, applying, check_adapters
+from workbench.composition.sampling import Sampler, check_adapters, denoise
 
 
 @COMPOSERS.register("switching", bounds={"every": (1, None), "weight": (0.0, None)})
@@ -35,11 +35,7 @@ class Switching(Composer):
                seed: int = 0) -> CompositionResult:
         check_adapters(model, request.names)
         sampler = Sampler(steps)
-        x = sampler.noise((request.states.shape[0], 1, *request.canvas), seed)
-        record = []
-        for i, t in enumerate(sampler.timesteps):
-            name = self.active(i, request.names)
-            record.append({"step": i, "active": name})
-            with applying(model, {name: self.weight}):
-                x = sampler.step(model(x, t.expand(x.shape[0]), request.states, request.mask), t, x)
-        return CompositionResult(x.clamp(-1, 1), steps=record)
+        active = [self.active(i, request.names) for i in range(len(sampler.timesteps))]
+        x = sampler.latent(request, seed)
+        images = denoise(model, request, sampler, x, lambda i: {active[i]: self.weight})
+        return CompositionResult(images, steps=[{"step": i, "active": n} for i, n in enumerate(active)])

@@ -20,7 +20,7 @@ import torch
 
 from workbench.composition.attention import AttentionPlan, planned
 from workbench.composition.base import COMPOSERS, Composer, CompositionRequest, CompositionResult
-from workbench.composition.sampling import Sampler, applying, check_adapters
+from workbench.composition.sampling import Sampler, check_adapters, denoise
 
 
 @COMPOSERS.register("tara", flags=("uses_tokens",), bounds={"weight": (0.0, None)})
@@ -45,10 +45,7 @@ class TokenAware(Composer):
                seed: int = 0) -> CompositionResult:
         check_adapters(model, request.names)
         sampler = Sampler(steps)
-        B = request.states.shape[0]
-        x = sampler.noise((B, 1, *request.canvas), seed)
         weights = dict.fromkeys(request.names, self.weight)
-        with applying(model, weights), planned(model, self.plan(model, request)):
-            for t in sampler.timesteps:
-                x = sampler.step(model(x, t.expand(B), request.states, request.mask), t, x)
-        return CompositionResult(x.clamp(-1, 1))
+        with planned(model, self.plan(model, request)):
+            return CompositionResult(denoise(model, request, sampler, sampler.latent(request, seed),
+                                             lambda i: weights))
